@@ -79,5 +79,46 @@ def inspect(
         inspect_view(console, d)
 
 
+@app.command()
+@guarded
+def probe(
+    quick: bool = typer.Option(False, "--quick", help="Fewer repetitions (under 15 s)."),
+    save: bool = typer.Option(True, "--save/--no-save", help="Save the profile as device 'this'."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Measure this device: RAM and limits, CPU, memory bandwidth, compute, accelerators, disk, llama.cpp."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from . import profile as prof_mod
+    from .render import profile_view
+    from probes import PROBES
+
+    progress_console = err_console if json_out else console
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=progress_console, transient=True) as bar:
+        task = bar.add_task("probing", total=len(PROBES))
+
+        def on_step(name: str) -> None:
+            done = list(PROBES).index(name) if name in PROBES else 0
+            bar.update(task, completed=done, description=f"probing {name}")
+
+        prof = prof_mod.collect(quick=quick, on_step=on_step)
+        bar.update(task, completed=len(PROBES))
+    saved = None
+    if save:
+        try:
+            saved = prof_mod.save(prof)
+        except FitcheckError as e:
+            prof["warnings"].append(f"profile not saved: {e}")
+    if json_out:
+        emit_json(prof)
+    else:
+        profile_view(console, prof)
+        if saved:
+            console.print(f"saved as device 'this': {saved}")
+    for w in prof["warnings"]:
+        err_console.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     app()

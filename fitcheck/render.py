@@ -69,3 +69,47 @@ def inspect_view(console: Console, d: dict[str, Any]) -> None:
     for name, e in d["tensor_types"].items():
         t.add_row(name, str(e["count"]), f"{e['elements']:,}", fmt_bytes(e["bytes"]), f"{100 * e['bytes'] / total:.1f} %")
     console.print(t)
+
+
+def _gbps(v) -> str:
+    return f"{v:.1f} GB/s" if isinstance(v, (int, float)) else "-"
+
+
+def _status(d: dict) -> str | None:
+    if not isinstance(d, dict) or d.get("status") in (None, "ok"):
+        return None
+    return f"{d.get('status')}: {d.get('reason')}"
+
+
+def profile_view(console: Console, p: dict[str, Any]) -> None:
+    mem, cpu, bw, comp, disk, rt = (p.get(k, {}) for k in ("memory", "cpu", "bandwidth", "compute", "disk", "runtime"))
+    rows: list[tuple[str, Any]] = [
+        ("CPU", _status(cpu) or f"{cpu.get('model')} — {cpu.get('physical_cores')} cores / {cpu.get('logical_cores')} threads"),
+        ("ISA", ", ".join(cpu.get("flags", [])) or None),
+        ("caches", ", ".join(f"{k} {fmt_bytes(v)}" for k, v in (cpu.get("caches_bytes") or {}).items()) or None),
+        ("RAM", _status(mem) or f"{fmt_bytes(mem.get('total_bytes'))} total, {fmt_bytes(mem.get('available_bytes'))} available"),
+        ("memory limit", f"{fmt_bytes(mem.get('limit_bytes'))} ({mem.get('limit_source')})" if not _status(mem) else None),
+        ("swap", fmt_bytes(mem.get("swap_total_bytes"))),
+    ]
+    if _status(bw):
+        rows.append(("bandwidth", _status(bw)))
+    else:
+        rows += [
+            ("bandwidth read / copy / triad", f"{_gbps(bw.get('read_gbps'))} / {_gbps(bw.get('copy_gbps'))} / {_gbps(bw.get('triad_gbps'))}"),
+            ("bandwidth method", f"{bw.get('method')}; {fmt_bytes(bw.get('array_bytes'))} arrays ({bw.get('llc_multiple')}x LLC), best of {bw.get('repetitions')}"),
+            ("read by threads", ", ".join(f"{k}: {v:.1f}" for k, v in (bw.get("thread_scaling_read_gbps") or {}).items()) + " GB/s"),
+            ("cache-resident read", f"{_gbps(bw.get('cache_resident_read_gbps'))} over {fmt_bytes(bw.get('cache_resident_bytes'))}"),
+        ]
+    rows.append(("CPU GEMM fp32 / fp64", _status(comp) or f"{comp.get('fp32_gflops')} / {comp.get('fp64_gflops')} GFLOP/s ({(comp.get('blas') or {}).get('name')})"))
+    for acc in p.get("accelerators", []):
+        if acc.get("status") != "ok":
+            rows.append((f"accelerator ({acc.get('kind')})", _status(acc)))
+        elif acc.get("kind") == "mlx":
+            rows.append(("mlx", f"{acc['backend']}: {acc['fp32_gflops']} GFLOP/s fp32, {acc['fp16_gflops']} fp16, copy {_gbps(acc['copy_gbps'])}"
+                         + ("" if acc.get("throughput_reference") else " — CPU, not a throughput reference")))
+        else:
+            rows.append((acc.get("kind", "gpu"), f"{acc.get('name')} {fmt_bytes(acc.get('memory_bytes'))}, driver {acc.get('driver')}"))
+    rows.append(("disk read", _status(disk) or f"{_gbps(disk.get('read_gbps'))} (cache dropped: {disk.get('cache_drop')})"))
+    rows.append(("llama.cpp", _status(rt) or f"llama-cpp-python {rt.get('llama_cpp_python')}, backends {', '.join(rt.get('backends', []))}"
+                 + (", AMX" if rt.get("amx") else "")))
+    console.print(kv_table(f"Device profile ({'quick' if p.get('quick') else 'full'}, {p.get('created')})", rows))

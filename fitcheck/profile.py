@@ -1,0 +1,136 @@
+"""The device profile: every probe's result in one versioned JSON, saved in the user dir.
+
+A probe that raises is recorded as an error and the rest of the profile is
+still produced. Saving writes a temp file and renames it, so a crash never
+leaves a half-written profile.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ProfileError
+from .paths import user_dir
+
+SCHEMA = "fitcheck-profile"
+SCHEMA_VERSION = 1
+PROFILE_NAME = "profile.json"
+BUSY_LOAD = 0.5  # 1-minute load per core above which figures are flagged
+
+
+def profile_path() -> Path:
+    return user_dir() / PROFILE_NAME
+
+
+def _run(name: str, fn: Callable[[], Any]) -> tuple[Any, float]:
+    t = time.perf_counter()
+    try:
+        result = fn()
+    except Exception as e:  # a broken probe must not sink the profile
+        result = {"status": "error", "reason": f"{type(e).__name__}: {e}"}
+    return result, round(time.perf_counter() - t, 3)
+
+
+def _load_warning(cores: int) -> str | None:
+    try:
+        load1 = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    if cores and load1 / cores > BUSY_LOAD:
+        return f"machine under load (1-min load {load1:.2f} on {cores} cores): bandwidth and compute may read low"
+    return None
+
+
+def collect(quick: bool = False, on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run every probe and assemble the profile dict."""
+    from fitcheck import __version__
+    from probes import accelerators, bandwidth, compute, cpu, disk, memory, runtime
+
+    step = on_step or (lambda name: None)
+    prof: dict[str, Any] = {
+        "schema": SCHEMA,
+        "version": SCHEMA_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "fitcheck_version": __version__,
+        "host": platform.node(),
+        "platform": {"system": platform.system(), "release": platform.release(), "machine": platform.machine(),
+                     "python": platform.python_version()},
+        "quick": quick,
+        "durations_s": {},
+    }
+    warnings: list[str] = []
+
+    def run(name: str, fn: Callable[[], Any]) -> Any:
+        step(name)
+        result, secs = _run(name, fn)
+        prof["durations_s"][name] = secs
+        if isinstance(result, dict):
+            if result.get("status") == "error":
+                warnings.append(f"{name} probe failed: {result['reason']}")
+            warnings.extend(result.pop("warnings", []) or [])
+        return result
+
+    prof["memory"] = run("memory", lambda: memory.probe(quick))
+    prof["cpu"] = run("cpu", lambda: cpu.probe(quick))
+    cores = prof["cpu"].get("usable_cores") or os.cpu_count() or 1
+    if w := _load_warning(cores):
+        warnings.append(w)
+    prof["bandwidth"] = run("bandwidth", lambda: bandwidth.probe(
+        quick, llc_bytes=prof["cpu"].get("llc_bytes"), available_bytes=prof["memory"].get("available_bytes")))
+    prof["compute"] = run("compute", lambda: compute.probe(quick))
+    acc = run("accelerators", lambda: accelerators.probe(quick))
+    prof["accelerators"] = acc.get("devices", [acc]) if isinstance(acc, dict) else []
+    prof["disk"] = run("disk", lambda: disk.probe(quick))
+    prof["runtime"] = run("runtime", lambda: runtime.probe(quick))
+    prof["warnings"] = warnings
+    return prof
+
+
+def save(prof: dict[str, Any], path: Path | None = None) -> Path:
+    """Write atomically: temp file in the same folder, then rename."""
+    path = path or profile_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".profile-", suffix=".tmp")
+    except OSError as e:
+        raise ProfileError(f"cannot write the profile in {path.parent}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(prof, f, indent=2, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, TypeError, ValueError) as e:  # I/O, or data JSON cannot hold
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise ProfileError(f"cannot write the profile {path}: {getattr(e, 'strerror', None) or e}") from None
+    return path
+
+
+def load(path: Path | None = None) -> dict[str, Any]:
+    """Read a saved profile; ProfileError if it is missing, corrupt or from another schema."""
+    path = path or profile_path()
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ProfileError(f"no saved profile at {path}; run `fitcheck probe`") from None
+    except OSError as e:
+        raise ProfileError(f"cannot read the profile {path}: {e.strerror or e}") from None
+    try:
+        prof = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ProfileError(f"the saved profile {path} is corrupt ({e.msg} at line {e.lineno}); run `fitcheck probe` again") from None
+    if not isinstance(prof, dict) or prof.get("schema") != SCHEMA:
+        raise ProfileError(f"{path} is not a fitcheck profile; run `fitcheck probe` again")
+    if prof.get("version") != SCHEMA_VERSION:
+        raise ProfileError(f"{path} has profile version {prof.get('version')}, this fitcheck reads {SCHEMA_VERSION}; run `fitcheck probe` again")
+    return prof
