@@ -1,0 +1,188 @@
+"""Real llama.cpp runs (llama-cpp-python) in a child process, measured like llama-bench.
+
+The child loads the model, warms up, then times prompt processing (pp) and
+generation (tg) over several repetitions; the parent reads its JSON result and
+llama.cpp's log (model, KV, compute and output buffer sizes). A native crash
+(the AMX repack path segfaults on some CPUs) kills only the child; the caller
+gets the signal, and by default a retry with repacking off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import FitcheckError
+
+MIB = 1024 * 1024
+
+
+class LlamaRunError(FitcheckError):
+    """A real llama.cpp run failed: not installed, refused the model, crashed or timed out."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Runtime settings of a run; estimates state the same ones."""
+
+    n_ctx: int = 2048
+    n_batch: int = 512
+    n_ubatch: int = 512
+    n_threads: int | None = None
+    n_gpu_layers: int = 0
+    flash_attn: bool = False
+    type_k: int | None = None  # ggml type ids (1 = f16, 8 = q8_0, 2 = q4_0); None = f16
+    type_v: int | None = None
+    swa_full: bool | None = None  # None: llama-cpp-python's default (full-size SWA cache)
+    use_mmap: bool = True
+    use_extra_bufts: bool = False
+
+
+@dataclass(frozen=True)
+class LlamaRunResult:
+    model_path: str
+    n_prompt: int
+    n_gen: int
+    reps: int
+    prompt_tps: float | None
+    prompt_tps_std: float | None
+    generation_tps: float | None
+    generation_tps_std: float | None
+    ttft_s: float | None
+    load_s: float
+    peak_memory_bytes: int
+    rss_after_load_bytes: int
+    buffers: dict[str, int]
+    settings: RunSettings
+    system_info: str
+    llama_cpp_python: str
+    crashed_first: str | None = None
+    log_tail: str = field(default="", repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("log_tail")
+        return d
+
+
+_BUF = re.compile(r"^(?P<where>\w+):\s+(?P<dev>\S+)\s+(?P<kind>model|KV|compute|output) buffer size =\s+(?P<mib>[\d.]+) MiB", re.M)
+
+
+def parse_buffers(log: str) -> dict[str, int]:
+    """Sum llama.cpp's reported buffer sizes per kind (bytes; log has 0.01 MiB resolution).
+
+    The compute buffer is reserved more than once while the context is built;
+    the last reservation per device is the one kept.
+    """
+    totals = {"model": 0, "KV": 0, "output": 0}
+    compute: dict[str, float] = {}
+    for m in _BUF.finditer(log):
+        mib = float(m["mib"])
+        if m["kind"] == "compute":
+            compute[m["dev"]] = mib
+        else:
+            totals[m["kind"]] += mib
+    out = {f"{k.lower()}_bytes": round(v * MIB) for k, v in totals.items()}
+    out["compute_bytes"] = round(sum(compute.values()) * MIB)
+    return out
+
+
+def default_threads() -> int:
+    try:
+        import psutil
+
+        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    except ImportError:
+        return os.cpu_count() or 1
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _child(cfg: dict, timeout_s: float) -> tuple[int, str, str]:
+    # own session: on timeout the whole group is killed, leaving no orphans
+    proc = subprocess.Popen([sys.executable, "-m", "fitcheck._llama_child"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(json.dumps(cfg), timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise LlamaRunError(f"llama.cpp run on {cfg['model']} timed out after {timeout_s:.0f} s") from None
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return proc.returncode, out, err
+
+
+def _signal_name(rc: int) -> str:
+    try:
+        return signal.Signals(-rc).name
+    except ValueError:
+        return f"signal {-rc}"
+
+
+def run_llama(
+    model_path: str | os.PathLike,
+    *,
+    n_prompt: int = 512,
+    n_gen: int = 128,
+    reps: int = 3,
+    settings: RunSettings | None = None,
+    tg_depth: int = 0,
+    timeout_s: float = 600,
+    retry_on_crash: bool = True,
+) -> LlamaRunResult:
+    """Load and time a model with llama.cpp in a child process."""
+    s = settings or RunSettings()
+    if s.n_threads is None:
+        s = RunSettings(**{**asdict(s), "n_threads": default_threads()})
+    need_ctx = max(n_prompt, tg_depth + n_gen)
+    if s.n_ctx < need_ctx:
+        raise LlamaRunError(f"n_ctx {s.n_ctx} is smaller than the {need_ctx} tokens the run needs")
+    cfg = {**asdict(s), "model": str(model_path), "n_prompt": n_prompt, "n_gen": n_gen, "reps": reps, "tg_depth": tg_depth}
+    crashed = None
+    rc, out, err = _child(cfg, timeout_s)
+    if rc < 0 and retry_on_crash:
+        crashed = f"llama.cpp died with {_signal_name(rc)}" + ("" if s.use_extra_bufts else " (repacking already off)")
+        if s.use_extra_bufts:
+            cfg["use_extra_bufts"] = False
+            s = RunSettings(**{**asdict(s), "use_extra_bufts": False})
+            rc, out, err = _child(cfg, timeout_s)
+    if rc < 0:
+        raise LlamaRunError(f"llama.cpp died with {_signal_name(rc)} running {model_path}")
+    last = out.strip().splitlines()[-1] if out.strip() else ""
+    try:
+        data = json.loads(last) if last else {}
+    except json.JSONDecodeError:
+        data = {}
+    if rc != 0 or "error" in data or not data:
+        reason = data.get("error") if data else None
+        if not reason:
+            tail = [ln for ln in err.strip().splitlines() if ln.strip()]
+            if any("No module named 'llama_cpp'" in ln for ln in tail):
+                reason = "llama-cpp-python is not installed (pip install llama-cpp-python)"
+            else:
+                reason = tail[-1] if tail else f"exit code {rc}"
+        raise LlamaRunError(f"{model_path}: {reason}")
+    pp_mean, pp_std = _mean_std([n_prompt / t for t in data["pp_s"]])
+    tg_mean, tg_std = _mean_std([n_gen / t for t in data["tg_s"]])
+    return LlamaRunResult(
+        model_path=str(model_path), n_prompt=n_prompt, n_gen=n_gen, reps=reps,
+        prompt_tps=pp_mean, prompt_tps_std=pp_std, generation_tps=tg_mean, generation_tps_std=tg_std,
+        ttft_s=min(data["pp_s"]) if data["pp_s"] else None, load_s=data["load_s"],
+        peak_memory_bytes=data["peak_rss_bytes"], rss_after_load_bytes=data["rss_after_load_bytes"],
+        buffers=parse_buffers(err), settings=s, system_info=data["system_info"],
+        llama_cpp_python=data["llama_cpp_python"], crashed_first=crashed, log_tail=err[-4000:],
+    )
