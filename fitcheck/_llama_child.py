@@ -50,8 +50,7 @@ def main() -> None:
         use_mmap=cfg["use_mmap"], verbose=True, seed=1,
     )
     for k in ("type_k", "type_v", "swa_full"):
-        if cfg.get(k) is not None:
-            kwargs[k] = cfg[k]
+        kwargs[k] = cfg[k]
     rss0 = _current_rss_bytes()
     t = time.perf_counter()
     try:

@@ -120,5 +120,59 @@ def probe(
         err_console.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
 
 
+@app.command()
+@guarded
+def estimate(
+    model: str = typer.Option(..., "--model", "-m", help="GGUF path, catalog id (see `fitcheck models`) or size alias (1.8b, 4b, 7b ...)."),
+    quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization for catalog models (default Q4_K_M)."),
+    ctx: int = typer.Option(4096, "--ctx", help="Context length (tokens)."),
+    kv_type: str = typer.Option("f16", "--kv-type", help="KV cache type for K and V: f16, q8_0, q4_0 ..."),
+    gpu_layers: int = typer.Option(0, "--gpu-layers", help="Layers offloaded to an accelerator."),
+    flash_attn: bool = typer.Option(False, "--flash-attn/--no-flash-attn", help="Flash attention (needed for a quantized V cache)."),
+    swa_full: bool = typer.Option(True, "--swa-full/--no-swa-full", help="Full-size KV on sliding-window layers (llama-cpp-python's default)."),
+    batch: int = typer.Option(512, "--batch", help="n_batch."),
+    ubatch: int = typer.Option(512, "--ubatch", help="n_ubatch: sets the compute buffer."),
+    device: str = typer.Option("this", "--device", "-d", help="'this' (the probed profile)."),
+    memory_gb: Optional[float] = typer.Option(None, "--memory-gb", help="Usable memory in GiB (overrides the device)."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Will it fit? Memory llama.cpp needs for a model (weights, KV cache, compute, overhead) and a verdict."""
+    from .estimate import estimate as run_estimate
+    from .render import estimate_view
+    from .settings import RuntimeSettings
+
+    s = RuntimeSettings(n_ctx=ctx, n_batch=batch, n_ubatch=ubatch, n_gpu_layers=gpu_layers, flash_attn=flash_attn,
+                        type_k=kv_type.lower(), type_v=kv_type.lower(), swa_full=swa_full)
+    d = run_estimate(model, quant, s, device, memory_gb)
+    if json_out:
+        emit_json(d)
+    else:
+        estimate_view(console, d)
+    for w in d["warnings"]:
+        err_console.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+@guarded
+def models(json_out: bool = JSON_OPT) -> None:
+    """The built-in catalog: model ids, size aliases and quantization formats."""
+    from .catalog import ALIASES, entries
+    from .quants import FORMATS
+    from .render import models_view
+
+    d = {
+        "models": [{"id": e.id, "name": e.name, "arch": e.arch, "params_b_published": e.params_b_published,
+                    "n_layer": e.n_layer, "n_ctx_train": e.n_ctx_train, "verification": e.verification,
+                    "source": e.source} for e in entries().values()],
+        "aliases": ALIASES,
+        "quants": {k: {"runtime": f.runtime, "base_type": f.base_type, "nominal_bpw": round(f.nominal_bpw, 4), "note": f.note}
+                   for k, f in FORMATS.items()},
+    }
+    if json_out:
+        emit_json(d)
+    else:
+        models_view(console, d)
+
+
 def main() -> None:
     app()

@@ -20,29 +20,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import FitcheckError
+from .settings import RuntimeSettings
+
+RunSettings = RuntimeSettings  # the run uses exactly the settings an estimate assumes
 
 MIB = 1024 * 1024
 
 
 class LlamaRunError(FitcheckError):
     """A real llama.cpp run failed: not installed, refused the model, crashed or timed out."""
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """Runtime settings of a run; estimates state the same ones."""
-
-    n_ctx: int = 2048
-    n_batch: int = 512
-    n_ubatch: int = 512
-    n_threads: int | None = None
-    n_gpu_layers: int = 0
-    flash_attn: bool = False
-    type_k: int | None = None  # ggml type ids (1 = f16, 8 = q8_0, 2 = q4_0); None = f16
-    type_v: int | None = None
-    swa_full: bool | None = None  # None: llama-cpp-python's default (full-size SWA cache)
-    use_mmap: bool = True
-    use_extra_bufts: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,6 +112,12 @@ def _child(cfg: dict, timeout_s: float) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
+def _ggml_type_id(name: str) -> int:
+    from gguf.constants import GGMLQuantizationType
+
+    return int(GGMLQuantizationType[name.upper()])
+
+
 def _signal_name(rc: int) -> str:
     try:
         return signal.Signals(-rc).name
@@ -151,7 +143,8 @@ def run_llama(
     need_ctx = max(n_prompt, tg_depth + n_gen)
     if s.n_ctx < need_ctx:
         raise LlamaRunError(f"n_ctx {s.n_ctx} is smaller than the {need_ctx} tokens the run needs")
-    cfg = {**asdict(s), "model": str(model_path), "n_prompt": n_prompt, "n_gen": n_gen, "reps": reps, "tg_depth": tg_depth}
+    cfg = {**asdict(s), "model": str(model_path), "n_prompt": n_prompt, "n_gen": n_gen, "reps": reps, "tg_depth": tg_depth,
+           "type_k": _ggml_type_id(s.type_k), "type_v": _ggml_type_id(s.type_v)}
     crashed = None
     rc, out, err = _child(cfg, timeout_s)
     if rc < 0 and retry_on_crash:

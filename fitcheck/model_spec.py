@@ -70,6 +70,7 @@ class ModelSpec:
     file_type: str | None = None
     size_label: str | None = None
     rope: tuple[tuple[str, Any], ...] = field(default=())
+    n_merges: int = 0  # BPE merges in the tokenizer: llama.cpp keeps them in memory
 
     @property
     def parameter_count(self) -> int:
@@ -245,4 +246,11 @@ def spec_from_gguf(model: GGUFModel) -> ModelSpec:
         file_type=file_type_label(model.metadata, model.tensors),
         size_label=size_label if isinstance(size_label, str) else None,
         rope=rope,
+        n_merges=_count(model.metadata.get("tokenizer.ggml.merges")),
     )
+
+
+def _count(v: Any) -> int:
+    if isinstance(v, ArraySummary):
+        return v.count
+    return len(v) if isinstance(v, list) else 0

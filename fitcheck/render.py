@@ -113,3 +113,44 @@ def profile_view(console: Console, p: dict[str, Any]) -> None:
     rows.append(("llama.cpp", _status(rt) or f"llama-cpp-python {rt.get('llama_cpp_python')}, backends {', '.join(rt.get('backends', []))}"
                  + (", AMX" if rt.get("amx") else "")))
     console.print(kv_table(f"Device profile ({'quick' if p.get('quick') else 'full'}, {p.get('created')})", rows))
+
+
+VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "does_not_fit": "bold red"}
+
+
+def estimate_view(console: Console, d: dict[str, Any]) -> None:
+    m, mem, fit, b = d["model"], d["memory"], d["fit"], d["basis"]
+    s = b["settings"]
+    title = f"{m['name']} ({m['quant']}, {fmt_count(m['parameter_count'])} params, {m['bits_per_weight']:.2f} bpw)"
+    t = Table(title=title, title_justify="left")
+    t.add_column("component")
+    t.add_column("reserved", justify="right")
+    t.add_column("note", overflow="fold")
+    swa = f", SWA layers {mem['kv_cells_swa']} cells" if mem["kv_cells_swa"] else ""
+    t.add_row("weights", fmt_bytes(mem["weights_bytes"]), "mmapped, populated at load")
+    t.add_row("KV cache", fmt_bytes(mem["kv_cache_bytes"]), f"{mem['kv_cells']} cells{swa}, K {s['type_k']} / V {s['type_v']}")
+    t.add_row("compute buffer", fmt_bytes(mem["compute_bytes"]), f"worst-case graph, ubatch {s['n_ubatch']}; ~{fmt_bytes(mem['compute_resident_bytes'])} touched in a run")
+    t.add_row("output", fmt_bytes(mem["output_bytes"]), "logits of one sequence")
+    t.add_row("runtime overhead", fmt_bytes(mem["overhead_bytes"]), f"{s['runtime']} process + vocabulary")
+    t.add_row("[bold]total (reserved)[/bold]", f"[bold]{fmt_bytes(mem['total_bytes'])}[/bold]", f"resident after a run ~{fmt_bytes(mem['resident_bytes'])}")
+    if mem["gpu_layers"]:
+        t.add_row("on accelerator", fmt_bytes(mem["device_bytes"]), f"{mem['gpu_layers']} layers offloaded; host {fmt_bytes(mem['host_bytes'])}")
+    console.print(t)
+    style = VERDICT_STYLE[fit["verdict"]]
+    console.print(f"[{style}]{fit['verdict'].replace('_', ' ')}[/{style}]: needs {fmt_bytes(fit['needed_bytes'])} "
+                  f"(reserved) of {fmt_bytes(fit['usable_bytes'])} usable — headroom {fmt_bytes(fit['headroom_bytes'])}")
+    console.print(f"[dim]context {s['n_ctx']}, flash attention {'on' if s['flash_attn'] else 'off'}, swa_full {s['swa_full']}; "
+                  f"{b['memory']}[/dim]", soft_wrap=True)
+    if "alias" in b:
+        console.print(f"[dim]{b['alias']}[/dim]")
+
+
+def models_view(console: Console, d: dict[str, Any]) -> None:
+    t = Table(title="Model catalog", title_justify="left")
+    for c in ("id", "name", "arch", "params (B)", "layers", "trained ctx", "verification"):
+        t.add_column(c)
+    for m in d["models"]:
+        t.add_row(m["id"], m["name"], m["arch"], str(m["params_b_published"]), str(m["n_layer"]), str(m["n_ctx_train"]), m["verification"])
+    console.print(t)
+    console.print("aliases: " + ", ".join(f"{k} -> {v}" for k, v in d["aliases"].items()), soft_wrap=True)
+    console.print("quantizations: " + ", ".join(d["quants"]), soft_wrap=True)

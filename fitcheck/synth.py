@@ -145,46 +145,25 @@ def write_synthetic(
     With sparse=True only the header is written and the file is extended to its
     full size without data (a hole), for header-reading benchmarks.
     """
-    import numpy as np
-    from gguf import GGUFWriter
-    from gguf.constants import GGMLQuantizationType, LlamaFileType
-
-    from gguf.constants import GGML_QUANT_SIZES
-
-    for name, shape, tname in model.tensor_plan():
-        if tname not in SUPPORTED_TYPES:
-            raise UsageError(f"synthetic models support {', '.join(SUPPORTED_TYPES)}; not {tname}")
-        block = GGML_QUANT_SIZES[GGMLQuantizationType[tname]][0]
-        if shape[0] % block:
-            raise UsageError(f"{name}: row length {shape[0]} is not a multiple of {tname}'s block of {block}")
-    path = Path(path)
-    w = GGUFWriter(path, model.arch, split_max_tensors=split_max_tensors)
     a = model.arch
-    w.add_name(model.name)
-    w.add_uint32(f"{a}.context_length", model.n_ctx)
-    w.add_uint32(f"{a}.embedding_length", model.n_embd)
-    w.add_uint32(f"{a}.block_count", model.n_layer)
-    w.add_uint32(f"{a}.feed_forward_length", model.n_ff)
-    for key, v in (("head_count", model.n_head), ("head_count_kv", model.n_head_kv)):
-        if isinstance(v, (tuple, list)):
-            w.add_array(f"{a}.attention.{key}", list(v))
-        else:
-            w.add_uint32(f"{a}.attention.{key}", v)
-    w.add_uint32(f"{a}.rope.dimension_count", model.head_dim)
-    w.add_float32(f"{a}.rope.freq_base", 10000.0)
-    w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", 1e-5)
-    ft = "ALL_F32" if model.weight_type == "F32" else f"MOSTLY_{model.weight_type}"
-    if ft in LlamaFileType.__members__:
-        w.add_file_type(LlamaFileType[ft])
-    tokens, scores, types = spm_vocab(model.n_vocab)
-    w.add_tokenizer_model("llama")
-    w.add_token_list(tokens)
-    w.add_token_scores(scores)
-    w.add_token_types(types)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_unk_token_id(0)
-    for k, v in model.extra_metadata.items():
+    meta: dict = {
+        f"{a}.context_length": model.n_ctx,
+        f"{a}.embedding_length": model.n_embd,
+        f"{a}.block_count": model.n_layer,
+        f"{a}.feed_forward_length": model.n_ff,
+        f"{a}.attention.head_count": list(model.n_head) if isinstance(model.n_head, (tuple, list)) else model.n_head,
+        f"{a}.attention.head_count_kv": list(model.n_head_kv) if isinstance(model.n_head_kv, (tuple, list)) else model.n_head_kv,
+        f"{a}.rope.dimension_count": model.head_dim,
+        f"{a}.rope.freq_base": 10000.0,
+        f"{a}.attention.layer_norm_rms_epsilon": 1e-5,
+        **model.extra_metadata,
+    }
+    return write_gguf(path, model.arch, model.tensor_plan(), meta, n_vocab=model.n_vocab, name=model.name,
+                      file_type=model.weight_type, seed=model.seed, split_max_tensors=split_max_tensors, sparse=sparse)
+
+
+def _add_metadata(w, meta: dict) -> None:
+    for k, v in meta.items():
         if isinstance(v, bool):
             w.add_bool(k, v)
         elif isinstance(v, int):
@@ -196,10 +175,50 @@ def write_synthetic(
         else:
             w.add_array(k, list(v))
 
-    plan = model.tensor_plan()
-    for name, shape, tname in plan:
+
+def write_gguf(
+    path: str | os.PathLike,
+    arch: str,
+    plan: list[tuple[str, tuple[int, ...], str]],
+    metadata: dict,
+    *,
+    n_vocab: int,
+    name: str = "fitcheck-synthetic",
+    file_type: str | None = None,
+    seed: int = 0,
+    split_max_tensors: int = 0,
+    sparse: bool = False,
+) -> list[Path]:
+    """Write any tensor plan (name, ggml shape, type) with random data and an SPM vocabulary."""
+    import numpy as np
+    from gguf import GGUFWriter
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
+
+    for tname_, shape, tname in plan:
+        if tname not in SUPPORTED_TYPES:
+            raise UsageError(f"synthetic models support {', '.join(SUPPORTED_TYPES)}; not {tname}")
+        block = GGML_QUANT_SIZES[GGMLQuantizationType[tname]][0]
+        if shape[0] % block:
+            raise UsageError(f"{tname_}: row length {shape[0]} is not a multiple of {tname}'s block of {block}")
+    path = Path(path)
+    w = GGUFWriter(path, arch, split_max_tensors=split_max_tensors)
+    w.add_name(name)
+    _add_metadata(w, metadata)
+    if file_type:
+        ft = "ALL_F32" if file_type == "F32" else f"MOSTLY_{file_type}"
+        if ft in LlamaFileType.__members__:
+            w.add_file_type(LlamaFileType[ft])
+    tokens, scores, types = spm_vocab(n_vocab)
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+    for tensor_name, shape, tname in plan:
         qtype = GGMLQuantizationType[tname]
-        w.add_tensor_info(name, tuple(reversed(shape)), np.dtype(np.float32), _nbytes(shape, tname), raw_dtype=qtype)
+        w.add_tensor_info(tensor_name, tuple(reversed(shape)), np.dtype(np.float32), _nbytes(shape, tname), raw_dtype=qtype)
     w.write_header_to_file(path)
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
@@ -214,8 +233,8 @@ def write_synthetic(
             f.truncate(_sparse_size(files[0], plan))
         read_header(files[0])
         return files
-    rng = np.random.default_rng(model.seed)
-    for name, shape, tname in plan:
+    rng = np.random.default_rng(seed)
+    for _, shape, tname in plan:
         w.write_tensor_data(_random_tensor(rng, shape, tname))
     w.close()
     return files
@@ -228,3 +247,40 @@ def _sparse_size(path: Path, plan) -> int:
     for _, shape, tname in plan:
         total = -(-total // 32) * 32 + _nbytes(shape, tname)
     return data_offset + total
+
+
+def catalog_metadata(e) -> dict:
+    """GGUF hyperparameter keys llama.cpp reads for a catalog entry's architecture."""
+    a = e.arch
+    meta = {
+        f"{a}.context_length": e.n_ctx_train,
+        f"{a}.embedding_length": e.n_embd,
+        f"{a}.block_count": e.n_layer,
+        f"{a}.feed_forward_length": e.n_ff,
+        f"{a}.attention.head_count": e.n_head,
+        f"{a}.attention.head_count_kv": e.n_head_kv,
+        f"{a}.attention.key_length": e.head_dim,
+        f"{a}.attention.value_length": e.head_dim,
+        f"{a}.rope.dimension_count": e.head_dim,
+        f"{a}.rope.freq_base": 10000.0,
+        f"{a}.attention.layer_norm_rms_epsilon": 1e-6,
+        f"{a}.attention.layer_norm_epsilon": 1e-5,
+    }
+    if e.swa_window:
+        meta[f"{a}.attention.sliding_window"] = e.swa_window
+    if e.n_expert:
+        meta[f"{a}.expert_count"] = e.n_expert
+        meta[f"{a}.expert_used_count"] = e.n_expert_used
+        meta[f"{a}.expert_feed_forward_length"] = e.expert_ff
+    return meta
+
+
+def write_catalog_shape(path: str | os.PathLike, e, weight_type: str = "F16", seed: int = 0) -> Path:
+    """A random-weight GGUF with exactly the tensors llama.cpp's converter writes for entry `e`."""
+    from .catalog import tensor_shapes
+
+    plan = [(n, s, weight_type if len(s) >= 2 and not n.endswith(("_norm.weight", "_inp.weight")) else "F32")
+            for n, s in tensor_shapes(e)]
+    (f,) = write_gguf(path, e.arch, plan, catalog_metadata(e), n_vocab=e.n_vocab, name=e.name,
+                      file_type=weight_type, seed=seed)
+    return f

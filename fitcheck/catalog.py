@@ -1,0 +1,162 @@
+"""Built-in model catalog: exact shapes of reference models, so sizes can be estimated without a file.
+
+Shapes live in fitcheck/data/catalog.csv with their sources (copied from
+shared/data/model_configs.csv). A catalog entry plus a quantization becomes a
+ModelSpec whose tensor table is what llama.cpp's converter and quantizer
+would write, so weight bytes match a real file.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.resources import files
+
+from .errors import UsageError
+from .model_spec import ModelSpec, TensorSpec, swa_layout
+from .quants import ModelFacts, get_format, group_format_bytes, gguf_tensor_types, type_bytes
+
+# size aliases -> representative model (the seed's 7B is Qwen2-7B; its 1.8B is Qwen1.5-1.8B)
+ALIASES = {
+    "135m": "smollm2-135m", "270m": "gemma-3-270m", "360m": "smollm2-360m", "0.5b": "qwen2.5-0.5b",
+    "1b": "llama-3.2-1b", "1.1b": "tinyllama-1.1b", "1.5b": "qwen2.5-1.5b", "1.7b": "smollm2-1.7b",
+    "1.8b": "qwen1.5-1.8b", "2b": "gemma-2-2b", "3b": "llama-3.2-3b", "3.8b": "phi-3-mini",
+    "4b": "qwen3-4b", "7b": "qwen2-7b", "8b": "llama-3.1-8b", "9b": "gemma-2-9b", "12b": "gemma-3-12b",
+    "13b": "llama-2-13b", "30b-a3b": "qwen3-30b-a3b",
+}
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    id: str
+    name: str
+    arch: str
+    n_layer: int
+    n_embd: int
+    n_ff: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    n_vocab: int
+    n_ctx_train: int
+    tied: bool
+    swa_window: int
+    swa_pattern: int
+    n_expert: int
+    n_expert_used: int
+    expert_ff: int
+    params_b_published: float
+    hf_repo: str
+    verification: str
+    source: str
+    notes: str
+
+
+_INT_FIELDS = {"n_layer", "n_embd", "n_ff", "n_head", "n_head_kv", "head_dim", "n_vocab", "n_ctx_train",
+               "swa_window", "swa_pattern", "n_expert", "n_expert_used", "expert_ff"}
+
+
+@lru_cache(maxsize=1)
+def entries() -> dict[str, CatalogEntry]:
+    text = files("fitcheck").joinpath("data/catalog.csv").read_text()
+    out = {}
+    for row in csv.DictReader(text.splitlines()):
+        kw = {k: (int(v) if k in _INT_FIELDS else v) for k, v in row.items()}
+        kw["tied"] = row["tied"] == "1"
+        kw["params_b_published"] = float(row["params_b_published"])
+        out[row["id"]] = CatalogEntry(**kw)
+    return out
+
+
+def resolve(model: str) -> tuple[CatalogEntry, str | None]:
+    """Catalog entry for an id or size alias; second value names the alias used."""
+    key = model.strip().lower()
+    if key in ALIASES:
+        return entries()[ALIASES[key]], key
+    if key in entries():
+        return entries()[key], None
+    names = list(entries()) + list(ALIASES)
+    near = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
+    hint = f"; nearest: {', '.join(near)}" if near else f"; known: {', '.join(sorted(ALIASES))} or `fitcheck models`"
+    raise UsageError(f"unknown model {model!r}{hint}")
+
+
+def tensor_shapes(e: CatalogEntry) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, ggml shape) of every tensor llama.cpp's converter writes for this architecture."""
+    d, hd, nh, nkv, ff = e.n_embd, e.head_dim, e.n_head, e.n_head_kv, e.n_ff
+    q, kv = nh * hd, nkv * hd
+    t: list[tuple[str, tuple[int, ...]]] = [("token_embd.weight", (d, e.n_vocab)), ("output_norm.weight", (d,))]
+    if not e.tied:
+        t.append(("output.weight", (d, e.n_vocab)))
+    for il in range(e.n_layer):
+        b = f"blk.{il}."
+        t.append((b + "attn_norm.weight", (d,)))
+        if e.arch in ("phi3", "chatglm"):
+            t.append((b + "attn_qkv.weight", (d, q + 2 * kv)))
+            if e.arch == "chatglm":
+                t.append((b + "attn_qkv.bias", (q + 2 * kv,)))
+        else:
+            t += [(b + "attn_q.weight", (d, q)), (b + "attn_k.weight", (d, kv)), (b + "attn_v.weight", (d, kv))]
+            if e.arch == "qwen2":
+                t += [(b + "attn_q.bias", (q,)), (b + "attn_k.bias", (kv,)), (b + "attn_v.bias", (kv,))]
+        if e.arch in ("qwen3", "qwen3moe", "gemma3"):
+            t += [(b + "attn_q_norm.weight", (hd,)), (b + "attn_k_norm.weight", (hd,))]
+        t.append((b + "attn_output.weight", (q, d)))
+        if e.arch in ("gemma2", "gemma3"):
+            t.append((b + "post_attention_norm.weight", (d,)))
+        t.append((b + "ffn_norm.weight", (d,)))
+        if e.n_expert:
+            ef = e.expert_ff
+            t += [(b + "ffn_gate_inp.weight", (d, e.n_expert)),
+                  (b + "ffn_gate_exps.weight", (d, ef, e.n_expert)),
+                  (b + "ffn_up_exps.weight", (d, ef, e.n_expert)),
+                  (b + "ffn_down_exps.weight", (ef, d, e.n_expert))]
+        elif e.arch in ("phi3", "chatglm"):
+            t += [(b + "ffn_up.weight", (d, 2 * ff)), (b + "ffn_down.weight", (ff, d))]
+        else:
+            t += [(b + "ffn_gate.weight", (d, ff)), (b + "ffn_up.weight", (d, ff)), (b + "ffn_down.weight", (ff, d))]
+        if e.arch in ("gemma2", "gemma3"):
+            t.append((b + "post_ffw_norm.weight", (d,)))
+    return t
+
+
+def _n(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def spec_from_catalog(e: CatalogEntry, quant: str) -> ModelSpec:
+    """A ModelSpec with the tensor table a file of `quant` would have."""
+    fmt = get_format(quant)
+    shapes = tensor_shapes(e)
+    if fmt.runtime == "llama.cpp":
+        types = gguf_tensor_types(fmt.name, shapes, ModelFacts(e.n_layer, e.n_head // max(e.n_head_kv, 1), e.n_expert, e.arch))
+        tensors = tuple(TensorSpec(n, types[n], s, _n(s), type_bytes(types[n], _n(s))) for n, s in shapes)
+    else:
+        # MLX / MLC quantize every 2-D weight (embeddings included); the rest stays fp16
+        tensors = tuple(
+            TensorSpec(n, fmt.name, s, _n(s), group_format_bytes(fmt, _n(s))) if len(s) >= 2 and not n.endswith("_inp.weight")
+            else TensorSpec(n, "F16", s, _n(s), 2 * _n(s))
+            for n, s in shapes
+        )
+    swa = swa_layout(e.n_layer, e.swa_pattern) if e.swa_window and e.swa_pattern else ()
+    return ModelSpec(
+        name=e.name, architecture=e.arch, source=f"catalog:{e.id}",
+        n_layer=e.n_layer, n_embd=e.n_embd, n_ctx_train=e.n_ctx_train, n_vocab=e.n_vocab,
+        n_head=(e.n_head,) * e.n_layer, n_head_kv=(e.n_head_kv,) * e.n_layer,
+        head_dim_k=e.head_dim, head_dim_v=e.head_dim,
+        n_ff=(e.n_ff if not e.n_expert else 0,) * e.n_layer,
+        n_expert=e.n_expert, n_expert_used=e.n_expert_used,
+        sliding_window=e.swa_window or None if swa else None, swa_layers=swa,
+        tensors=tensors, file_type=fmt.name, size_label=None,
+        n_merges=e.n_vocab if _bpe(e) else 0,
+    )
+
+
+def _bpe(e: CatalogEntry) -> bool:
+    """GPT-2-style BPE tokenizers (Qwen, GLM, Llama-3, SmolLM2) carry ~one merge per token."""
+    return e.arch in ("qwen2", "qwen3", "qwen3moe", "chatglm") or (e.arch == "llama" and e.n_vocab in (128256, 49152))

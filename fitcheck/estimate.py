@@ -1,0 +1,97 @@
+"""`fitcheck estimate`: resolve a model and a device, run the memory model, give a verdict."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .errors import ProfileError, UsageError
+from .fit import TIGHT_MARGIN, fit_verdict
+from .memory import estimate_memory
+from .model_spec import ModelSpec
+from .settings import RuntimeSettings
+
+GIB = 1 << 30
+DEFAULT_QUANT = "Q4_K_M"
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.endswith(".gguf") or os.sep in model or Path(model).exists()
+
+
+def resolve_model(model: str, quant: str | None) -> tuple[ModelSpec, dict[str, Any]]:
+    """A ModelSpec from a GGUF path, a catalog id or a size alias, and how it was resolved."""
+    if _looks_like_path(model):
+        from .inspection import load_spec
+
+        spec = load_spec(model)
+        if quant and quant.upper().replace("-", "_") != (spec.file_type or "").upper():
+            raise UsageError(f"{model} is a {spec.file_type} file; --quant applies to catalog models, not files")
+        return spec, {"source": "gguf", "path": str(model), "file_type": spec.file_type}
+    from .catalog import resolve, spec_from_catalog
+    from .quants import get_format
+
+    entry, alias = resolve(model)
+    q = get_format(quant or DEFAULT_QUANT).name
+    spec = spec_from_catalog(entry, q)
+    basis = {"source": "catalog", "id": entry.id, "name": entry.name, "quant": q,
+             "config_source": entry.source, "config_verification": entry.verification}
+    if alias:
+        basis["alias"] = f"{alias} -> {entry.id} (representative {entry.name})"
+    if not quant:
+        basis["quant_default"] = f"no --quant given: {DEFAULT_QUANT}"
+    return spec, basis
+
+
+def usable_memory(device: str | None, memory_gb: float | None) -> tuple[int, dict[str, Any]]:
+    """Usable bytes for the verdict and where the figure came from."""
+    if memory_gb is not None:
+        if not 0 < memory_gb <= 1 << 20:
+            raise UsageError(f"--memory-gb must be between 0 and {1 << 20}, got {memory_gb}")
+        return int(memory_gb * GIB), {"memory": f"--memory-gb {memory_gb} (GiB, taken as usable as given)"}
+    dev = (device or "this").strip()
+    if dev.lower() != "this":
+        raise UsageError(f"unknown device {dev!r}: only 'this' (the probed profile) or --memory-gb are known until the device database lands")
+    from . import profile
+
+    try:
+        prof = profile.load()
+        mem = prof["memory"]
+        src = f"saved profile {profile.profile_path()} ({prof.get('created')})"
+    except ProfileError:
+        from probes import memory
+
+        mem = memory.probe()
+        src = "live memory probe (no saved profile; run `fitcheck probe` for the full one)"
+    usable = min(mem["available_bytes"], mem["limit_bytes"])
+    return usable, {"memory": f"{src}: available {mem['available_bytes']} B of limit {mem['limit_bytes']} B ({mem.get('limit_source')})"}
+
+
+def estimate(model: str, quant: str | None = None, settings: RuntimeSettings | None = None,
+             device: str | None = None, memory_gb: float | None = None, n_prompt: int = 512) -> dict[str, Any]:
+    s = settings or RuntimeSettings()
+    spec, model_basis = resolve_model(model, quant)
+    mem = estimate_memory(spec, s, n_prompt=n_prompt)
+    usable, dev_basis = usable_memory(device, memory_gb)
+    needed = mem.total_bytes
+    fit = fit_verdict(needed, usable)
+    warnings = list(mem.notes)
+    return {
+        "model": {"name": spec.name, "architecture": spec.architecture, "parameter_count": spec.parameter_count,
+                  "quant": spec.file_type, "bits_per_weight": round(spec.bits_per_weight, 4), "n_layer": spec.n_layer,
+                  "n_ctx_train": spec.n_ctx_train},
+        "memory": mem.to_dict(),
+        "fit": fit.to_dict(),
+        "warnings": warnings,
+        "basis": {
+            **model_basis,
+            **dev_basis,
+            "settings": asdict(s),
+            "verdict_uses": "reserved total (weights + full-context KV cache + worst-case compute buffer + output + runtime overhead)",
+            "resident_note": f"resident_bytes is the RSS expected after a {n_prompt}-token prompt and generation (compute buffer only partly touched)",
+            "tight_margin": f"'tight' when the reserved total is within the last {TIGHT_MARGIN:.0%} of usable memory",
+            "kv_cache": "llama.cpp layout: context padded to 256 cells; sliding-window layers sized window + ubatch (padded) unless swa_full",
+        },
+    }

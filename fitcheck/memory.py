@@ -1,0 +1,182 @@
+"""Memory model: what llama.cpp allocates for a model at given settings. Pure: no I/O.
+
+Reserved vs resident. llama.cpp reserves the KV cache for the whole context
+and a compute buffer for the worst-case graph (a full ubatch with every
+token's logits). On CPU, mmapped weights are populated at load and the KV
+cache is cleared (so touched) at creation, but only the part of the compute
+buffer that real graphs use ever becomes resident. The verdict uses the
+reserved total; the resident figure is what a process shows as RSS after
+a prompt and generation.
+
+Constants below were fitted to llama.cpp's own buffer reports and to RSS
+measured on SmolLM2-135M, Gemma-3-270M and a synthetic 1 GB llama
+(llama-cpp-python 0.3.36); benchmarks/memory_vs_llama.py re-measures them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .model_spec import ModelSpec
+from .quants import block_size, type_bytes
+from .settings import RuntimeSettings
+
+MIB = 1 << 20
+KV_PAD = 256  # llama.cpp pads the KV cache (and the SWA cache) to 256 cells
+F32 = 4
+# per-token f32 rows live beside the big tensors in each graph phase (residual, norms, q, kqv ...)
+ROWS_ATTN, ROWS_FFN, ROWS_OUT = 6, 5, 3
+# process baseline of the runtime before any model buffer: interpreter + libraries
+RUNTIME_BASE_BYTES = {"llama-cpp-python": 41 * MIB, "llama.cpp": 12 * MIB}
+# llama.cpp's in-memory vocabulary: fixed part plus bytes per token and per BPE merge
+VOCAB_FIXED_BYTES = int(8.4 * MIB)
+VOCAB_BYTES_PER_TOKEN = 152
+VOCAB_BYTES_PER_MERGE = 160
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights_bytes: int
+    kv_cache_bytes: int
+    compute_bytes: int
+    output_bytes: int
+    overhead_bytes: int
+    total_bytes: int
+    resident_bytes: int
+    compute_resident_bytes: int
+    kv_cells: int
+    kv_cells_swa: int | None
+    host_bytes: int
+    device_bytes: int
+    gpu_layers: int
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        d = asdict(self)
+        d["notes"] = list(self.notes)
+        return d
+
+
+def pad(x: int, n: int) -> int:
+    return -(-x // n) * n
+
+
+def kv_cells(spec: ModelSpec, s: RuntimeSettings) -> tuple[int, int | None]:
+    """Cells of the full-attention cache and of the sliding-window cache (None without SWA)."""
+    full = pad(s.n_ctx, KV_PAD) * s.n_seq if s.n_seq > 1 else pad(s.n_ctx, KV_PAD)
+    if not spec.sliding_window or not any(spec.swa_layers):
+        return full, None
+    if s.swa_full:
+        return full, full
+    return full, min(full, pad(spec.sliding_window * s.n_seq + s.n_ubatch, KV_PAD))
+
+
+def _row_bytes(type_name: str, n: int) -> int:
+    t = type_name.upper()
+    if n % block_size(t):
+        raise ValueError(f"KV row of {n} values is not a multiple of {t}'s block {block_size(t)}")
+    return type_bytes(t, n)
+
+
+def kv_cache_bytes(spec: ModelSpec, s: RuntimeSettings, layers: range | None = None) -> int:
+    full, swa = kv_cells(spec, s)
+    total = 0
+    for il in layers if layers is not None else range(spec.n_layer):
+        if spec.n_head_kv[il] == 0:
+            continue  # recurrent / attention-free layer
+        cells = swa if (swa is not None and spec.is_swa(il)) else full
+        total += cells * (_row_bytes(s.type_k, spec.n_embd_k_gqa(il)) + _row_bytes(s.type_v, spec.n_embd_v_gqa(il)))
+    return total
+
+
+def _ffn_width(spec: ModelSpec) -> int:
+    if spec.n_expert:
+        # routed experts: each used expert's gate+up for every token, plus router logits
+        exp = next((t.shape[1] for t in spec.tensors if "ffn_gate_exps" in t.name or "ffn_up_exps" in t.name), 0)
+        return spec.n_expert_used * exp + spec.n_expert
+    return max(spec.n_ff) if spec.n_ff else 4 * spec.n_embd
+
+
+def compute_bytes(spec: ModelSpec, s: RuntimeSettings, n_kv: int | None = None, n_outputs: int | None = None) -> int:
+    """Peak of the graph allocator for one ubatch: the largest of attention, FFN and output phases.
+
+    n_kv / n_outputs default to the reservation's worst case (full cache, every
+    token's logits); pass the real values for what a run touches.
+    """
+    ub = s.n_ubatch
+    full, swa = kv_cells(spec, s)
+    n_kv_full = full if n_kv is None else min(full, n_kv)
+    n_kv_swa = None if swa is None else (swa if n_kv is None else min(swa, n_kv))
+    n_out = ub if n_outputs is None else n_outputs
+    width = max(spec.n_embd, max(spec.n_head) * spec.head_dim_k, max(spec.n_head) * spec.head_dim_v)
+    # KQ masks are graph inputs: alive through attention and FFN, one per attention kind
+    mask_elt = 2 if s.flash_attn else F32
+    masks = n_kv_full * ub * mask_elt + (n_kv_swa * ub * mask_elt if n_kv_swa else 0)
+    if s.flash_attn:
+        attn = masks + ROWS_ATTN * width * ub * F32
+    else:
+        kq = 0
+        for il in range(spec.n_layer):
+            nkv = n_kv_swa if (n_kv_swa is not None and spec.is_swa(il)) else n_kv_full
+            kq = max(kq, nkv * ub * spec.n_head[il] * F32)
+        attn = kq + masks + ROWS_ATTN * width * ub * F32
+    ffn = masks + (2 * _ffn_width(spec) + ROWS_FFN * spec.n_embd) * ub * F32
+    out = spec.n_vocab * n_out * F32 + ROWS_OUT * spec.n_embd * ub * F32
+    return max(attn, ffn, out)
+
+
+def overhead_bytes(spec: ModelSpec, s: RuntimeSettings) -> int:
+    base = RUNTIME_BASE_BYTES.get(s.runtime, RUNTIME_BASE_BYTES["llama.cpp"])
+    return base + VOCAB_FIXED_BYTES + VOCAB_BYTES_PER_TOKEN * spec.n_vocab + VOCAB_BYTES_PER_MERGE * spec.n_merges
+
+
+def _layer_of(name: str) -> int | None:
+    if name.startswith("blk."):
+        try:
+            return int(name.split(".")[1])
+        except (IndexError, ValueError):
+            return None
+    return None
+
+
+def estimate_memory(spec: ModelSpec, s: RuntimeSettings, n_prompt: int = 512) -> MemoryEstimate:
+    """Reserved and resident memory of llama.cpp running `spec` with settings `s`.
+
+    n_prompt is the prompt length of the workload the resident figure describes.
+    """
+    notes = []
+    n_gpu = min(s.n_gpu_layers, spec.n_layer + 1)
+    # weights: layers >= n_layer - n_gpu go to the device; the output layer goes with n_gpu > n_layer
+    first_gpu = spec.n_layer - min(n_gpu, spec.n_layer)
+    w_dev = 0
+    for t in spec.tensors:
+        il = _layer_of(t.name)
+        if (il is not None and il >= first_gpu and n_gpu) or (il is None and n_gpu > spec.n_layer and not t.name.startswith("token_embd")):
+            w_dev += t.n_bytes
+    weights = spec.weights_bytes
+    kv = kv_cache_bytes(spec, s)
+    kv_dev = kv_cache_bytes(spec, s, range(first_gpu, spec.n_layer)) if n_gpu else 0
+    comp = compute_bytes(spec, s)
+    out = spec.n_vocab * F32 * s.n_seq
+    over = overhead_bytes(spec, s)
+    full, swa = kv_cells(spec, s)
+    if s.n_ctx > spec.n_ctx_train:
+        notes.append(f"context {s.n_ctx} exceeds the model's trained context {spec.n_ctx_train}")
+    # resident after a prompt of n_prompt tokens (one output) and generation
+    n_kv_run = min(full, pad(max(n_prompt, 1), KV_PAD))
+    comp_res = compute_bytes(spec, s, n_kv=n_kv_run, n_outputs=1)
+    comp_dev = comp if n_gpu else 0
+    comp_host = comp if not n_gpu else (comp_res if first_gpu > 0 else ROWS_OUT * spec.n_embd * s.n_ubatch * F32)
+    device = w_dev + kv_dev + comp_dev
+    total = weights + kv + comp + out + over
+    host = total - device if n_gpu else total
+    if n_gpu:
+        host = (weights - w_dev) + (kv - kv_dev) + comp_host + out + over
+        total = host + device
+    return MemoryEstimate(
+        weights_bytes=weights, kv_cache_bytes=kv, compute_bytes=comp, output_bytes=out, overhead_bytes=over,
+        total_bytes=total, resident_bytes=weights + kv + comp_res + out + over, compute_resident_bytes=comp_res,
+        kv_cells=full, kv_cells_swa=swa, host_bytes=host, device_bytes=device, gpu_layers=n_gpu, notes=tuple(notes),
+    )
