@@ -56,10 +56,39 @@ def emit_json(data: Any) -> None:
 
 
 @app.callback(invoke_without_command=True)
-def main_callback(ctx: typer.Context) -> None:
-    """With no command: the main job (for now, the list of commands)."""
+def main_callback(
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json", help="Main job only: print JSON."),
+) -> None:
+    """With no command: probe this device (once) and answer for 1.8B, 4B and 7B."""
     if ctx.invoked_subcommand is None:
-        console.print(ctx.get_help())
+        guarded(_main_job)(json_out)
+
+
+def _main_job(json_out: bool) -> None:
+    from . import profile as prof_mod
+    from .answer import answer
+    from .errors import ProfileError
+    from .render import answer_view
+
+    try:
+        prof = prof_mod.load()
+    except ProfileError as e:
+        if "no saved profile" not in str(e):
+            err_console.print(f"warning: {e}; probing again", markup=False, soft_wrap=True)
+        with err_console.status("no saved profile: probing this device (quick, ~15 s) ..."):
+            prof = prof_mod.collect(quick=True)
+        try:
+            prof_mod.save(prof)
+        except FitcheckError as e:
+            err_console.print(f"warning: profile not saved: {e}", markup=False, soft_wrap=True)
+    d = answer(prof)
+    d["profile"] = {"created": prof.get("created"), "cpu": prof.get("cpu", {}).get("model"),
+                    "read_gbps": prof.get("bandwidth", {}).get("read_gbps")}
+    if json_out:
+        emit_json(d)
+    else:
+        answer_view(console, d)
 
 
 @app.command()

@@ -154,3 +154,29 @@ def models_view(console: Console, d: dict[str, Any]) -> None:
     console.print(t)
     console.print("aliases: " + ", ".join(f"{k} -> {v}" for k, v in d["aliases"].items()), soft_wrap=True)
     console.print("quantizations: " + ", ".join(d["quants"]), soft_wrap=True)
+
+
+def answer_view(console: Console, d: dict[str, Any]) -> None:
+    p = d["profile"]
+    console.print(f"[bold]This device[/bold]: {p['cpu']}, {d['usable_bytes'] / 1e9:.1f} GB usable, "
+                  f"read bandwidth {_gbps(p['read_gbps'])} (profile {p['created']})", soft_wrap=True)
+    sizes = list(dict.fromkeys(r["size"] for r in d["rows"]))
+    quants = list(dict.fromkeys(r["quant"] for r in d["rows"]))
+    t = Table(title=f"Memory needed (reserved, context {d['settings']['n_ctx']}) and verdict", title_justify="left")
+    t.add_column("quant")
+    for size in sizes:
+        name = next(r["model"] for r in d["rows"] if r["size"] == size)
+        t.add_column(f"{size.upper()} ({name})", justify="right")
+    by = {(r["size"], r["quant"]): r for r in d["rows"]}
+    for q in quants:
+        cells = []
+        for size in sizes:
+            r = by[(size, q)]
+            style = VERDICT_STYLE[r["verdict"]].replace("bold ", "")
+            ub = f" ≤{r['decode_tps_upper_bound']:.0f} t/s" if r["decode_tps_upper_bound"] else ""
+            cells.append(f"[{style}]{r['total_bytes'] / 1e9:.2f} GB {r['verdict'].replace('_', ' ')}[/{style}]{ub}")
+        t.add_row(q, *cells)
+    console.print(t)
+    for line in d["answers"]:
+        console.print(line, soft_wrap=True)
+    console.print(f"[dim]t/s: {d['speed_basis']}[/dim]", soft_wrap=True)

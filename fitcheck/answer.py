@@ -1,0 +1,75 @@
+"""The main job: can this device run 1.8B, 4B and 7B, and at which quantization?
+
+Memory verdicts come from the memory model against the probed usable memory.
+Speed is given only as an upper bound here (probed read bandwidth over the
+bytes read per token) until the calibrated speed model lands.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .catalog import resolve, spec_from_catalog
+from .fit import fit_verdict
+from .memory import estimate_memory
+from .quants import LADDER
+from .settings import RuntimeSettings
+
+SIZES = ("1.8b", "4b", "7b")
+
+
+def decode_upper_bound_tps(spec, read_gbps: float | None) -> float | None:
+    """Tokens/s if every weight but the embedding table were read once per token at full read bandwidth."""
+    if not read_gbps:
+        return None
+    embd = next((t.n_bytes for t in spec.tensors if t.name == "token_embd.weight"), 0)
+    tied = not any(t.name == "output.weight" for t in spec.tensors)
+    per_token = spec.weights_bytes - (0 if tied else embd)
+    return read_gbps * 1e9 / per_token
+
+
+def answer(profile: dict[str, Any], sizes=SIZES, quants=LADDER, settings: RuntimeSettings | None = None,
+           on_row: Callable[[str], None] | None = None) -> dict[str, Any]:
+    s = settings or RuntimeSettings()
+    mem = profile["memory"]
+    usable = min(mem["available_bytes"], mem["limit_bytes"])
+    bw = profile.get("bandwidth", {})
+    read_gbps = bw.get("read_gbps") if bw.get("status") == "ok" else None
+    rows, lines = [], []
+    for size in sizes:
+        entry, _ = resolve(size)
+        best = tightest = smallest = None
+        for q in quants:
+            spec = spec_from_catalog(entry, q)
+            est = estimate_memory(spec, s)
+            fit = fit_verdict(est.total_bytes, usable)
+            row = {"size": size, "model": entry.name, "model_id": entry.id, "quant": q,
+                   "bits_per_weight": round(spec.bits_per_weight, 3), "total_bytes": est.total_bytes,
+                   "resident_bytes": est.resident_bytes, "verdict": fit.verdict,
+                   "decode_tps_upper_bound": decode_upper_bound_tps(spec, read_gbps)}
+            rows.append(row)
+            if on_row:
+                on_row(f"{size} {q}")
+            if fit.verdict == "fits" and best is None:
+                best = row
+            if fit.verdict == "tight" and tightest is None:
+                tightest = row
+            smallest = row
+        lines.append(_line(size, entry.name, best, tightest, smallest, usable))
+    return {"usable_bytes": usable, "settings": {"n_ctx": s.n_ctx, "runtime": s.runtime}, "rows": rows, "answers": lines,
+            "speed_basis": "upper bound: probed read bandwidth / weight bytes per token; llama.cpp reaches a fraction of it "
+                           "(calibration and the speed model will give expected t/s)"}
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def _line(size, name, best, tight, smallest, usable) -> str:
+    label = f"{size.upper()} ({name})"
+    if best:
+        speed = f", decode at most ~{best['decode_tps_upper_bound']:.0f} t/s" if best["decode_tps_upper_bound"] else ""
+        return f"{label}: yes, {best['quant']} — needs {_gb(best['total_bytes'])} of {_gb(usable)} usable{speed}"
+    if tight:
+        return f"{label}: tight, {tight['quant']} — needs {_gb(tight['total_bytes'])} of {_gb(usable)} usable"
+    return f"{label}: no — needs {_gb(smallest['total_bytes'])} even at {smallest['quant']}, {_gb(usable)} usable"

@@ -1,0 +1,49 @@
+"""The main job: `fitcheck` with no arguments answers for 1.8B, 4B and 7B."""
+
+from __future__ import annotations
+
+import json
+
+from fitcheck.answer import answer
+from fitcheck.catalog import resolve, spec_from_catalog
+from fitcheck.memory import estimate_memory
+from fitcheck.settings import RuntimeSettings
+
+from .conftest import run_cli
+
+
+def profile_with(usable_gb: float, read_gbps: float = 50.0) -> dict:
+    """A device profile as `fitcheck probe` saves it, for a device with this much usable memory."""
+    n = int(usable_gb * 1e9)
+    return {"memory": {"available_bytes": n, "limit_bytes": n}, "bandwidth": {"status": "ok", "read_gbps": read_gbps}}
+
+
+def test_answer_picks_the_best_quant_that_fits():
+    d = answer(profile_with(6.0))
+    need_7b_q8 = estimate_memory(spec_from_catalog(resolve("7b")[0], "Q8_0"), RuntimeSettings()).total_bytes
+    assert need_7b_q8 > 6e9  # so 7B cannot be Q8_0 on a 6 GB device
+    seven = d["answers"][2]
+    assert seven.startswith("7B (Qwen2-7B): yes, ") and "Q8_0" not in seven
+    assert d["answers"][0].startswith("1.8B (Qwen1.5-1.8B): yes, Q8_0")
+    assert len(d["rows"]) == 3 * 7
+
+
+def test_answer_says_no_with_numbers():
+    d = answer(profile_with(1.5))
+    assert d["answers"][2].startswith("7B (Qwen2-7B): no — needs ") and "at Q2_K" in d["answers"][2]
+
+
+def test_upper_bound_speed_scales_with_bandwidth():
+    slow = answer(profile_with(32, 10.0))["rows"][0]["decode_tps_upper_bound"]
+    fast = answer(profile_with(32, 100.0))["rows"][0]["decode_tps_upper_bound"]
+    assert fast == slow * 10
+
+
+def test_main_job_probes_once_then_answers(fitcheck_home):
+    r = run_cli("--json", timeout=300)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert [a.split(" ")[0] for a in d["answers"]] == ["1.8B", "4B", "7B"]
+    assert (fitcheck_home / "profile.json").exists()
+    r2 = run_cli(timeout=120)  # second run reuses the saved profile
+    assert r2.returncode == 0 and "7B (Qwen2-7B):" in r2.stdout
