@@ -13,6 +13,15 @@ import time
 
 
 def _peak_rss_bytes() -> int:
+    # VmHWM belongs to this process image; ru_maxrss on Linux survives execve and so
+    # would report the (forked) parent's size when the parent is large
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r if sys.platform == "darwin" else r * 1024
 

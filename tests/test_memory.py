@@ -143,3 +143,13 @@ def test_context_above_trained_is_allowed_with_warning():
     r = run_cli("estimate", "--model", "1.8b", "--ctx", "65536", "--memory-gb", "64")
     assert r.returncode == 0
     assert "exceeds the model's trained context 32768" in r.stderr
+
+
+def test_child_peak_rss_is_its_own_not_the_parents(smollm2_path):
+    """ru_maxrss survives execve on Linux; the child must report its own peak, not this process's."""
+    import numpy as np
+
+    ballast = np.ones(600 << 17)  # ~600 MiB resident in the parent
+    run = run_llama(smollm2_path, n_prompt=32, n_gen=4, reps=1, settings=RuntimeSettings(n_ctx=512))
+    assert run.peak_memory_bytes < 400 * MIB
+    assert ballast.sum() > 0
