@@ -161,8 +161,9 @@ def estimate(
     swa_full: bool = typer.Option(True, "--swa-full/--no-swa-full", help="Full-size KV on sliding-window layers (llama-cpp-python's default)."),
     batch: int = typer.Option(512, "--batch", help="n_batch."),
     ubatch: int = typer.Option(512, "--ubatch", help="n_ubatch: sets the compute buffer."),
-    device: str = typer.Option("this", "--device", "-d", help="'this' (the probed profile)."),
+    device: str = typer.Option("this", "--device", "-d", help="'this' (the probed profile), or a device (`fitcheck devices`), NAME:RAM to pick its RAM."),
     memory_gb: Optional[float] = typer.Option(None, "--memory-gb", help="Usable memory in GiB (overrides the device)."),
+    entitlement: bool = typer.Option(False, "--ios-entitlement", help="iOS/iPadOS app with the increased-memory-limit entitlement."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Will it fit? Memory llama.cpp needs for a model (weights, KV cache, compute, overhead) and a verdict."""
@@ -172,7 +173,7 @@ def estimate(
 
     s = RuntimeSettings(n_ctx=ctx, n_batch=batch, n_ubatch=ubatch, n_gpu_layers=gpu_layers, flash_attn=flash_attn,
                         type_k=kv_type.lower(), type_v=kv_type.lower(), swa_full=swa_full)
-    d = run_estimate(model, quant, s, device, memory_gb)
+    d = run_estimate(model, quant, s, device, memory_gb, entitlement=entitlement)
     if json_out:
         emit_json(d)
     else:
@@ -201,6 +202,29 @@ def models(json_out: bool = JSON_OPT) -> None:
         emit_json(d)
     else:
         models_view(console, d)
+
+
+@app.command()
+@guarded
+def devices(
+    query: Optional[str] = typer.Argument(None, help="Words to search in device ids and names."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """The device database: chips, phones, boards, Macs, PC memory setups, with sources."""
+    import device_db
+
+    from .render import devices_view
+
+    hits = device_db.search(query)
+    if not hits:
+        import difflib
+
+        near = difflib.get_close_matches((query or "").lower(), list(device_db.devices()), n=4, cutoff=0.4)
+        raise FitcheckError(f"no device matches {query!r}; nearest: {', '.join(near) or 'none'}")
+    if json_out:
+        emit_json([d.to_dict() for d in hits])
+    else:
+        devices_view(console, hits)
 
 
 def main() -> None:

@@ -45,7 +45,7 @@ def resolve_model(model: str, quant: str | None) -> tuple[ModelSpec, dict[str, A
     return spec, basis
 
 
-def usable_memory(device: str | None, memory_gb: float | None) -> tuple[int, dict[str, Any]]:
+def usable_memory(device: str | None, memory_gb: float | None, entitlement: bool = False) -> tuple[int, dict[str, Any]]:
     """Usable bytes for the verdict and where the figure came from."""
     if memory_gb is not None:
         if not 0 < memory_gb <= 1 << 20:
@@ -53,7 +53,12 @@ def usable_memory(device: str | None, memory_gb: float | None) -> tuple[int, dic
         return int(memory_gb * GIB), {"memory": f"--memory-gb {memory_gb} (GiB, taken as usable as given)"}
     dev = (device or "this").strip()
     if dev.lower() != "this":
-        raise UsageError(f"unknown device {dev!r}: only 'this' (the probed profile) or --memory-gb are known until the device database lands")
+        import device_db
+
+        d, ram_gb = device_db.resolve(dev)
+        usable, basis = device_db.device_usable_bytes(d, ram_gb, entitlement)
+        basis["memory"] = f"{d.name}, {basis['ram_gb']} GB: {basis['memory_rule']}"
+        return usable, basis
     from . import profile
 
     try:
@@ -70,11 +75,12 @@ def usable_memory(device: str | None, memory_gb: float | None) -> tuple[int, dic
 
 
 def estimate(model: str, quant: str | None = None, settings: RuntimeSettings | None = None,
-             device: str | None = None, memory_gb: float | None = None, n_prompt: int = 512) -> dict[str, Any]:
+             device: str | None = None, memory_gb: float | None = None, n_prompt: int = 512,
+             entitlement: bool = False) -> dict[str, Any]:
     s = settings or RuntimeSettings()
     spec, model_basis = resolve_model(model, quant)
     mem = estimate_memory(spec, s, n_prompt=n_prompt)
-    usable, dev_basis = usable_memory(device, memory_gb)
+    usable, dev_basis = usable_memory(device, memory_gb, entitlement)
     needed = mem.total_bytes
     fit = fit_verdict(needed, usable)
     warnings = list(mem.notes)

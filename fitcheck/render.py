@@ -180,3 +180,14 @@ def answer_view(console: Console, d: dict[str, Any]) -> None:
     for line in d["answers"]:
         console.print(line, soft_wrap=True)
     console.print(f"[dim]t/s: {d['speed_basis']}[/dim]", soft_wrap=True)
+
+
+def devices_view(console: Console, devs: list) -> None:
+    t = Table(title=f"Devices ({len(devs)})", title_justify="left")
+    for c in ("id", "kind", "year", "RAM GB", "GB/s", "fp16 TFLOPS", "OS / backend"):
+        t.add_column(c, overflow="fold", no_wrap=c == "id", justify="right" if c in ("GB/s", "fp16 TFLOPS") else "left")
+    for d in devs:
+        t.add_row(d.id, d.kind, str(d.year or "-"), "/".join(map(str, d.ram_options_gb)) or "-",
+                  f"{d.bw_gbps:g}" if d.bw_gbps else "-", f"{d.fp16_tflops:g}" if d.fp16_tflops else "-",
+                  f"{d.os or '-'} / {d.backend}")
+    console.print(t)

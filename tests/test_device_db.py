@@ -1,0 +1,97 @@
+"""Device database: coverage of the curated facts, sources on every row, resolution, OS memory rules."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+import device_db
+from device_db import device_usable_bytes, resolve, usable_memory_bytes
+from fitcheck.errors import UsageError
+
+from .conftest import run_cli
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "device_specs.csv").exists(), reason="shared/data is not beside this checkout")
+def test_every_curated_device_is_in_the_database():
+    names = {d.name.split(" (")[0] for d in device_db.devices().values()} | {d.name for d in device_db.devices().values()}
+    for r in csv.DictReader((SHARED / "device_specs.csv").open()):
+        assert r["device"].strip() in names, r["device"]
+    for r in csv.DictReader((SHARED / "phones_and_boards.csv").open()):
+        assert r["device"].strip() in names, r["device"]
+
+
+def test_gpu_core_variants_are_separate_entries():
+    a, b = device_db.devices()["apple-m1-max-24c"], device_db.devices()["apple-m1-max-32c"]
+    assert a.bw_gbps == b.bw_gbps == 400
+    assert a.fp32_tflops == pytest.approx(b.fp32_tflops * 24 / 32, rel=1e-3)
+    assert "scaled" in a.derived and not b.derived
+    m4max = device_db.devices()["apple-m4-max-32c"], device_db.devices()["apple-m4-max-40c"]
+    assert [d.bw_gbps for d in m4max] == [410, 546]  # per-variant bandwidth from "410 (32c) / 546 (40c)"
+
+
+def test_every_row_has_source_and_verification():
+    for d in device_db.devices().values():
+        assert d.source.strip() and d.verification.strip(), d.id
+    for r in device_db.os_rules():
+        assert r.source.strip() and r.tag.strip()
+
+
+def test_required_kinds_present():
+    kinds = {}
+    for d in device_db.devices().values():
+        kinds.setdefault(d.kind, []).append(d.id)
+    for needed in ("iphone-12-pro", "iphone-16-pro", "google-pixel-8-pro", "samsung-galaxy-s24-ultra", "xiaomi-14",
+                   "raspberry-pi-4-model-b", "raspberry-pi-5", "nvidia-jetson-agx-orin-32gb-64gb",
+                   "pc-ddr4-3200-dual", "pc-ddr5-5600-dual", "laptop-lpddr5x-7500"):
+        assert needed in device_db.devices(), needed
+    assert device_db.devices()["iphone-15-pro"].chip == "apple-a17-pro"
+    assert device_db.devices()["raspberry-pi-5"].ram_options_gb == (2, 4, 8, 16)
+
+
+def test_resolution_fuzzy_ram_and_errors():
+    assert resolve("iPhone 15 Pro")[0].id == "iphone-15-pro"
+    assert resolve("rtx 4090")[0].id == "nvidia-geforce-rtx-4090"
+    assert resolve("raspberry pi 5:8") == (device_db.devices()["raspberry-pi-5"], 8)
+    with pytest.raises(UsageError, match="2 devices match 'm1 max'; nearest: "):
+        resolve("m1 max")
+    with pytest.raises(UsageError, match="comes with 6 GB, not 16 GB"):
+        resolve("iphone 15:16")
+    with pytest.raises(UsageError, match="unknown device 'iphnoe 15'; nearest: iphone-15"):
+        resolve("iphnoe 15")
+
+
+def test_os_memory_rules():
+    assert usable_memory_bytes("iOS", 6)[0] == 3_120_000_000
+    assert usable_memory_bytes("iOS", 6, entitlement=True)[0] == 4_200_000_000
+    assert usable_memory_bytes("macOS", 16)[0] == int(0.6667 * 16 * 2**30)
+    assert usable_memory_bytes("macOS", 64)[0] == int(0.75 * 64 * 2**30)
+    assert usable_memory_bytes("Android", 12)[0] == 6 * 2**30
+    assert "assumption" in usable_memory_bytes("Linux", 8)[1]
+    usable, basis = device_usable_bytes(device_db.devices()["nvidia-geforce-rtx-3090"])
+    assert usable == int(23.5 * 2**30) and "VRAM" in basis["memory_rule"]
+
+
+def test_estimate_on_devices_from_the_seed():
+    # A16 / 6 GB: 7B at Q4 does not fit in an iOS app; 1.8B fits with the increased-memory-limit entitlement
+    r = run_cli("estimate", "-m", "7b", "-q", "Q4_0", "-d", "iphone 14 pro", "--ctx", "2048", "--json")
+    d = json.loads(r.stdout)
+    assert d["fit"]["verdict"] == "does_not_fit" and d["basis"]["device"] == "iphone-14-pro"
+    for q in ("Q4_K_M", "Q8_0"):
+        r = run_cli("estimate", "-m", "1.8b", "-q", q, "-d", "iphone 15", "--ctx", "2048", "--ios-entitlement", "--json")
+        assert json.loads(r.stdout)["fit"]["verdict"] in ("fits", "tight"), q
+    r = run_cli("estimate", "-m", "llama-2-7b", "-q", "Q4_0", "-d", "macbook air 13 m1:16", "--json")
+    assert json.loads(r.stdout)["fit"]["verdict"] == "fits"
+
+
+def test_devices_cli():
+    r = run_cli("devices", "jetson", "--json")
+    assert r.returncode == 0
+    assert all("jetson" in d["id"] for d in json.loads(r.stdout))
+    r = run_cli("devices", "zzzz")
+    assert r.returncode == 1 and r.stderr.startswith("fitcheck: error: no device matches 'zzzz'")
