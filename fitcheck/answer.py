@@ -1,8 +1,8 @@
 """The main job: can this device run 1.8B, 4B and 7B, and at which quantization?
 
-Memory verdicts come from the memory model against the probed usable memory.
-Speed is given only as an upper bound here (probed read bandwidth over the
-bytes read per token) until the calibrated speed model lands.
+Memory verdicts come from the memory model against the probed usable memory;
+speed from the speed model on the probed bandwidth and compute (CPU class
+parameters, not yet calibrated by a real run on this device).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from .fit import fit_verdict
 from .memory import estimate_memory
 from .quants import LADDER
 from .settings import RuntimeSettings
+from .speed import estimate_speed
 
 SIZES = ("1.8b", "4b", "7b")
 
@@ -35,6 +36,12 @@ def answer(profile: dict[str, Any], sizes=SIZES, quants=LADDER, settings: Runtim
     usable = min(mem["available_bytes"], mem["limit_bytes"])
     bw = profile.get("bandwidth", {})
     read_gbps = bw.get("read_gbps") if bw.get("status") == "ok" else None
+    speed_dev = params = None
+    if read_gbps:
+        from .device_speed import from_profile, params_for
+
+        speed_dev, _ = from_profile(profile)
+        params, _ = params_for(speed_dev.backend)
     rows, lines = [], []
     for size in sizes:
         entry, _ = resolve(size)
@@ -43,9 +50,11 @@ def answer(profile: dict[str, Any], sizes=SIZES, quants=LADDER, settings: Runtim
             spec = spec_from_catalog(entry, q)
             est = estimate_memory(spec, s)
             fit = fit_verdict(est.total_bytes, usable)
+            sp = estimate_speed(spec, speed_dev, params, n_ubatch=s.n_ubatch) if speed_dev else None
             row = {"size": size, "model": entry.name, "model_id": entry.id, "quant": q,
                    "bits_per_weight": round(spec.bits_per_weight, 3), "total_bytes": est.total_bytes,
                    "resident_bytes": est.resident_bytes, "verdict": fit.verdict,
+                   "decode_tps": sp.decode_tps if sp else None, "prefill_tps": sp.prefill_tps if sp else None,
                    "decode_tps_upper_bound": decode_upper_bound_tps(spec, read_gbps)}
             rows.append(row)
             if on_row:
@@ -57,8 +66,8 @@ def answer(profile: dict[str, Any], sizes=SIZES, quants=LADDER, settings: Runtim
             smallest = row
         lines.append(_line(size, entry.name, best, tightest, smallest, usable))
     return {"usable_bytes": usable, "settings": {"n_ctx": s.n_ctx, "runtime": s.runtime}, "rows": rows, "answers": lines,
-            "speed_basis": "upper bound: probed read bandwidth / weight bytes per token; llama.cpp reaches a fraction of it "
-                           "(calibration and the speed model will give expected t/s)"}
+            "speed_basis": "speed model on the probed read bandwidth and fp32 GEMM rate, CPU class parameters "
+                           "(device_db/speed_params.json); not calibrated by a run on this device"}
 
 
 def _gb(n: int) -> str:
@@ -68,7 +77,7 @@ def _gb(n: int) -> str:
 def _line(size, name, best, tight, smallest, usable) -> str:
     label = f"{size.upper()} ({name})"
     if best:
-        speed = f", decode at most ~{best['decode_tps_upper_bound']:.0f} t/s" if best["decode_tps_upper_bound"] else ""
+        speed = f", ~{best['decode_tps']:.1f} t/s decode" if best["decode_tps"] else ""
         return f"{label}: yes, {best['quant']} — needs {_gb(best['total_bytes'])} of {_gb(usable)} usable{speed}"
     if tight:
         return f"{label}: tight, {tight['quant']} — needs {_gb(tight['total_bytes'])} of {_gb(usable)} usable"

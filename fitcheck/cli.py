@@ -164,6 +164,10 @@ def estimate(
     device: str = typer.Option("this", "--device", "-d", help="'this' (the probed profile), or a device (`fitcheck devices`), NAME:RAM to pick its RAM."),
     memory_gb: Optional[float] = typer.Option(None, "--memory-gb", help="Usable memory in GiB (overrides the device)."),
     entitlement: bool = typer.Option(False, "--ios-entitlement", help="iOS/iPadOS app with the increased-memory-limit entitlement."),
+    bandwidth_gbs: Optional[float] = typer.Option(None, "--bandwidth-gbs", help="Override memory bandwidth (GB/s)."),
+    tflops: Optional[float] = typer.Option(None, "--tflops", help="Override peak compute (TFLOPS)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Override the backend class: cpu, metal, cuda."),
+    n_prompt: int = typer.Option(512, "--prompt", help="Prompt length for prefill and TTFT."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Will it fit? Memory llama.cpp needs for a model (weights, KV cache, compute, overhead) and a verdict."""
@@ -173,7 +177,10 @@ def estimate(
 
     s = RuntimeSettings(n_ctx=ctx, n_batch=batch, n_ubatch=ubatch, n_gpu_layers=gpu_layers, flash_attn=flash_attn,
                         type_k=kv_type.lower(), type_v=kv_type.lower(), swa_full=swa_full)
-    d = run_estimate(model, quant, s, device, memory_gb, entitlement=entitlement)
+    if n_prompt < 1 or n_prompt > ctx:
+        raise FitcheckError(f"--prompt must be between 1 and the context length {ctx}, got {n_prompt}")
+    d = run_estimate(model, quant, s, device, memory_gb, n_prompt=n_prompt, entitlement=entitlement,
+                     bandwidth_gbs=bandwidth_gbs, tflops=tflops, backend=backend)
     if json_out:
         emit_json(d)
     else:
@@ -225,6 +232,25 @@ def devices(
         emit_json([d.to_dict() for d in hits])
     else:
         devices_view(console, hits)
+
+
+@app.command()
+@guarded
+def backtest(
+    csv_path: str = typer.Argument(..., metavar="CSV", help="Measurements in the schema of published_benchmarks_dev.csv."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Predict every row of a CSV of published measurements and print the errors."""
+    from .backtest import backtest as run_backtest
+    from .render import backtest_view
+
+    d = run_backtest(csv_path)
+    if json_out:
+        emit_json(d)
+    else:
+        backtest_view(console, d)
+    if d["overall"]["n"] == 0:
+        raise FitcheckError(f"{csv_path}: no row could be evaluated ({d['overall']['unresolved']} unresolved)")
 
 
 def main() -> None:

@@ -74,27 +74,69 @@ def usable_memory(device: str | None, memory_gb: float | None, entitlement: bool
     return usable, {"memory": f"{src}: available {mem['available_bytes']} B of limit {mem['limit_bytes']} B ({mem.get('limit_source')})"}
 
 
+def speed_inputs(device: str | None, bandwidth_gbs: float | None = None, tflops: float | None = None,
+                 backend: str | None = None):
+    """The speed model's device inputs for `device` ('this' = probed profile), with overrides."""
+    from . import device_speed
+
+    dev = (device or "this").strip()
+    if dev.lower() == "this":
+        from . import profile
+
+        try:
+            spec, basis = device_speed.from_profile(profile.load())
+        except ProfileError:
+            if bandwidth_gbs is None:
+                raise UsageError("speed for 'this' needs a probed profile: run `fitcheck probe` (or give --bandwidth-gbs)") from None
+            from .speed import DeviceSpeedSpec
+
+            spec, basis = DeviceSpeedSpec(backend="cpu", bw_gbps=bandwidth_gbs, tflops=None, name="this"), {}
+    else:
+        import device_db
+
+        spec, basis = device_speed.from_device(device_db.resolve(dev)[0])
+    return device_speed.with_overrides(spec, basis, bandwidth_gbs, tflops, backend)
+
+
 def estimate(model: str, quant: str | None = None, settings: RuntimeSettings | None = None,
              device: str | None = None, memory_gb: float | None = None, n_prompt: int = 512,
-             entitlement: bool = False) -> dict[str, Any]:
+             entitlement: bool = False, bandwidth_gbs: float | None = None, tflops: float | None = None,
+             backend: str | None = None) -> dict[str, Any]:
+    from . import device_speed
+    from .speed import estimate_speed
+
     s = settings or RuntimeSettings()
     spec, model_basis = resolve_model(model, quant)
     mem = estimate_memory(spec, s, n_prompt=n_prompt)
     usable, dev_basis = usable_memory(device, memory_gb, entitlement)
+    warnings = list(mem.notes)
+    try:
+        dspec, speed_basis = speed_inputs(device, bandwidth_gbs, tflops, backend)
+    except UsageError as e:
+        if "fitcheck probe" not in str(e):
+            raise
+        dspec, sp = None, None  # memory answers without a profile; speed needs the probe
+        warnings.append(f"no speed estimate: {e}")
+    if dspec is not None:
+        params, params_note = device_speed.params_for(dspec.backend)
+        sp = estimate_speed(spec, dspec, params, n_prompt=n_prompt, n_ubatch=s.n_ubatch)
+        speed_basis = {**speed_basis, "bw_gbps": dspec.bw_gbps, "tflops": dspec.tflops, "disk_gbps": dspec.disk_gbps,
+                       "parameters": params_note, "n_prompt": n_prompt, "calibrated": False}
     needed = mem.total_bytes
     fit = fit_verdict(needed, usable)
-    warnings = list(mem.notes)
     return {
         "model": {"name": spec.name, "architecture": spec.architecture, "parameter_count": spec.parameter_count,
                   "quant": spec.file_type, "bits_per_weight": round(spec.bits_per_weight, 4), "n_layer": spec.n_layer,
                   "n_ctx_train": spec.n_ctx_train},
         "memory": mem.to_dict(),
         "fit": fit.to_dict(),
+        "speed": sp.to_dict() if sp else None,
         "warnings": warnings,
         "basis": {
             **model_basis,
             **dev_basis,
             "settings": asdict(s),
+            "speed_inputs": speed_basis if sp else None,
             "verdict_uses": "reserved total (weights + full-context KV cache + worst-case compute buffer + output + runtime overhead)",
             "resident_note": f"resident_bytes is the RSS expected after a {n_prompt}-token prompt and generation (compute buffer only partly touched)",
             "tight_margin": f"'tight' when the reserved total is within the last {TIGHT_MARGIN:.0%} of usable memory",

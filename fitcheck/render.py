@@ -139,6 +139,8 @@ def estimate_view(console: Console, d: dict[str, Any]) -> None:
     style = VERDICT_STYLE[fit["verdict"]]
     console.print(f"[{style}]{fit['verdict'].replace('_', ' ')}[/{style}]: needs {fmt_bytes(fit['needed_bytes'])} "
                   f"(reserved) of {fmt_bytes(fit['usable_bytes'])} usable — headroom {fmt_bytes(fit['headroom_bytes'])}")
+    if d.get("speed"):
+        console.print(speed_line(d), soft_wrap=True, highlight=False)
     console.print(f"[dim]context {s['n_ctx']}, flash attention {'on' if s['flash_attn'] else 'off'}, swa_full {s['swa_full']}; "
                   f"{b['memory']}[/dim]", soft_wrap=True)
     if "alias" in b:
@@ -162,7 +164,7 @@ def answer_view(console: Console, d: dict[str, Any]) -> None:
                   f"read bandwidth {_gbps(p['read_gbps'])} (profile {p['created']})", soft_wrap=True)
     sizes = list(dict.fromkeys(r["size"] for r in d["rows"]))
     quants = list(dict.fromkeys(r["quant"] for r in d["rows"]))
-    t = Table(title=f"Memory needed (reserved, context {d['settings']['n_ctx']}) and verdict", title_justify="left")
+    t = Table(title=f"Memory needed (GB reserved, context {d['settings']['n_ctx']}), verdict, decode t/s", title_justify="left")
     t.add_column("quant")
     for size in sizes:
         name = next(r["model"] for r in d["rows"] if r["size"] == size)
@@ -173,13 +175,18 @@ def answer_view(console: Console, d: dict[str, Any]) -> None:
         for size in sizes:
             r = by[(size, q)]
             style = VERDICT_STYLE[r["verdict"]].replace("bold ", "")
-            ub = f" ≤{r['decode_tps_upper_bound']:.0f} t/s" if r["decode_tps_upper_bound"] else ""
-            cells.append(f"[{style}]{r['total_bytes'] / 1e9:.2f} GB {r['verdict'].replace('_', ' ')}[/{style}]{ub}")
+            ub = f" {r['decode_tps']:.1f}" if r["decode_tps"] else ""
+            word = {"fits": "fits", "tight": "tight", "does_not_fit": "no"}[r["verdict"]]
+            cells.append(f"[{style}]{r['total_bytes'] / 1e9:.2f} GB {word}[/{style}]{ub}")
         t.add_row(q, *cells)
     console.print(t)
     for line in d["answers"]:
         console.print(line, soft_wrap=True)
     console.print(f"[dim]t/s: {d['speed_basis']}[/dim]", soft_wrap=True)
+    best = [r for r in d["rows"] if r["verdict"] == "fits" and r["prefill_tps"]]
+    if best:
+        console.print(f"[dim]prefill of 512 tokens ranges {min(r['prefill_tps'] for r in best):.0f}-"
+                      f"{max(r['prefill_tps'] for r in best):.0f} t/s over the fitting rows (--json has each)[/dim]", soft_wrap=True)
 
 
 def devices_view(console: Console, devs: list) -> None:
@@ -191,3 +198,37 @@ def devices_view(console: Console, devs: list) -> None:
                   f"{d.bw_gbps:g}" if d.bw_gbps else "-", f"{d.fp16_tflops:g}" if d.fp16_tflops else "-",
                   f"{d.os or '-'} / {d.backend}")
     console.print(t)
+
+
+def speed_line(d: dict[str, Any]) -> str:
+    sp, si = d["speed"], d["basis"]["speed_inputs"]
+    pre = f"prefill ~{sp['prefill_tps']:.0f} t/s" if sp.get("prefill_tps") else "prefill: unknown (no FLOPS)"
+    ttft = f", TTFT ~{sp['ttft_s']:.1f} s for {si['n_prompt']} tokens" if sp.get("ttft_s") else ""
+    return (f"speed: decode ~{sp['decode_tps']:.1f} t/s, {pre}{ttft} "
+            f"[{si['backend']}, {si['bw_gbps']} GB/s, {'%.3g' % si['tflops'] if si['tflops'] else '?'} TFLOPS; not calibrated]")
+
+
+def backtest_view(console: Console, d: dict[str, Any]) -> None:
+    t = Table(title="Backtest: predicted vs measured", title_justify="left")
+    for c in ("id", "category", "device", "test", "predicted", "measured", "error"):
+        t.add_column(c, justify="right" if c in ("predicted", "measured", "error") else "left", overflow="fold")
+    for r in d["rows"]:
+        if "unresolved" not in r:
+            t.add_row(str(r["id"]), r["category"], r["device"], r["test"], f"{r['predicted']:.2f}", f"{r['measured']:.2f}",
+                      f"{r['error']:+.1%}")
+    console.print(t)
+    s = Table(title="Mean absolute percentage error", title_justify="left")
+    for c in ("category / metric", "MAPE", "rows"):
+        s.add_column(c)
+    for k, v in d["summary"].items():
+        s.add_row(k, f"{v['mape']:.1%}", str(v["n"]))
+    o = d["overall"]
+    s.add_row("[bold]all[/bold]", f"{o['mape']:.1%}" if o["mape"] is not None else "-", str(o["n"]))
+    console.print(s)
+    un = [r for r in d["rows"] if "unresolved" in r]
+    if un:
+        console.print(f"{len(un)} rows unresolved (listed with --json); reasons:", highlight=False)
+        from collections import Counter
+
+        for why, n in Counter(r["unresolved"] for r in un).most_common(8):
+            console.print(f"  {n:>3} x {why}", highlight=False, soft_wrap=True)

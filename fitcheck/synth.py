@@ -284,3 +284,22 @@ def write_catalog_shape(path: str | os.PathLike, e, weight_type: str = "F16", se
     (f,) = write_gguf(path, e.arch, plan, catalog_metadata(e), n_vocab=e.n_vocab, name=e.name,
                       file_type=weight_type, seed=seed)
     return f
+
+
+def spec_of(model: SynthModel):
+    """The ModelSpec a file written from `model` will have (without writing it)."""
+    from .model_spec import ModelSpec, TensorSpec
+    from .quants import type_bytes
+
+    def n(shape):
+        out = 1
+        for s in shape:
+            out *= s
+        return out
+
+    tensors = tuple(TensorSpec(name, t, shape, n(shape), type_bytes(t, n(shape))) for name, shape, t in model.tensor_plan())
+    hd = model.head_dim
+    return ModelSpec(name=model.name, architecture=model.arch, source="synthetic", n_layer=model.n_layer,
+                     n_embd=model.n_embd, n_ctx_train=model.n_ctx, n_vocab=model.n_vocab,
+                     n_head=model.heads(model.n_head), n_head_kv=model.heads(model.n_head_kv), head_dim_k=hd,
+                     head_dim_v=hd, n_ff=(model.n_ff,) * model.n_layer, tensors=tensors, file_type=model.weight_type)

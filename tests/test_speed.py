@@ -1,0 +1,99 @@
+"""Speed model and backtest: published accuracy, unresolved rows, bad CSVs, physical behaviour."""
+
+from __future__ import annotations
+
+import csv
+import json
+from importlib.resources import files
+
+import pytest
+
+from fitcheck.backtest import backtest, backend_params
+from fitcheck.catalog import entries, spec_from_catalog
+from fitcheck.errors import UsageError
+from fitcheck.speed import DeviceSpeedSpec, active_weights, estimate_speed, weight_class
+
+from .conftest import run_cli
+
+DEV_CSV = str(files("device_db").joinpath("published_benchmarks_dev.csv"))
+
+
+@pytest.fixture(scope="module")
+def dev_backtest():
+    return backtest(DEV_CSV)
+
+
+def test_published_accuracy_targets(dev_backtest):
+    s = dev_backtest["summary"]
+    assert s["apple_metal_4167/decode"]["mape"] <= 0.10 and s["apple_metal_4167/decode"]["n"] >= 40
+    assert s["apple_metal_4167/prefill"]["mape"] <= 0.20
+    assert s["cuda_15013/decode"]["mape"] <= 0.15
+
+
+def test_no_row_is_dropped(dev_backtest):
+    with open(DEV_CSV) as f:
+        ids = [r["id"] for r in csv.DictReader(f)]
+    assert [r["id"] for r in dev_backtest["rows"]] == ids
+    for r in dev_backtest["rows"]:
+        assert ("unresolved" in r) != ("predicted" in r)
+        if "unresolved" in r:
+            assert r["unresolved"]  # a reason, never empty
+
+
+def test_macbook_air_m1_7b_q4_0_decode_close_to_published():
+    # llama.cpp discussion #4167: M1 (8-core GPU), LLaMA-2 7B Q4_0, tg128 14.15 t/s
+    r = run_cli("estimate", "-m", "llama-2-7b", "-q", "Q4_0", "-d", "macbook air 13 m1:16", "--json")
+    d = json.loads(r.stdout)
+    assert d["speed"]["decode_tps"] == pytest.approx(14.15, rel=0.15)
+    assert d["basis"]["speed_inputs"]["calibrated"] is False
+
+
+def test_bad_csvs(tmp_path):
+    p = tmp_path / "bad.csv"
+    p.write_text("id,device\n1,Apple M1\n")
+    with pytest.raises(UsageError, match="missing columns"):
+        backtest(p)
+    header = "id,category,device,device_variant,backend,model,params_B,quant,model_size_GiB,test,metric,value,unit\n"
+    p.write_text(header + "1,x,Apple M1,8-core GPU,llama.cpp Metal,LLaMA-2 7B,6.74,Q4_0,3.56,tg128,gen,fast,t/s\n"
+                          "2,x,Toaster 9000,,llama.cpp Metal,LLaMA-2 7B,6.74,Q4_0,3.56,tg128,gen,3.0,t/s\n")
+    d = backtest(p)
+    assert "not a number" in d["rows"][0]["unresolved"] and "not in the device database" in d["rows"][1]["unresolved"]
+    r = run_cli("backtest", str(p))
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no row could be evaluated" in r.stderr
+    p.write_text(header + "1,x,Apple M1,8-core GPU,llama.cpp Metal,LLaMA-2 7B,6.74,Q4_0,3.56,tg128,gen,14.15,t/s\n")
+    r = run_cli("backtest", str(p), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["rows"][0]["error"] == pytest.approx(-0.07, abs=0.08)
+    assert run_cli("backtest", str(tmp_path / "missing.csv")).returncode == 1
+
+
+def test_decode_follows_bytes_and_bandwidth():
+    e = entries()["llama-2-7b"]
+    m1 = DeviceSpeedSpec("metal", 68.25, 2.617)
+    p = backend_params("metal")
+    q8 = estimate_speed(spec_from_catalog(e, "Q8_0"), m1, p).decode_tps
+    q4 = estimate_speed(spec_from_catalog(e, "Q4_K_M"), m1, p).decode_tps
+    assert q4 > q8 * 1.4
+    fast = estimate_speed(spec_from_catalog(e, "Q8_0"), DeviceSpeedSpec("metal", 136.5, 2.617), p).decode_tps
+    assert 1.3 < fast / q8 < 2.0  # bandwidth dominates, compute and fixed costs do not scale
+
+
+def test_moe_reads_only_active_experts():
+    s = spec_from_catalog(entries()["qwen3-30b-a3b"], "Q4_K_M")
+    nbytes, _, n = active_weights(s)
+    assert n / s.parameter_count == pytest.approx(3.3 / 30.5, rel=0.15)  # Qwen: 3.3B of 30.5B active
+    assert nbytes < 0.15 * s.weights_bytes
+
+
+def test_weight_classes():
+    assert [weight_class(t) for t in ("F16", "Q8_0", "Q4_0", "Q4_K", "IQ4_XS", "MLX_4BIT")] == ["f16", "q8", "q4", "kq", "kq", "q4"]
+
+
+def test_estimate_speed_needs_a_profile_or_bandwidth(fitcheck_home):
+    r = run_cli("estimate", "-m", "1.8b", "--memory-gb", "8", "--json")  # memory still answers
+    assert r.returncode == 0 and json.loads(r.stdout)["speed"] is None
+    assert "no speed estimate" in r.stderr and "run `fitcheck probe`" in r.stderr
+    r = run_cli("estimate", "-m", "1.8b", "--memory-gb", "8", "--bandwidth-gbs", "50", "--tflops", "1", "--json")
+    d = json.loads(r.stdout)
+    assert d["speed"]["decode_tps"] > 0 and d["basis"]["speed_inputs"]["bw_gbps"] == 50
+    r = run_cli("estimate", "-m", "1.8b", "--memory-gb", "8", "--bandwidth-gbs", "-5")
+    assert r.returncode == 1 and "--bandwidth-gbs must be between" in r.stderr
