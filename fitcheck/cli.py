@@ -161,7 +161,7 @@ def estimate(
     swa_full: bool = typer.Option(True, "--swa-full/--no-swa-full", help="Full-size KV on sliding-window layers (llama-cpp-python's default)."),
     batch: int = typer.Option(512, "--batch", help="n_batch."),
     ubatch: int = typer.Option(512, "--ubatch", help="n_ubatch: sets the compute buffer."),
-    device: str = typer.Option("this", "--device", "-d", help="'this' (the probed profile), or a device (`fitcheck devices`), NAME:RAM to pick its RAM."),
+    device: str = typer.Option("this", "--device", "-d", help="'this' (the probed profile), a saved profile (.json), or a device (`fitcheck devices`), NAME:RAM to pick its RAM."),
     memory_gb: Optional[float] = typer.Option(None, "--memory-gb", help="Usable memory in GiB (overrides the device)."),
     entitlement: bool = typer.Option(False, "--ios-entitlement", help="iOS/iPadOS app with the increased-memory-limit entitlement."),
     bandwidth_gbs: Optional[float] = typer.Option(None, "--bandwidth-gbs", help="Override memory bandwidth (GB/s)."),

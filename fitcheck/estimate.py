@@ -52,6 +52,12 @@ def usable_memory(device: str | None, memory_gb: float | None, entitlement: bool
             raise UsageError(f"--memory-gb must be between 0 and {1 << 20}, got {memory_gb}")
         return int(memory_gb * GIB), {"memory": f"--memory-gb {memory_gb} (GiB, taken as usable as given)"}
     dev = (device or "this").strip()
+    if dev.lower().endswith(".json"):
+        from . import profile
+
+        mem = profile.load(Path(dev))["memory"]
+        usable = min(mem["available_bytes"], mem["limit_bytes"])
+        return usable, {"memory": f"saved profile {dev}: available {mem['available_bytes']} B of limit {mem['limit_bytes']} B"}
     if dev.lower() != "this":
         import device_db
 
@@ -80,7 +86,11 @@ def speed_inputs(device: str | None, bandwidth_gbs: float | None = None, tflops:
     from . import device_speed
 
     dev = (device or "this").strip()
-    if dev.lower() == "this":
+    if dev.lower().endswith(".json"):
+        from . import profile
+
+        spec, basis = device_speed.from_profile(profile.load(Path(dev)))
+    elif dev.lower() == "this":
         from . import profile
 
         try:

@@ -97,3 +97,20 @@ def test_estimate_speed_needs_a_profile_or_bandwidth(fitcheck_home):
     assert d["speed"]["decode_tps"] > 0 and d["basis"]["speed_inputs"]["bw_gbps"] == 50
     r = run_cli("estimate", "-m", "1.8b", "--memory-gb", "8", "--bandwidth-gbs", "-5")
     assert r.returncode == 1 and "--bandwidth-gbs must be between" in r.stderr
+
+
+def test_device_can_be_a_saved_profile_file(tmp_path):
+    prof = {"schema": "fitcheck-profile", "version": 1,
+            "memory": {"available_bytes": 8 << 30, "limit_bytes": 16 << 30},
+            "bandwidth": {"status": "ok", "read_gbps": 40.0, "method": "C kernels"},
+            "compute": {"fp32_gflops": 500.0}, "disk": {"status": "ok", "read_gbps": 2.0}}
+    p = tmp_path / "other-machine.json"
+    p.write_text(json.dumps(prof))
+    r = run_cli("estimate", "-m", "1.8b", "-d", str(p), "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["fit"]["usable_bytes"] == 8 << 30
+    assert d["basis"]["speed_inputs"]["bw_gbps"] == 40.0 and d["speed"]["ttft_s"] > d["speed"]["load_s"] > 0
+    p.write_text("{broken")
+    r = run_cli("estimate", "-m", "1.8b", "-d", str(p))
+    assert r.returncode == 1 and "corrupt" in r.stderr
