@@ -37,11 +37,12 @@ def answer(profile: dict[str, Any], sizes=SIZES, quants=LADDER, settings: Runtim
     bw = profile.get("bandwidth", {})
     read_gbps = bw.get("read_gbps") if bw.get("status") == "ok" else None
     speed_dev = params = None
+    calibrated = False
     if read_gbps:
-        from .device_speed import from_profile, params_for
+        from .device_speed import from_profile, params_for_basis
 
-        speed_dev, _ = from_profile(profile)
-        params, _ = params_for(speed_dev.backend)
+        speed_dev, basis = from_profile(profile)
+        params, _, calibrated = params_for_basis(speed_dev.backend, basis)
     rows, lines = [], []
     for size in sizes:
         entry, _ = resolve(size)
@@ -66,8 +67,10 @@ def answer(profile: dict[str, Any], sizes=SIZES, quants=LADDER, settings: Runtim
             smallest = row
         lines.append(_line(size, entry.name, best, tightest, smallest, usable))
     return {"usable_bytes": usable, "settings": {"n_ctx": s.n_ctx, "runtime": s.runtime}, "rows": rows, "answers": lines,
-            "speed_basis": "speed model on the probed read bandwidth and fp32 GEMM rate, CPU class parameters "
-                           "(device_db/speed_params.json); not calibrated by a run on this device"}
+            "calibrated": calibrated,
+            "speed_basis": "speed model on the probed read bandwidth and fp32 GEMM rate, " + (
+                "calibrated by a real llama.cpp run on this device (fitcheck calibrate)" if calibrated else
+                "CPU class parameters (device_db/speed_params.json); not calibrated: run `fitcheck calibrate`")}
 
 
 def _gb(n: int) -> str:

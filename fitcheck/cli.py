@@ -65,14 +65,13 @@ def main_callback(
         guarded(_main_job)(json_out)
 
 
-def _main_job(json_out: bool) -> None:
+def _profile_or_probe() -> dict:
+    """The saved profile, or a quick probe (saved) when there is none."""
     from . import profile as prof_mod
-    from .answer import answer
     from .errors import ProfileError
-    from .render import answer_view
 
     try:
-        prof = prof_mod.load()
+        return prof_mod.load()
     except ProfileError as e:
         if "no saved profile" not in str(e):
             err_console.print(f"warning: {e}; probing again", markup=False, soft_wrap=True)
@@ -82,6 +81,14 @@ def _main_job(json_out: bool) -> None:
             prof_mod.save(prof)
         except FitcheckError as e:
             err_console.print(f"warning: profile not saved: {e}", markup=False, soft_wrap=True)
+        return prof
+
+
+def _main_job(json_out: bool) -> None:
+    from .answer import answer
+    from .render import answer_view
+
+    prof = _profile_or_probe()
     d = answer(prof)
     d["profile"] = {"created": prof.get("created"), "cpu": prof.get("cpu", {}).get("model"),
                     "read_gbps": prof.get("bandwidth", {}).get("read_gbps")}
@@ -232,6 +239,48 @@ def devices(
         emit_json([d.to_dict() for d in hits])
     else:
         devices_view(console, hits)
+
+
+@app.command()
+@guarded
+def calibrate(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Calibrate on this GGUF instead of fitcheck's synthetic pair."),
+    quick: bool = typer.Option(False, "--quick", help="Shorter runs (pp128, tg32, 2 repetitions)."),
+    force: bool = typer.Option(False, "--force", help="Run even when the memory estimate says it would not fit with margin."),
+    from_llama_bench: Optional[str] = typer.Option(None, "--from-llama-bench", help="Calibrate from llama-bench JSON output instead of running."),
+    llama_bench_out: Optional[str] = typer.Option(None, "--llama-bench-out", help="Also write the runs as llama-bench JSON records."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Run llama.cpp for real on this device and calibrate every later forecast with it."""
+    import json as _json
+
+    from . import profile as prof_mod
+    from .calibrate import CalibrationError, calibrate as run_calibration, to_llama_bench
+    from .calibrate import from_llama_bench as calibration_from_llama_bench
+    from .render import calibration_view
+
+    prof = _profile_or_probe()
+    if from_llama_bench:
+        try:
+            records = _json.loads(open(from_llama_bench).read())
+        except (OSError, ValueError) as e:
+            raise CalibrationError(f"{from_llama_bench}: cannot read llama-bench JSON: {e}") from None
+        cal = calibration_from_llama_bench(records, prof)
+    else:
+        with err_console.status("calibrating ...") as status:
+            cal = run_calibration(prof, model=model, quick=quick, force=force,
+                                  on_step=lambda msg: status.update(f"calibrating: {msg}"))
+    prof["calibration"] = cal.to_dict()
+    prof_mod.save(prof)  # atomic: on any failure above the saved profile is untouched
+    if llama_bench_out:
+        with open(llama_bench_out, "w") as f:
+            _json.dump(to_llama_bench(cal), f, indent=2)
+    if json_out:
+        emit_json({**cal.to_dict(), "llama_bench": to_llama_bench(cal)})
+    else:
+        calibration_view(console, cal.to_dict())
+    for n in cal.notes:
+        err_console.print(f"note: {n}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -20,8 +20,12 @@ def from_profile(prof: dict[str, Any]) -> tuple[DeviceSpeedSpec, dict[str, Any]]
     spec = DeviceSpeedSpec(backend="cpu", bw_gbps=bw["read_gbps"],
                            tflops=(comp.get("fp32_gflops") or 0) / 1000 or None,
                            disk_gbps=disk.get("read_gbps") if disk.get("status") == "ok" else None, name="this")
-    return spec, {"bandwidth": f"probed read {bw['read_gbps']} GB/s ({bw.get('method')})",
-                  "compute": f"probed fp32 GEMM {comp.get('fp32_gflops')} GFLOP/s", "backend": "cpu (llama.cpp CPU)"}
+    basis = {"bandwidth": f"probed read {bw['read_gbps']} GB/s ({bw.get('method')})",
+             "compute": f"probed fp32 GEMM {comp.get('fp32_gflops')} GFLOP/s", "backend": "cpu (llama.cpp CPU)"}
+    cal = prof.get("calibration")
+    if isinstance(cal, dict) and isinstance(cal.get("params"), dict):
+        basis["calibration"] = {"created": cal.get("created"), "source": cal.get("source"), "params": cal["params"]}
+    return spec, basis
 
 
 def from_device(dev) -> tuple[DeviceSpeedSpec, dict[str, Any]]:
@@ -51,6 +55,17 @@ def with_overrides(spec: DeviceSpeedSpec, basis: dict, bandwidth_gbs: float | No
         spec = replace(spec, backend=backend.lower())
         basis["backend"] = f"{backend.lower()} (--backend)"
     return spec, basis
+
+
+def params_for_basis(backend: str, basis: dict) -> tuple[BackendParams, str, bool]:
+    """Calibrated parameters when the profile has them, else the fitted class parameters."""
+    from .speed import params_from_dict
+
+    cal = basis.get("calibration")
+    if cal:
+        return params_from_dict(cal["params"]), f"calibrated on this device ({cal['source']}, {cal['created']})", True
+    params, note = params_for(backend)
+    return params, note, False
 
 
 def params_for(backend: str) -> tuple[BackendParams, str]:

@@ -128,10 +128,11 @@ def estimate(model: str, quant: str | None = None, settings: RuntimeSettings | N
         dspec, sp = None, None  # memory answers without a profile; speed needs the probe
         warnings.append(f"no speed estimate: {e}")
     if dspec is not None:
-        params, params_note = device_speed.params_for(dspec.backend)
+        params, params_note, calibrated = device_speed.params_for_basis(dspec.backend, speed_basis)
         sp = estimate_speed(spec, dspec, params, n_prompt=n_prompt, n_ubatch=s.n_ubatch)
-        speed_basis = {**speed_basis, "bw_gbps": dspec.bw_gbps, "tflops": dspec.tflops, "disk_gbps": dspec.disk_gbps,
-                       "parameters": params_note, "n_prompt": n_prompt, "calibrated": False}
+        speed_basis = {**{k: v for k, v in speed_basis.items() if k != "calibration"}, "bw_gbps": dspec.bw_gbps,
+                       "tflops": dspec.tflops, "disk_gbps": dspec.disk_gbps, "parameters": params_note,
+                       "n_prompt": n_prompt, "calibrated": calibrated}
     needed = mem.total_bytes
     fit = fit_verdict(needed, usable)
     return {

@@ -205,7 +205,8 @@ def speed_line(d: dict[str, Any]) -> str:
     pre = f"prefill ~{sp['prefill_tps']:.0f} t/s" if sp.get("prefill_tps") else "prefill: unknown (no FLOPS)"
     ttft = f", TTFT ~{sp['ttft_s']:.1f} s for {si['n_prompt']} tokens" if sp.get("ttft_s") else ""
     return (f"speed: decode ~{sp['decode_tps']:.1f} t/s, {pre}{ttft} "
-            f"[{si['backend']}, {si['bw_gbps']} GB/s, {'%.3g' % si['tflops'] if si['tflops'] else '?'} TFLOPS; not calibrated]")
+            f"[{si['backend']}, {si['bw_gbps']} GB/s, {'%.3g' % si['tflops'] if si['tflops'] else '?'} TFLOPS; "
+            f"{'calibrated' if si['calibrated'] else 'not calibrated'}]")
 
 
 def backtest_view(console: Console, d: dict[str, Any]) -> None:
@@ -232,3 +233,21 @@ def backtest_view(console: Console, d: dict[str, Any]) -> None:
 
         for why, n in Counter(r["unresolved"] for r in un).most_common(8):
             console.print(f"  {n:>3} x {why}", highlight=False, soft_wrap=True)
+
+
+def calibration_view(console: Console, c: dict[str, Any]) -> None:
+    t = Table(title=f"Calibration ({c['source']}, {c['created']})", title_justify="left")
+    for col in ("model", "type", "size", "prefill t/s", "decode t/s", "predicted before (pp / tg)", "peak RSS"):
+        t.add_column(col, justify="left" if col in ("model", "type") else "right")
+    for r in c["runs"]:
+        pp = f"{r['prompt_tps']:.1f} ± {r['prompt_tps_std'] or 0:.1f}" if r["prompt_tps"] else "-"
+        tg = f"{r['generation_tps']:.2f} ± {r['generation_tps_std'] or 0:.2f}" if r["generation_tps"] else "-"
+        pred = (f"{r['predicted_prefill_tps']:.1f} / {r['predicted_decode_tps']:.2f}"
+                if r.get("predicted_decode_tps") else "-")
+        t.add_row(r["model"], r["weight_type"], fmt_bytes(r["weights_bytes"]), pp, tg, pred, fmt_bytes(r["peak_memory_bytes"]))
+    console.print(t)
+    f = c["factors"]
+    console.print(f"bandwidth efficiency {f['bw_eff']:.2f} of the probed {f['probe_bw_gbps']} GB/s, compute/fixed-cost scale "
+                  f"{f['compute_scale']:.2f}, prefill efficiency " + ", ".join(f"{k} {v:.2f}" for k, v in f["pp_eff"].items()),
+                  soft_wrap=True, highlight=False)
+    console.print("saved in the profile: `fitcheck estimate --device this` and `fitcheck` now use it", soft_wrap=True)

@@ -1,0 +1,76 @@
+"""Calibrate on the default models, then predict two models calibration never saw, and measure them.
+
+1. `calibrate` (full: pp512, tg128, 3 repetitions) on fitcheck's synthetic Q8_0/Q4_0 pair.
+2. Writes a ~0.5 GB Q4_0 and a ~2 GB Q8_0 llama of other shapes.
+3. Predicts their decode, prefill and peak RSS with the calibrated parameters,
+   then measures them with llama.cpp in the same run.
+Targets (issue #6): decode within 10 %, prefill within 20 %, peak RSS within 10 %.
+
+    python benchmarks/calibration_holdout.py [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--keep", type=Path)
+    args = ap.parse_args()
+    from fitcheck import profile
+    from fitcheck.calibrate import calibrate
+    from fitcheck.device_speed import from_profile
+    from fitcheck.inspection import load_spec
+    from fitcheck.llama_run import RunSettings, run_llama
+    from fitcheck.memory import estimate_memory
+    from fitcheck.speed import estimate_speed, params_from_dict
+    from fitcheck.synth import SynthModel, write_synthetic
+
+    try:
+        prof = profile.load()
+    except Exception:
+        prof = profile.collect(quick=True)
+    cal = calibrate(prof, quick=False, on_step=lambda m: print(m, file=sys.stderr))
+    params = params_from_dict(cal.params)
+    dev, _ = from_profile(prof)
+    held_out = {
+        "0.5 GB Q4_0 (16 x 1536)": SynthModel(n_layer=16, n_embd=1536, n_head=12, n_head_kv=4, n_ff=4096, n_vocab=48000, weight_type="Q4_0", seed=21),
+        "2 GB Q8_0 (28 x 2304)": SynthModel(n_layer=28, n_embd=2304, n_head=18, n_head_kv=6, n_ff=6144, n_vocab=32000, weight_type="Q8_0", seed=22),
+    }
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for label, m in held_out.items():
+            path = folder / f"holdout-{m.n_layer}x{m.n_embd}-{m.weight_type}.gguf"
+            if not path.exists():
+                write_synthetic(path, m)
+            spec = load_spec(path)
+            s = RunSettings(n_ctx=1024, use_extra_bufts=cal.crashed_first is None)
+            est = estimate_speed(spec, dev, params, n_prompt=512, depth=64)
+            mem = estimate_memory(spec, s, n_prompt=512)
+            run = run_llama(path, n_prompt=512, n_gen=128, reps=3, settings=s)
+            rows.append((label, est, mem, run))
+    print(f"calibrated on {', '.join(f'{r.model} ({r.weight_type})' for r in cal.runs)}: "
+          f"bw_eff {cal.factors['bw_eff']}, compute scale {cal.factors['compute_scale']}")
+    for r in cal.runs:
+        print(f"  calibration run {r.model}: pp {r.prompt_tps:.1f} t/s, tg {r.generation_tps:.2f} t/s")
+    print(f"{'held-out model':<26}{'metric':<9}{'predicted':>11}{'measured':>18}{'error':>9}{'target':>8}")
+    for label, est, mem, run in rows:
+        for metric, p, m, sd, tgt in (("decode", est.decode_tps, run.generation_tps, run.generation_tps_std, 0.10),
+                                      ("prefill", est.prefill_tps, run.prompt_tps, run.prompt_tps_std, 0.20),
+                                      ("peak RSS", mem.resident_bytes / 2**20, run.peak_memory_bytes / 2**20, 0, 0.10)):
+            err = p / m - 1
+            unit = " MiB" if metric == "peak RSS" else ""
+            print(f"{label:<26}{metric:<9}{p:>11.2f}{m:>11.2f} +- {sd:<4.2f}{err:>+9.1%}{'ok' if abs(err) <= tgt else 'MISS':>8}{unit}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,296 @@
+"""Calibration: a short real llama.cpp run turns the speed model into this device's forecast.
+
+With no model given, fitcheck writes (once, cached and checksummed) two
+synthetic random-weight llamas of the same shape, Q8_0 and Q4_0, at least 4x
+the last-level cache (a model that fits in cache decodes from cache and would
+overstate bandwidth) and at most a safe share of available memory. Each is run
+in a child process (llama.cpp's defaults first; on a crash, again with weight
+repacking off). The two decode times give this device's bandwidth efficiency
+(their byte difference) and a scale on the compute and per-layer costs (the
+rest); each prompt-processing rate gives its class's prefill efficiency.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import FitcheckError
+from .llama_run import RunSettings, run_llama
+from .model_spec import ModelSpec
+from .speed import BackendParams, DeviceSpeedSpec, active_weights, estimate_speed, weight_class
+
+LLC_MULTIPLE = 4
+MIN_BYTES = 256 << 20
+MAX_AVAILABLE_SHARE = 0.25
+MEMORY_MARGIN = 0.8  # refuse a run whose reserved memory exceeds this share of usable memory
+
+
+class CalibrationError(FitcheckError):
+    """Calibration cannot run or its result cannot be used."""
+
+
+@dataclass(frozen=True)
+class CalibrationRun:
+    model: str
+    path: str
+    weight_type: str
+    weights_bytes: int
+    n_params: int
+    n_prompt: int
+    n_gen: int
+    n_threads: int
+    prompt_tps: float | None
+    prompt_tps_std: float | None
+    generation_tps: float | None
+    generation_tps_std: float | None
+    ttft_s: float | None
+    load_s: float | None
+    peak_memory_bytes: int | None
+    predicted_decode_tps: float | None = None
+    predicted_prefill_tps: float | None = None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    created: str
+    source: str  # synthetic | model | llama-bench
+    runs: tuple[CalibrationRun, ...]
+    params: dict[str, Any]
+    factors: dict[str, Any]
+    system_info: str = ""
+    llama_cpp_python: str = ""
+    crashed_first: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["runs"] = [asdict(r) for r in self.runs]
+        d["notes"] = list(self.notes)
+        return d
+
+
+def calibration_shapes(llc_bytes: int | None, available_bytes: int):
+    """Two same-shape synthetic llamas (Q8_0, Q4_0), the Q4_0 one at least 4x the LLC."""
+    from .synth import SynthModel, spec_of
+
+    target = max(LLC_MULTIPLE * (llc_bytes or 0), MIN_BYTES)
+    cap = int(available_bytes * MAX_AVAILABLE_SHARE)
+    if target * 2 > cap:  # the Q8_0 twin is ~1.9x the Q4_0 one
+        raise CalibrationError(
+            f"a calibration model of {target >> 20} MiB (4x the {(llc_bytes or 0) >> 20} MiB cache) needs more than "
+            f"{MAX_AVAILABLE_SHARE:.0%} of the {available_bytes >> 20} MiB available; free memory or use --model")
+    base = SynthModel(n_layer=1, n_embd=2048, n_head=16, n_head_kv=4, n_ff=5632, n_vocab=32000, weight_type="Q4_0", seed=101)
+    per_layer = spec_of(replace(base, n_layer=2)).weights_bytes - spec_of(base).weights_bytes
+    fixed = spec_of(base).weights_bytes - per_layer
+    n_layer = max(2, -(-(target - fixed) // per_layer))
+    return [replace(base, n_layer=n_layer, weight_type=t, name=f"calib-{t.lower()}") for t in ("Q8_0", "Q4_0")]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(8 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def ensure_model(model, folder: Path) -> Path:
+    """The cached GGUF for `model`, (re)written when missing or when its checksum does not match."""
+    from .synth import write_synthetic
+
+    key = hashlib.sha256(json.dumps(asdict(model), sort_keys=True, default=str).encode()).hexdigest()[:12]
+    path = folder / f"{model.name}-{model.n_layer}x{model.n_embd}-{key}.gguf"
+    sums = path.with_suffix(".sha256")
+    if path.exists() and sums.exists() and sums.read_text().strip() == _sha256(path):
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.gguf")
+    write_synthetic(tmp, model)
+    os.replace(tmp, path)
+    sums.write_text(_sha256(path) + "\n")
+    return path
+
+
+def solve_params(base: BackendParams, runs: list[tuple[ModelSpec, CalibrationRun]], dev: DeviceSpeedSpec) -> tuple[BackendParams, dict]:
+    """This device's parameters from measured runs (the fitted class values are the starting point)."""
+    bw = dev.bw_gbps * 1e9
+    factors: dict[str, Any] = {}
+    decode = [(s, r) for s, r in runs if r.generation_tps]
+    bw_eff = base.bw_eff
+    if len(decode) >= 2:
+        ordered = sorted(decode, key=lambda sr: active_weights(sr[0])[0])
+        (s1, r1), (s2, r2) = ordered[0], ordered[-1]
+        b1, b2 = active_weights(s1)[0], active_weights(s2)[0]
+        dt_s = 1 / r2.generation_tps - 1 / r1.generation_tps
+        if b2 > b1 and dt_s > 0:
+            bw_eff = min(1.0, max(0.1, (b2 - b1) / (bw * dt_s)))
+        else:
+            factors["bw_eff_note"] = "decode times did not grow with bytes (noise); class bandwidth efficiency kept"
+    # the rest of each decode time (compute + per-layer cost) sets one scale on both
+    scales = []
+    probe_params = replace(base, bw_eff=bw_eff)
+    for s, r in decode:
+        est = estimate_speed(s, dev, probe_params)
+        rest_pred = est.decode_breakdown_s["compute"] + est.decode_breakdown_s["fixed"]
+        rest_meas = 1 / r.generation_tps - est.decode_breakdown_s["bandwidth"]
+        if rest_pred > 0 and rest_meas > 0:
+            scales.append(rest_meas / rest_pred)
+    scale = sum(scales) / len(scales) if scales else 1.0
+    fpw = {c: v * scale for c, v in base.flops_per_weight.items()}
+    params = replace(base, bw_eff=bw_eff, flops_per_weight=fpw, t_layer_s=base.t_layer_s * scale)
+    # prefill efficiency per measured class; unmeasured classes keep their fitted ratio to a measured one
+    pp = dict(base.pp_eff)
+    measured = {}
+    for s, r in runs:
+        if not r.prompt_tps:
+            continue
+        cls = weight_class(_dominant_type(s))
+        est = estimate_speed(s, dev, replace(params, pp_eff=pp), n_prompt=r.n_prompt)
+        measured[cls] = pp.get(cls, pp["q4"]) * r.prompt_tps / est.prefill_tps
+    if measured:
+        ratio = sum(measured[c] / base.pp_eff.get(c, base.pp_eff["q4"]) for c in measured) / len(measured)
+        pp = {c: measured.get(c, v * ratio) for c, v in {**base.pp_eff, "kq": base.pp_eff.get("kq", base.pp_eff["q4"])}.items()}
+    factors.update({"bw_eff": round(bw_eff, 4), "compute_scale": round(scale, 4),
+                    "pp_eff": {c: round(v, 4) for c, v in pp.items()},
+                    "decode_bytes_per_s_achieved": [round(active_weights(s)[0] * r.generation_tps) for s, r in decode],
+                    "probe_bw_gbps": dev.bw_gbps, "probe_tflops": dev.tflops})
+    return replace(params, pp_eff=pp, source="calibrated on this device"), factors
+
+
+def _dominant_type(spec: ModelSpec) -> str:
+    by: dict[str, int] = {}
+    for t in spec.tensors:
+        if len(t.shape) >= 2:
+            by[t.ggml_type] = by.get(t.ggml_type, 0) + t.n_bytes
+    return max(by, key=by.get) if by else "F32"
+
+
+def _run_one(spec: ModelSpec, path: Path, label: str, quick: bool, dev: DeviceSpeedSpec, base: BackendParams,
+             usable_bytes: int, force: bool, repack: bool = True) -> tuple[CalibrationRun, Any]:
+    from .memory import estimate_memory
+
+    settings = RunSettings(n_ctx=1024, use_extra_bufts=repack)  # llama.cpp's default: repacked weights
+    need = estimate_memory(spec, settings).total_bytes
+    if need > usable_bytes * MEMORY_MARGIN and not force:
+        raise CalibrationError(f"{path}: needs {need / 1e9:.2f} GB, more than {MEMORY_MARGIN:.0%} of the "
+                               f"{usable_bytes / 1e9:.2f} GB usable; refusing (use --force to run anyway)")
+    n_prompt, n_gen, reps = (128, 32, 2) if quick else (512, 128, 3)
+    res = run_llama(path, n_prompt=n_prompt, n_gen=n_gen, reps=reps, settings=settings, tg_depth=0)
+    est = estimate_speed(spec, dev, base, n_prompt=n_prompt, depth=n_gen // 2)
+    run = CalibrationRun(
+        model=label, path=str(path), weight_type=_dominant_type(spec), weights_bytes=spec.weights_bytes,
+        n_params=spec.parameter_count, n_prompt=n_prompt, n_gen=n_gen, n_threads=res.settings.n_threads or 0,
+        prompt_tps=res.prompt_tps, prompt_tps_std=res.prompt_tps_std, generation_tps=res.generation_tps,
+        generation_tps_std=res.generation_tps_std, ttft_s=res.ttft_s, load_s=res.load_s,
+        peak_memory_bytes=res.peak_memory_bytes, predicted_decode_tps=est.decode_tps, predicted_prefill_tps=est.prefill_tps)
+    return run, res
+
+
+def calibrate(profile: dict[str, Any], model: str | None = None, quick: bool = False, force: bool = False,
+              on_step: Callable[[str], None] | None = None) -> Calibration:
+    """Run llama.cpp on the calibration models (or `model`) and derive this device's speed parameters."""
+    from .device_speed import from_profile, params_for
+    from .inspection import load_spec
+    from .paths import user_dir
+
+    step = on_step or (lambda s: None)
+    dev, _ = from_profile(profile)
+    base, _ = params_for(dev.backend)
+    mem = profile["memory"]
+    usable = min(mem["available_bytes"], mem["limit_bytes"])
+    llc = profile.get("cpu", {}).get("llc_bytes")
+    notes = []
+    if model:
+        targets = [(load_spec(model), Path(model), Path(model).name)]
+        if llc and targets[0][0].weights_bytes < LLC_MULTIPLE * llc:
+            notes.append(f"WARNING: {Path(model).name} ({targets[0][0].weights_bytes >> 20} MiB) is under 4x the "
+                         f"{llc >> 20} MiB last-level cache: it decodes partly from cache, so bandwidth reads high")
+    else:
+        folder = user_dir() / "calibration"
+        targets = []
+        for m in calibration_shapes(llc, mem["available_bytes"]):
+            step(f"preparing {m.name}")
+            path = ensure_model(m, folder)
+            targets.append((load_spec(path), path, m.name))
+    runs, crashed, last = [], None, None
+    for spec, path, label in targets:
+        step(f"running {label}")
+        # once repacking has crashed, later runs start without it
+        run, res = _run_one(spec, path, label, quick, dev, base, usable, force, repack=crashed is None)
+        crashed = crashed or res.crashed_first
+        runs.append((spec, run))
+        last = res
+    params, factors = solve_params(base, runs, dev)
+    if crashed:
+        notes.append(f"{crashed}; retried with weight repacking off (use_extra_bufts=False), results are from that run")
+    return Calibration(
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        source="model" if model else "synthetic", runs=tuple(r for _, r in runs),
+        params={"bw_eff": params.bw_eff, "flops_per_weight": params.flops_per_weight, "t_layer_s": params.t_layer_s,
+                "pp_eff": params.pp_eff, "source": params.source, "backend": dev.backend},
+        factors=factors, system_info=last.system_info if last else "", llama_cpp_python=last.llama_cpp_python if last else "",
+        crashed_first=crashed, notes=tuple(notes),
+    )
+
+
+def to_llama_bench(cal: Calibration) -> list[dict[str, Any]]:
+    """The runs as llama-bench's JSON records (one per test)."""
+    out = []
+    for r in cal.runs:
+        for n_prompt, n_gen, avg, sd in ((r.n_prompt, 0, r.prompt_tps, r.prompt_tps_std), (0, r.n_gen, r.generation_tps, r.generation_tps_std)):
+            if avg:
+                out.append({"model_filename": r.path, "model_type": f"{r.model} {r.weight_type}", "model_size": r.weights_bytes,
+                            "model_n_params": r.n_params, "n_prompt": n_prompt, "n_gen": n_gen, "n_threads": r.n_threads,
+                            "avg_ts": avg, "stddev_ts": sd or 0.0, "build_commit": "", "backends": "CPU",
+                            "test_time": cal.created})
+    return out
+
+
+def from_llama_bench(records: Any, profile: dict[str, Any]) -> Calibration:
+    """Calibrate from llama-bench JSON output: records whose model file can be read here."""
+    from .device_speed import from_profile, params_for
+    from .inspection import load_spec
+
+    if not isinstance(records, list) or not records:
+        raise CalibrationError("llama-bench JSON must be a non-empty list of records")
+    dev, _ = from_profile(profile)
+    base, _ = params_for(dev.backend)
+    by_model: dict[str, dict[str, Any]] = {}
+    skipped = []
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict) or not {"model_filename", "n_prompt", "n_gen", "avg_ts"} <= rec.keys():
+            skipped.append(f"record {i}: missing model_filename/n_prompt/n_gen/avg_ts")
+            continue
+        entry = by_model.setdefault(rec["model_filename"], {})
+        if rec["n_gen"] and not rec["n_prompt"]:
+            entry["tg"] = rec
+        elif rec["n_prompt"] and not rec["n_gen"]:
+            entry["pp"] = rec
+    runs = []
+    for fname, tests in by_model.items():
+        if not Path(fname).exists():
+            skipped.append(f"{fname}: model file not found here (its shape is needed)")
+            continue
+        spec = load_spec(fname)
+        pp, tg = tests.get("pp"), tests.get("tg")
+        runs.append((spec, CalibrationRun(
+            model=Path(fname).name, path=fname, weight_type=_dominant_type(spec), weights_bytes=spec.weights_bytes,
+            n_params=spec.parameter_count, n_prompt=pp["n_prompt"] if pp else 0, n_gen=tg["n_gen"] if tg else 0,
+            n_threads=(pp or tg).get("n_threads", 0), prompt_tps=pp["avg_ts"] if pp else None,
+            prompt_tps_std=pp.get("stddev_ts") if pp else None, generation_tps=tg["avg_ts"] if tg else None,
+            generation_tps_std=tg.get("stddev_ts") if tg else None, ttft_s=None, load_s=None, peak_memory_bytes=None)))
+    if not runs:
+        raise CalibrationError("no usable llama-bench record: " + "; ".join(skipped[:3]))
+    params, factors = solve_params(base, runs, dev)
+    return Calibration(
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), source="llama-bench",
+        runs=tuple(r for _, r in runs),
+        params={"bw_eff": params.bw_eff, "flops_per_weight": params.flops_per_weight, "t_layer_s": params.t_layer_s,
+                "pp_eff": params.pp_eff, "source": "calibrated from llama-bench output", "backend": dev.backend},
+        factors=factors, notes=tuple(skipped))
