@@ -243,6 +243,44 @@ def devices(
 
 @app.command()
 @guarded
+def advise(
+    size: Optional[str] = typer.Option(None, "--size", "-s", help="Size alias: 1.8b, 4b, 7b ..."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Catalog model id (instead of --size)."),
+    device: str = typer.Option("this", "--device", "-d", help="'this', a saved profile (.json), or a device NAME[:RAM]."),
+    ctx: int = typer.Option(4096, "--ctx", help="Context length (tokens)."),
+    target_tps: Optional[float] = typer.Option(None, "--target-tps", help="Decode speed the answer must reach."),
+    memory_gb: Optional[float] = typer.Option(None, "--memory-gb", help="Usable memory in GiB (overrides the device)."),
+    entitlement: bool = typer.Option(False, "--ios-entitlement", help="iOS app with the increased-memory-limit entitlement."),
+    bandwidth_gbs: Optional[float] = typer.Option(None, "--bandwidth-gbs", help="Override memory bandwidth (GB/s)."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """The best quantization that fits with headroom and meets a speed target, ranked by quality."""
+    from . import device_speed
+    from .advise import advise as run_advise
+    from .estimate import speed_inputs, usable_memory
+    from .render import advise_view
+    from .settings import RuntimeSettings
+
+    if (size is None) == (model is None):
+        raise FitcheckError("give exactly one of --size or --model")
+    usable, basis = usable_memory(device, memory_gb, entitlement)
+    try:
+        dev, sbasis = speed_inputs(device, bandwidth_gbs)
+        params, _, _ = device_speed.params_for_basis(dev.backend, sbasis)
+    except FitcheckError:
+        if target_tps is not None:
+            raise
+        dev = params = None
+    d = run_advise(size or model, usable, RuntimeSettings(n_ctx=ctx), dev, params, target_tps)
+    d["basis"] = basis
+    if json_out:
+        emit_json(d)
+    else:
+        advise_view(console, d)
+
+
+@app.command()
+@guarded
 def calibrate(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Calibrate on this GGUF instead of fitcheck's synthetic pair."),
     quick: bool = typer.Option(False, "--quick", help="Shorter runs (pp128, tg32, 2 repetitions)."),

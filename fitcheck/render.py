@@ -251,3 +251,31 @@ def calibration_view(console: Console, c: dict[str, Any]) -> None:
                   f"{f['compute_scale']:.2f}, prefill efficiency " + ", ".join(f"{k} {v:.2f}" for k, v in f["pp_eff"].items()),
                   soft_wrap=True, highlight=False)
     console.print("saved in the profile: `fitcheck estimate --device this` and `fitcheck` now use it", soft_wrap=True)
+
+
+def advise_view(console: Console, d: dict[str, Any]) -> None:
+    target = f", at least {d['target_tps']:g} t/s" if d["target_tps"] else ""
+    t = Table(title=f"{d['model_name']}: quantizations by quality ({d['usable_bytes'] / 1e9:.1f} GB usable, "
+                    f"context {d['n_ctx']}{target})", title_justify="left")
+    for c in ("quant", "bpw", "memory", "verdict", "decode t/s", "PPL +", "KLD"):
+        t.add_column(c, justify="left" if c in ("quant", "verdict") else "right")
+    for r in d["candidates"]:
+        style = VERDICT_STYLE[r["verdict"]].replace("bold ", "")
+        t.add_row(r["quant"], f"{r['bits_per_weight']:.2f}", f"{r['total_bytes'] / 1e9:.2f} GB",
+                  f"[{style}]{r['verdict'].replace('_', ' ')}[/{style}]",
+                  f"{r['decode_tps']:.1f}" if r["decode_tps"] else "-",
+                  f"{r['ppl_delta']:.3f}" if r["ppl_delta"] is not None else "-",
+                  f"{r['kld_mean']:.4f}" if r["kld_mean"] is not None else "-")
+    console.print(t)
+    c = d["choice"]
+    if c:
+        speed = f", ~{c['decode_tps']:.1f} t/s decode" if c["decode_tps"] else ""
+        console.print(f"[bold green]advice[/bold green]: {c['quant']} — {c['total_bytes'] / 1e9:.2f} GB, "
+                      f"headroom {c['headroom_bytes'] / 1e9:.2f} GB{speed}, KLD {c['kld_mean']}", soft_wrap=True)
+    else:
+        console.print("[bold red]nothing fits with headroom[/bold red]" + (" at that speed" if d["target_tps"] else "") + "; ways out:")
+        for w in d["ways_out"]:
+            extra = f" — {w['total_bytes'] / 1e9:.2f} GB" if "total_bytes" in w else ""
+            speed = f", ~{w['decode_tps']:.1f} t/s" if w.get("decode_tps") else ""
+            console.print(f"  • {w['way']}{extra}{speed}", soft_wrap=True)
+    console.print(f"[dim]quality: {d['quality_source']}; memory: {d['basis']['memory']}[/dim]", soft_wrap=True)

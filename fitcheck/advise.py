@@ -1,0 +1,114 @@
+"""`fitcheck advise`: the best quantization that fits with headroom and meets a target speed.
+
+Quality cost of each quantization comes from llama.cpp's published LLaMA-3-8B
+scoreboard (perplexity and KL-divergence vs F16, without an importance matrix
+where listed; fitcheck/data/quant_quality.csv keeps the source). When nothing
+fits, the nearest ways out are computed: a smaller model, a shorter context,
+a quantized KV cache.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import replace
+from functools import lru_cache
+from importlib.resources import files
+from typing import Any
+
+from .catalog import ALIASES, entries, resolve, spec_from_catalog
+from .errors import UsageError
+from .fit import fit_verdict
+from .memory import estimate_memory
+from .settings import RuntimeSettings
+from .speed import BackendParams, DeviceSpeedSpec, estimate_speed
+
+CANDIDATES = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_0", "Q4_K_M", "Q4_K_S", "IQ4_XS", "Q4_0", "Q3_K_M",
+              "Q3_K_S", "Q2_K")
+QUALITY_MODEL = "Llama-3-8B"
+
+
+@lru_cache(maxsize=1)
+def quality_table() -> dict[str, dict[str, Any]]:
+    """quant -> {ppl_delta, kld_mean, imatrix, source}: published, no-imatrix rows preferred."""
+    text = files("fitcheck").joinpath("data/quant_quality.csv").read_text()
+    out: dict[str, dict[str, Any]] = {}
+    for r in csv.DictReader(text.splitlines()):
+        if r["model"] != QUALITY_MODEL or not r["kld_mean"]:
+            continue
+        no_imatrix = "imatrix=None" in r["notes"]
+        cur = out.get(r["quant"])
+        if cur is None or (no_imatrix and not cur["no_imatrix"]):
+            out[r["quant"]] = {"ppl_delta": float(r["ppl_delta"]), "kld_mean": float(r["kld_mean"]),
+                               "no_imatrix": no_imatrix, "source": r["source"][:160]}
+    return out
+
+
+def _evaluate(entry, quant: str, s: RuntimeSettings, usable: int, dev: DeviceSpeedSpec | None,
+              params: BackendParams | None) -> dict[str, Any]:
+    spec = spec_from_catalog(entry, quant)
+    mem = estimate_memory(spec, s)
+    fit = fit_verdict(mem.total_bytes, usable)
+    sp = estimate_speed(spec, dev, params, n_ubatch=s.n_ubatch) if dev else None
+    q = quality_table().get(quant, {})
+    return {"model": entry.id, "quant": quant, "bits_per_weight": round(spec.bits_per_weight, 3),
+            "total_bytes": mem.total_bytes, "verdict": fit.verdict, "headroom_bytes": fit.headroom_bytes,
+            "decode_tps": sp.decode_tps if sp else None, "prefill_tps": sp.prefill_tps if sp else None,
+            "ppl_delta": q.get("ppl_delta"), "kld_mean": q.get("kld_mean")}
+
+
+def _ok(row: dict, target_tps: float | None) -> bool:
+    fast = target_tps is None or (row["decode_tps"] is not None and row["decode_tps"] >= target_tps)
+    return row["verdict"] == "fits" and fast
+
+
+def advise(model: str, usable_bytes: int, settings: RuntimeSettings | None = None, dev: DeviceSpeedSpec | None = None,
+           params: BackendParams | None = None, target_tps: float | None = None) -> dict[str, Any]:
+    if target_tps is not None and not 0 < target_tps <= 100_000:
+        raise UsageError(f"--target-tps must be between 0 and 100000 tokens/s, got {target_tps}")
+    if target_tps is not None and dev is None:
+        raise UsageError("a speed target needs the device's speed (probe this device, or give --bandwidth-gbs)")
+    s = settings or RuntimeSettings()
+    entry, alias = resolve(model)
+    rows = [_evaluate(entry, q, s, usable_bytes, dev, params) for q in CANDIDATES]
+    # quality order: lowest KL-divergence first (F16 best)
+    ranked = sorted(rows, key=lambda r: (r["kld_mean"] if r["kld_mean"] is not None else 9, -r["bits_per_weight"]))
+    choice = next((r for r in ranked if _ok(r, target_tps)), None)
+    out: dict[str, Any] = {"model": entry.id, "model_name": entry.name, "alias": alias, "target_tps": target_tps,
+                           "usable_bytes": usable_bytes, "n_ctx": s.n_ctx, "choice": choice, "candidates": ranked,
+                           "quality_source": f"llama.cpp perplexity scoreboard, {QUALITY_MODEL} (fitcheck/data/quant_quality.csv)"}
+    if choice is None:
+        out["ways_out"] = ways_out(entry, s, usable_bytes, dev, params, target_tps)
+    return out
+
+
+def ways_out(entry, s: RuntimeSettings, usable: int, dev, params, target_tps) -> list[dict[str, Any]]:
+    """Nearest changes that make a Q4_K_M run fit (and meet the target), each with its numbers."""
+    q = "Q4_K_M"
+    found = []
+    for ctx in sorted({c for c in (s.n_ctx // 2, s.n_ctx // 4, 2048, 1024, 512) if 256 <= c < s.n_ctx}, reverse=True):
+        row = _evaluate(entry, q, replace(s, n_ctx=ctx), usable, dev, params)
+        if _ok(row, target_tps):
+            found.append({"way": f"shorter context: {ctx} tokens at {q}", **row})
+            break
+    kv = replace(s, type_k="q8_0", type_v="q8_0", flash_attn=True)
+    row = _evaluate(entry, q, kv, usable, dev, params)
+    if _ok(row, target_tps):
+        found.append({"way": f"q8_0 KV cache with flash attention at {q}", **row})
+    for lower in ("Q3_K_M", "Q2_K"):
+        row = _evaluate(entry, lower, s, usable, dev, params)
+        if not _ok(row, target_tps):
+            continue
+        found.append({"way": f"lower quantization {lower} (quality cost: KLD {row['kld_mean']})", **row})
+        break
+    smaller = sorted({entries()[v] for v in ALIASES.values()}, key=lambda e: -e.params_b_published)
+    for e in smaller:
+        if e.params_b_published >= entry.params_b_published or e.n_expert:
+            continue
+        row = _evaluate(e, q, s, usable, dev, params)
+        if _ok(row, target_tps):
+            found.append({"way": f"smaller model: {e.name} at {q}", **row})
+            break
+    if not found:
+        found.append({"way": "none of: shorter context, q8_0 KV cache, Q3_K_M/Q2_K, a smaller model",
+                      "verdict": "does_not_fit"})
+    return found

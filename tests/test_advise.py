@@ -1,0 +1,66 @@
+"""`fitcheck advise`: best quality that fits and meets the target; ways out with numbers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fitcheck.advise import CANDIDATES, advise, quality_table
+from fitcheck.errors import UsageError
+from fitcheck.speed import DeviceSpeedSpec
+from fitcheck.backtest import backend_params
+
+from .conftest import run_cli
+
+M1 = DeviceSpeedSpec("metal", 68.25, 2.617)
+
+
+def test_quality_table_has_every_candidate_from_the_published_scoreboard():
+    q = quality_table()
+    for name in CANDIDATES:
+        assert name in q, name
+    assert q["Q8_0"]["kld_mean"] < q["Q4_K_M"]["kld_mean"] < q["Q2_K"]["kld_mean"]
+    assert q["Q4_K_M"]["no_imatrix"]  # our recipes assume no importance matrix
+
+
+def test_picks_highest_quality_that_fits():
+    d = advise("7b", int(16e9), dev=M1, params=backend_params("metal"))
+    assert d["choice"]["quant"] == "Q8_0"  # 8.8 GB fits in 16 GB with headroom
+    d = advise("7b", int(6e9), dev=M1, params=backend_params("metal"))
+    assert d["choice"]["quant"] in ("Q4_K_M", "Q4_K_S", "IQ4_XS", "Q5_K_S", "Q5_0")
+    assert d["choice"]["total_bytes"] < 0.9 * 6e9
+
+
+def test_speed_target_moves_the_choice_down():
+    p = backend_params("metal")
+    free = advise("7b", int(64e9), dev=M1, params=p)
+    fast = advise("7b", int(64e9), dev=M1, params=p, target_tps=12)
+    assert free["choice"]["quant"] == "F16"
+    assert fast["choice"]["decode_tps"] >= 12 and fast["choice"]["kld_mean"] > free["choice"]["kld_mean"]
+
+
+def test_ways_out_when_nothing_fits():
+    d = advise("7b", int(3e9), dev=M1, params=backend_params("metal"))
+    assert d["choice"] is None
+    ways = [w["way"] for w in d["ways_out"]]
+    assert any(w.startswith("smaller model:") for w in ways)
+    assert all(w.get("verdict") == "fits" for w in d["ways_out"] if "total_bytes" in w)
+
+
+def test_impossible_target():
+    with pytest.raises(UsageError, match="--target-tps must be between"):
+        advise("7b", int(16e9), dev=M1, params=backend_params("metal"), target_tps=0)
+    d = advise("7b", int(64e9), dev=M1, params=backend_params("metal"), target_tps=5000)
+    assert d["choice"] is None and d["ways_out"][-1]["verdict"] == "does_not_fit"
+
+
+def test_cli_seed_case_iphone():
+    r = run_cli("advise", "-s", "1.8b", "-d", "iphone 15", "--ctx", "2048", "--ios-entitlement", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["choice"] is not None and d["choice"]["verdict"] == "fits"
+    r = run_cli("advise", "-s", "7b", "-d", "iphone 15", "--ctx", "2048", "--json")
+    assert json.loads(r.stdout)["choice"] is None
+    r = run_cli("advise")
+    assert r.returncode == 1 and "exactly one of --size or --model" in r.stderr
