@@ -26,6 +26,10 @@ console = Console()
 err_console = Console(stderr=True)
 
 JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
+DEVICE_OPT = typer.Option("this", "--device", "-d", help="'this' (the probed profile), a saved profile (.json), or a device (`fitcheck devices`), NAME:RAM to pick its RAM.")
+MEMORY_GB_OPT = typer.Option(None, "--memory-gb", help="Usable memory in GiB (overrides the device).")
+ENTITLEMENT_OPT = typer.Option(False, "--ios-entitlement", help="iOS/iPadOS app with the increased-memory-limit entitlement.")
+BANDWIDTH_OPT = typer.Option(None, "--bandwidth-gbs", help="Override memory bandwidth (GB/s).")
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -53,6 +57,14 @@ def guarded(fn):
 
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def show(data: Any, json_out: bool, view) -> None:
+    """Print `data` as JSON, or through its rich view."""
+    if json_out:
+        emit_json(data)
+    else:
+        view(console, data)
 
 
 @app.callback(invoke_without_command=True)
@@ -92,10 +104,7 @@ def _main_job(json_out: bool) -> None:
     d = answer(prof)
     d["profile"] = {"created": prof.get("created"), "cpu": prof.get("cpu", {}).get("model"),
                     "read_gbps": prof.get("bandwidth", {}).get("read_gbps")}
-    if json_out:
-        emit_json(d)
-    else:
-        answer_view(console, d)
+    show(d, json_out, answer_view)
 
 
 @app.command()
@@ -109,10 +118,7 @@ def inspect(
     from .render import inspect_view
 
     d = inspect_gguf(path)
-    if json_out:
-        emit_json(d)
-    else:
-        inspect_view(console, d)
+    show(d, json_out, inspect_view)
 
 
 @app.command()
@@ -146,12 +152,9 @@ def probe(
             saved = prof_mod.save(prof)
         except FitcheckError as e:
             prof["warnings"].append(f"profile not saved: {e}")
-    if json_out:
-        emit_json(prof)
-    else:
-        profile_view(console, prof)
-        if saved:
-            console.print(f"saved as device 'this': {saved}")
+    show(prof, json_out, profile_view)
+    if saved and not json_out:
+        console.print(f"saved as device 'this': {saved}")
     for w in prof["warnings"]:
         err_console.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
 
@@ -168,10 +171,10 @@ def estimate(
     swa_full: bool = typer.Option(True, "--swa-full/--no-swa-full", help="Full-size KV on sliding-window layers (llama-cpp-python's default)."),
     batch: int = typer.Option(512, "--batch", help="n_batch."),
     ubatch: int = typer.Option(512, "--ubatch", help="n_ubatch: sets the compute buffer."),
-    device: str = typer.Option("this", "--device", "-d", help="'this' (the probed profile), a saved profile (.json), or a device (`fitcheck devices`), NAME:RAM to pick its RAM."),
-    memory_gb: Optional[float] = typer.Option(None, "--memory-gb", help="Usable memory in GiB (overrides the device)."),
-    entitlement: bool = typer.Option(False, "--ios-entitlement", help="iOS/iPadOS app with the increased-memory-limit entitlement."),
-    bandwidth_gbs: Optional[float] = typer.Option(None, "--bandwidth-gbs", help="Override memory bandwidth (GB/s)."),
+    device: str = DEVICE_OPT,
+    memory_gb: Optional[float] = MEMORY_GB_OPT,
+    entitlement: bool = ENTITLEMENT_OPT,
+    bandwidth_gbs: Optional[float] = BANDWIDTH_OPT,
     tflops: Optional[float] = typer.Option(None, "--tflops", help="Override peak compute (TFLOPS)."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Override the backend class: cpu, metal, cuda."),
     n_prompt: int = typer.Option(512, "--prompt", help="Prompt length for prefill and TTFT."),
@@ -188,10 +191,7 @@ def estimate(
         raise FitcheckError(f"--prompt must be between 1 and the context length {ctx}, got {n_prompt}")
     d = run_estimate(model, quant, s, device, memory_gb, n_prompt=n_prompt, entitlement=entitlement,
                      bandwidth_gbs=bandwidth_gbs, tflops=tflops, backend=backend)
-    if json_out:
-        emit_json(d)
-    else:
-        estimate_view(console, d)
+    show(d, json_out, estimate_view)
     for w in d["warnings"]:
         err_console.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
 
@@ -212,10 +212,7 @@ def models(json_out: bool = JSON_OPT) -> None:
         "quants": {k: {"runtime": f.runtime, "base_type": f.base_type, "nominal_bpw": round(f.nominal_bpw, 4), "note": f.note}
                    for k, f in FORMATS.items()},
     }
-    if json_out:
-        emit_json(d)
-    else:
-        models_view(console, d)
+    show(d, json_out, models_view)
 
 
 @app.command()
@@ -246,12 +243,12 @@ def devices(
 def advise(
     size: Optional[str] = typer.Option(None, "--size", "-s", help="Size alias: 1.8b, 4b, 7b ..."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Catalog model id (instead of --size)."),
-    device: str = typer.Option("this", "--device", "-d", help="'this', a saved profile (.json), or a device NAME[:RAM]."),
+    device: str = DEVICE_OPT,
     ctx: int = typer.Option(4096, "--ctx", help="Context length (tokens)."),
     target_tps: Optional[float] = typer.Option(None, "--target-tps", help="Decode speed the answer must reach."),
-    memory_gb: Optional[float] = typer.Option(None, "--memory-gb", help="Usable memory in GiB (overrides the device)."),
-    entitlement: bool = typer.Option(False, "--ios-entitlement", help="iOS app with the increased-memory-limit entitlement."),
-    bandwidth_gbs: Optional[float] = typer.Option(None, "--bandwidth-gbs", help="Override memory bandwidth (GB/s)."),
+    memory_gb: Optional[float] = MEMORY_GB_OPT,
+    entitlement: bool = ENTITLEMENT_OPT,
+    bandwidth_gbs: Optional[float] = BANDWIDTH_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """The best quantization that fits with headroom and meets a speed target, ranked by quality."""
@@ -273,10 +270,7 @@ def advise(
         dev = params = None
     d = run_advise(size or model, usable, RuntimeSettings(n_ctx=ctx), dev, params, target_tps)
     d["basis"] = basis
-    if json_out:
-        emit_json(d)
-    else:
-        advise_view(console, d)
+    show(d, json_out, advise_view)
 
 
 @app.command()
@@ -332,10 +326,7 @@ def backtest(
     from .render import backtest_view
 
     d = run_backtest(csv_path)
-    if json_out:
-        emit_json(d)
-    else:
-        backtest_view(console, d)
+    show(d, json_out, backtest_view)
     if d["overall"]["n"] == 0:
         raise FitcheckError(f"{csv_path}: no row could be evaluated ({d['overall']['unresolved']} unresolved)")
 
