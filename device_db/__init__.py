@@ -26,6 +26,7 @@ class Device:
     chip: str
     family: str
     year: int | None
+    release: str  # YYYY-MM where the source gives a month, else ""
     ram_options_gb: tuple[int, ...]
     mem_type: str
     bw_gbps: float | None
@@ -38,6 +39,14 @@ class Device:
     verification: str
     derived: str
     notes: str
+
+    @property
+    def release_year(self) -> float | None:
+        """Release as a fractional year (mid-month; mid-year when only the year is known)."""
+        if self.release:
+            y, m = self.release.split("-")
+            return int(y) + (int(m) - 0.5) / 12
+        return self.year + 0.5 if self.year else None
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -61,7 +70,7 @@ def devices() -> dict[str, Device]:
     for r in csv.DictReader(text.splitlines()):
         out[r["id"]] = Device(
             id=r["id"], name=r["name"], kind=r["kind"], chip=r["chip"], family=r["family"],
-            year=int(r["year"]) if r["year"] else None,
+            year=int(r["year"]) if r["year"] else None, release=r["release"],
             ram_options_gb=tuple(int(x) for x in r["ram_gb"].split("/") if x),
             mem_type=r["mem_type"], bw_gbps=_float(r["bw_gbps"]), gpu_cores=r["gpu_cores"],
             fp32_tflops=_float(r["fp32_tflops"]), fp16_tflops=_float(r["fp16_tflops"]), os=r["os"],

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-COLUMNS = ["id", "name", "kind", "chip", "family", "year", "ram_gb", "mem_type", "bus_bits", "bw_gbps",
+COLUMNS = ["id", "name", "kind", "chip", "family", "year", "release", "ram_gb", "mem_type", "bus_bits", "bw_gbps",
            "gpu_cores", "fp32_tflops", "fp16_tflops", "os", "backend", "source", "verification", "derived", "notes"]
 
 
@@ -27,6 +27,12 @@ def slug(text: str) -> str:
 def first_number(cell: str) -> float | None:
     m = re.search(r"\d+(?:\.\d+)?", cell or "")
     return float(m.group()) if m else None
+
+
+def first_month(cell: str) -> str:
+    """'2023-10 (China) / 2024-02 (global)' -> '2023-10' (the first date given; the cell stays in notes)."""
+    m = re.search(r"(\d{4})-(\d{2})", cell or "")
+    return f"{m.group(1)}-{m.group(2)}" if m else ""
 
 
 def ram_options(cell: str) -> list[int]:
@@ -121,6 +127,7 @@ def device_rows(phones: Path, chips: list[dict]) -> list[dict]:
         rows.append({
             "id": slug(name), "name": name, "kind": kind, "chip": chip["id"] if chip else "",
             "family": chip["family"] if chip else "", "year": first_number(r["release"]) and int(first_number(r["release"])),
+            "release": first_month(r["release"]),
             "ram_gb": "/".join(str(x) for x in ram_options(r["ram_GB"])), "mem_type": r["mem_type"], "bus_bits": "",
             "bw_gbps": bw, "gpu_cores": chip["gpu_cores"] if chip else "",
             "fp32_tflops": chip["fp32_tflops"] if chip else None, "fp16_tflops": chip["fp16_tflops"] if chip else None,
@@ -128,7 +135,7 @@ def device_rows(phones: Path, chips: list[dict]) -> list[dict]:
             "backend": chip["backend"] if chip else ("cuda" if "Jetson" in name else "metal" if os_name in ("iOS", "iPadOS", "macOS") else "cpu"),
             "source": r["source"], "verification": r["verification"],
             "derived": "; ".join(derived + (["FLOPS from chip row " + chip["id"]] if chip and chip.get("fp32_tflops") else [])),
-            "notes": f"SoC: {r['soc']}; bandwidth cell: {bw_cell}",
+            "notes": f"SoC: {r['soc']}; bandwidth cell: {bw_cell}; release cell: {r['release']}",
         })
     return rows
 

@@ -97,14 +97,10 @@ def _profile_or_probe() -> dict:
 
 
 def _main_job(json_out: bool) -> None:
-    from .answer import answer
+    from .answer import answer_for_profile
     from .render import answer_view
 
-    prof = _profile_or_probe()
-    d = answer(prof)
-    d["profile"] = {"created": prof.get("created"), "cpu": prof.get("cpu", {}).get("model"),
-                    "read_gbps": prof.get("bandwidth", {}).get("read_gbps")}
-    show(d, json_out, answer_view)
+    show(answer_for_profile(_profile_or_probe()), json_out, answer_view)
 
 
 @app.command()
@@ -271,6 +267,35 @@ def advise(
     d = run_advise(size or model, usable, RuntimeSettings(n_ctx=ctx), dev, params, target_tps)
     d["basis"] = basis
     show(d, json_out, advise_view)
+
+
+@app.command()
+@guarded
+def forecast(
+    device_class: str = typer.Option("phone-flagship", "--class", "-c", help="Device class: phone-flagship, iphone, android-flagship, apple-m-base, apple-m-pro, apple-m-max, apple-m-ultra, sbc, nvidia-consumer-gpu, nvidia-datacenter-gpu."),
+    size: str = typer.Option("7b", "--size", "-s", help="Size alias or catalog model id."),
+    quant: str = typer.Option("Q4_K_M", "--quant", "-q", help="Quantization."),
+    target_tps: float = typer.Option(5.0, "--target-tps", help="Decode speed the class must reach."),
+    ctx: int = typer.Option(4096, "--ctx", help="Context length (tokens)."),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="Use only devices released by YYYY[-MM] (what the data said then)."),
+    config: str = typer.Option("best", "--config", help="'best' (largest RAM option, largest GPU variant) or 'base'."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Also draw the trends and the forecast to this PNG."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """When does a class of devices first run a size at a quantization and speed? Trends over release years."""
+    from .forecast import forecast as run_forecast
+    from .render import forecast_view
+    from .settings import RuntimeSettings
+
+    r = run_forecast(device_class, size, quant, target_tps, RuntimeSettings(n_ctx=ctx), as_of, config)
+    d = r.to_dict()
+    if plot:
+        from .plots import forecast_plot
+
+        d["plot"] = str(forecast_plot(r, plot))
+    show(d, json_out, forecast_view)
+    if plot and not json_out:
+        console.print(f"plot: {d['plot']}")
 
 
 @app.command()

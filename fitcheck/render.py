@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.console import Console
@@ -158,13 +159,22 @@ def models_view(console: Console, d: dict[str, Any]) -> None:
     console.print("quantizations: " + ", ".join(d["quants"]), soft_wrap=True)
 
 
-def answer_view(console: Console, d: dict[str, Any]) -> None:
+def answer_header(d: dict[str, Any]) -> str:
+    if "device" in d:
+        v = d["device"]
+        return (f"[bold]{v['name']}[/bold] ({v['ram_gb']} GB, {v.get('os', 'GPU')}): {d['usable_bytes'] / 1e9:.1f} GB usable "
+                f"({v['memory_rule']}), bandwidth {_gbps(v['bw_gbps'])}")
     p = d["profile"]
-    console.print(f"[bold]This device[/bold]: {p['cpu']}, {d['usable_bytes'] / 1e9:.1f} GB usable, "
-                  f"read bandwidth {_gbps(p['read_gbps'])} (profile {p['created']})", soft_wrap=True)
+    return (f"[bold]This device[/bold]: {p['cpu']}, {d['usable_bytes'] / 1e9:.1f} GB usable, "
+            f"read bandwidth {_gbps(p['read_gbps'])} (profile {p['created']})")
+
+
+def answer_view(console: Console, d: dict[str, Any]) -> None:
+    console.print(answer_header(d), soft_wrap=True)
     sizes = list(dict.fromkeys(r["size"] for r in d["rows"]))
     quants = list(dict.fromkeys(r["quant"] for r in d["rows"]))
-    t = Table(title=f"Memory needed (GB reserved, context {d['settings']['n_ctx']}), verdict, decode t/s", title_justify="left")
+    t = Table(title=f"Memory needed (GB reserved, context {d['settings']['n_ctx']}), verdict, decode / prefill t/s",
+              title_justify="left")
     t.add_column("quant")
     for size in sizes:
         name = next(r["model"] for r in d["rows"] if r["size"] == size)
@@ -176,17 +186,15 @@ def answer_view(console: Console, d: dict[str, Any]) -> None:
             r = by[(size, q)]
             style = VERDICT_STYLE[r["verdict"]].replace("bold ", "")
             ub = f" {r['decode_tps']:.1f}" if r["decode_tps"] else ""
+            ub += f"/{r['prefill_tps']:.0f}" if r["prefill_tps"] else ""
             word = {"fits": "fits", "tight": "tight", "does_not_fit": "no"}[r["verdict"]]
-            cells.append(f"[{style}]{r['total_bytes'] / 1e9:.2f} GB {word}[/{style}]{ub}")
+            cells.append(f"[{style}]{r['total_bytes'] / 1e9:.2f} {word}[/{style}]{ub}")
         t.add_row(q, *cells)
     console.print(t)
     for line in d["answers"]:
         console.print(line, soft_wrap=True)
-    console.print(f"[dim]t/s: {d['speed_basis']}[/dim]", soft_wrap=True)
-    best = [r for r in d["rows"] if r["verdict"] == "fits" and r["prefill_tps"]]
-    if best:
-        console.print(f"[dim]prefill of 512 tokens ranges {min(r['prefill_tps'] for r in best):.0f}-"
-                      f"{max(r['prefill_tps'] for r in best):.0f} t/s over the fitting rows (--json has each)[/dim]", soft_wrap=True)
+    console.print(f"[dim]t/s: {d['speed_basis']}; prefill of a 512-token prompt. Verdict on the {d['verdict_uses']}.[/dim]",
+                  soft_wrap=True)
 
 
 def devices_view(console: Console, devs: list) -> None:
@@ -279,3 +287,51 @@ def advise_view(console: Console, d: dict[str, Any]) -> None:
             speed = f", ~{w['decode_tps']:.1f} t/s" if w.get("decode_tps") else ""
             console.print(f"  • {w['way']}{extra}{speed}", soft_wrap=True)
     console.print(f"[dim]quality: {d['quality_source']}; memory: {d['basis']['memory']}[/dim]", soft_wrap=True)
+
+
+def _when(year_month: str | None, interval: list[str] | None) -> str:
+    if year_month is None:
+        return "not within the horizon"
+    return f"{year_month} (5-95 %: {interval[0]} to {interval[1]})" if interval else f"{year_month} (no stable interval)"
+
+
+def forecast_view(console: Console, d: dict[str, Any]) -> None:
+    console.print(f"[bold]{d['device_class']}[/bold] ({d['description']}), {d['model_name']} {d['quant']}, "
+                  f">= {d['target_tps']:g} t/s decode, context {d['n_ctx']}"
+                  + (f", devices released by {d['as_of']}" if d["as_of"] else ""), soft_wrap=True)
+    t = Table(title="Trends (log-linear on release year)", title_justify="left")
+    for c in ("quantity", "devices", "growth / year", "doubles every", "r²"):
+        t.add_column(c, justify="left" if c == "quantity" else "right")
+    for tr in d["trends"].values():
+        t.add_row(f"{tr['quantity']} ({tr['unit']})", str(tr["n"]), f"{math.expm1(tr['slope_per_year']):+.0%}",
+                  f"{tr['doubling_years']:.1f} y" if tr["doubling_years"] else "never", f"{tr['r2']:.2f}")
+    console.print(t)
+    first = d["first_observed"]
+    console.print(f"Forecast: the class's trend runs it from [bold]{_when(d['year_month'], d['interval_months'])}[/bold] "
+                  f"(memory from {_month(d['memory_year'])}, speed from {_month(d['speed_year'])})", soft_wrap=True)
+    console.print("First device in the data that runs it: "
+                  + (f"{first['name']} ({first['release']}, {first['ram_gb']} GB): {first['reason']}" if first else "none"),
+                  soft_wrap=True)
+    for c in d["claims"]:
+        mark = "[green]supported[/green]" if c["supported"] else "[red]not supported[/red]"
+        console.print(f"Seed claim \"{c['claim']}\": {mark}; "
+                      + "; ".join(f"{k}: {v}" for k, v in c["by_platform"].items())
+                      + (f"; class trend: {c['trend_year']}" if c["trend_year"] else ""), soft_wrap=True)
+        for x in c["deciding"]:
+            console.print(f"    {x['name']} ({x['release']}, {x['ram_gb']} GB): {x['reason']}", soft_wrap=True)
+    t = Table(title=f"Devices ({len(d['devices'])})", title_justify="left")
+    for c in ("device", "release", "RAM", "usable GB", "GB/s", "t/s", "runs"):
+        t.add_column(c, justify="left" if c == "device" else "right")
+    for p in d["devices"]:
+        t.add_row(p["name"], p["release"], str(p["ram_gb"]), f"{p['usable_bytes'] / 1e9:.1f}", f"{p['bw_gbps'] or '-'}",
+                  f"{p['decode_tps']:.1f}" if p["decode_tps"] else "-", "[green]yes[/green]" if p["runs"] else "no")
+    console.print(t)
+    for sk in d["skipped"]:
+        console.print(f"[dim]skipped {sk['name']}: {sk['reason']}[/dim]", soft_wrap=True)
+    console.print(f"[dim]{d['basis']['interval']}; {d['basis']['configuration']}; {d['basis']['speed']}[/dim]", soft_wrap=True)
+
+
+def _month(y: float | None) -> str:
+    from .forecast import month_of
+
+    return month_of(y) if y is not None else "never"

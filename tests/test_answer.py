@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fitcheck.answer import answer
+from fitcheck.answer import answer_for_device, answer_for_profile
 from fitcheck.catalog import resolve, spec_from_catalog
 from fitcheck.memory import estimate_memory
 from fitcheck.settings import RuntimeSettings
@@ -19,7 +19,7 @@ def profile_with(usable_gb: float, read_gbps: float = 50.0) -> dict:
 
 
 def test_answer_picks_the_best_quant_that_fits():
-    d = answer(profile_with(6.0))
+    d = answer_for_profile(profile_with(6.0))
     need_7b_q8 = estimate_memory(spec_from_catalog(resolve("7b")[0], "Q8_0"), RuntimeSettings()).total_bytes
     assert need_7b_q8 > 6e9  # so 7B cannot be Q8_0 on a 6 GB device
     seven = d["answers"][2]
@@ -29,13 +29,13 @@ def test_answer_picks_the_best_quant_that_fits():
 
 
 def test_answer_says_no_with_numbers():
-    d = answer(profile_with(1.5))
+    d = answer_for_profile(profile_with(1.5))
     assert d["answers"][2].startswith("7B (Qwen2-7B): no — needs ") and "at Q2_K" in d["answers"][2]
 
 
 def test_upper_bound_speed_scales_with_bandwidth():
-    slow = answer(profile_with(32, 10.0))["rows"][0]["decode_tps_upper_bound"]
-    fast = answer(profile_with(32, 100.0))["rows"][0]["decode_tps_upper_bound"]
+    slow = answer_for_profile(profile_with(32, 10.0))["rows"][0]["decode_tps_upper_bound"]
+    fast = answer_for_profile(profile_with(32, 100.0))["rows"][0]["decode_tps_upper_bound"]
     assert fast == slow * 10
 
 
