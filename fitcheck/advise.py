@@ -3,22 +3,23 @@
 Quality cost of each quantization comes from llama.cpp's published LLaMA-3-8B
 scoreboard (perplexity and KL-divergence vs F16, without an importance matrix
 where listed; fitcheck/data/quant_quality.csv keeps the source). When nothing
-fits, the nearest ways out are computed: a smaller model, a shorter context,
-a quantized KV cache.
+fits, the nearest ways out are computed: the iOS increased-memory-limit
+entitlement, partial offload to system RAM beside a discrete GPU, a shorter
+context, a quantized KV cache, a lower quantization, a smaller model.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib.resources import files
 from typing import Any
 
 from .catalog import ALIASES, entries, resolve, spec_from_catalog
 from .errors import UsageError
-from .fit import fit_verdict
-from .memory import estimate_memory
+from .fit import TIGHT_MARGIN, fit_verdict
+from .memory import layer_of, estimate_memory
 from .settings import RuntimeSettings
 from .speed import BackendParams, DeviceSpeedSpec, estimate_speed
 
@@ -61,8 +62,27 @@ def _ok(row: dict, target_tps: float | None) -> bool:
     return row["verdict"] == "fits" and fast
 
 
+@dataclass(frozen=True)
+class HostSide:
+    """System RAM beside a discrete GPU, for partial offload (usable bytes; bandwidth when known)."""
+
+    usable_bytes: int | None
+    bw_gbps: float | None
+    source: str
+
+
+@dataclass(frozen=True)
+class Alternatives:
+    """Device-specific ways out the plain usable-memory figure cannot show."""
+
+    entitlement_usable_bytes: int | None = None  # iOS/iPadOS app with the increased-memory-limit entitlement
+    entitlement_rule: str = ""
+    host: HostSide | None = None  # set for discrete GPUs: layers that do not fit in VRAM stay in system RAM
+
+
 def advise(model: str, usable_bytes: int, settings: RuntimeSettings | None = None, dev: DeviceSpeedSpec | None = None,
-           params: BackendParams | None = None, target_tps: float | None = None) -> dict[str, Any]:
+           params: BackendParams | None = None, target_tps: float | None = None,
+           alternatives: Alternatives | None = None) -> dict[str, Any]:
     if target_tps is not None and not 0 < target_tps <= 100_000:
         raise UsageError(f"--target-tps must be between 0 and 100000 tokens/s, got {target_tps}")
     if target_tps is not None and dev is None:
@@ -77,14 +97,58 @@ def advise(model: str, usable_bytes: int, settings: RuntimeSettings | None = Non
                            "usable_bytes": usable_bytes, "n_ctx": s.n_ctx, "choice": choice, "candidates": ranked,
                            "quality_source": f"llama.cpp perplexity scoreboard, {QUALITY_MODEL} (fitcheck/data/quant_quality.csv)"}
     if choice is None:
-        out["ways_out"] = ways_out(entry, s, usable_bytes, dev, params, target_tps)
+        out["ways_out"] = ways_out(entry, s, usable_bytes, dev, params, target_tps, alternatives or Alternatives())
     return out
 
 
-def ways_out(entry, s: RuntimeSettings, usable: int, dev, params, target_tps) -> list[dict[str, Any]]:
-    """Nearest changes that make a Q4_K_M run fit (and meet the target), each with its numbers."""
+def _entitlement_way(entry, s, alt: Alternatives, dev, params, target_tps) -> dict[str, Any] | None:
+    if alt.entitlement_usable_bytes is None:
+        return None
+    rows = [_evaluate(entry, q, s, alt.entitlement_usable_bytes, dev, params) for q in CANDIDATES]
+    ok = sorted((r for r in rows if _ok(r, target_tps)), key=lambda r: r["kld_mean"] if r["kld_mean"] is not None else 9)
+    if not ok:
+        return None
+    return {"way": f"the increased-memory-limit entitlement ({alt.entitlement_rule}) at {ok[0]['quant']}", **ok[0]}
+
+
+def _offload_way(entry, s, vram: int, host: HostSide, dev, params, target_tps) -> dict[str, Any] | None:
+    """Most layers on the GPU that fit its memory; the rest (and the host buffers) in system RAM."""
+    from .backtest import backend_params
+    from .speed import estimate_speed
+
     q = "Q4_K_M"
-    found = []
+    spec = spec_from_catalog(entry, q)
+    margin = 1 - TIGHT_MARGIN
+    for n in range(spec.n_layer, 0, -1):
+        mem = estimate_memory(spec, replace(s, n_gpu_layers=n))
+        if mem.device_bytes > vram * margin:
+            continue
+        if host.usable_bytes is not None and mem.host_bytes > host.usable_bytes * margin:
+            return None  # fewer GPU layers only move more into a host that is already too small
+        row = {"model": entry.id, "quant": q, "gpu_layers": n, "n_layer": spec.n_layer,
+               "device_bytes": mem.device_bytes, "host_bytes": mem.host_bytes, "total_bytes": mem.total_bytes,
+               "verdict": "fits", "decode_tps": None, "host_source": host.source}
+        if dev is not None and params is not None and host.bw_gbps:
+            # weights split by bytes: the GPU part at the GPU's rate, the rest at the host CPU's
+            gpu_w = sum(t.n_bytes for t in spec.tensors if (il := layer_of(t.name)) is not None and il >= spec.n_layer - n)
+            f = gpu_w / spec.weights_bytes
+            t_gpu = 1 / estimate_speed(spec, dev, params).decode_tps
+            t_cpu = 1 / estimate_speed(spec, DeviceSpeedSpec("cpu", host.bw_gbps, None), backend_params("cpu")).decode_tps
+            row["decode_tps"] = 1 / (f * t_gpu + (1 - f) * t_cpu)
+        if not _ok(row, target_tps):
+            return None
+        where = f"{host.usable_bytes / 1e9:.1f} GB system RAM usable" if host.usable_bytes else "system RAM not known: check it"
+        return {"way": f"partial offload at {q}: {n} of {spec.n_layer} layers on the GPU "
+                       f"({mem.device_bytes / 1e9:.1f} GB), {mem.host_bytes / 1e9:.1f} GB in system RAM ({where})", **row}
+    return None
+
+
+def ways_out(entry, s: RuntimeSettings, usable: int, dev, params, target_tps,
+             alt: Alternatives = Alternatives()) -> list[dict[str, Any]]:
+    """Nearest changes that make a run fit (and meet the target), each with its numbers."""
+    q = "Q4_K_M"
+    found = [w for w in (_entitlement_way(entry, s, alt, dev, params, target_tps),
+                         _offload_way(entry, s, usable, alt.host, dev, params, target_tps) if alt.host else None) if w]
     for ctx in sorted({c for c in (s.n_ctx // 2, s.n_ctx // 4, 2048, 1024, 512) if 256 <= c < s.n_ctx}, reverse=True):
         row = _evaluate(entry, q, replace(s, n_ctx=ctx), usable, dev, params)
         if _ok(row, target_tps):
@@ -109,6 +173,8 @@ def ways_out(entry, s: RuntimeSettings, usable: int, dev, params, target_tps) ->
             found.append({"way": f"smaller model: {e.name} at {q}", **row})
             break
     if not found:
-        found.append({"way": "none of: shorter context, q8_0 KV cache, Q3_K_M/Q2_K, a smaller model",
+        found.append({"way": "none of: shorter context, q8_0 KV cache, Q3_K_M/Q2_K, a smaller model"
+                             + (", the entitlement" if alt.entitlement_usable_bytes else "")
+                             + (", partial offload" if alt.host else ""),
                       "verdict": "does_not_fit"})
     return found

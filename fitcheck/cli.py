@@ -234,6 +234,41 @@ def devices(
         devices_view(console, hits)
 
 
+def _alternatives(device: str, memory_gb: float | None, entitlement: bool, host_memory_gb: float | None):
+    """Ways out that depend on the device: the iOS entitlement, system RAM beside a discrete GPU."""
+    from .advise import Alternatives, HostSide
+
+    name = device.strip()
+    if memory_gb is not None or name.lower() == "this" or name.lower().endswith(".json"):
+        return None
+    import device_db
+
+    dev, ram_gb = device_db.resolve(name)
+    if dev.kind == "gpu":
+        from . import profile as prof_mod
+
+        try:
+            prof = prof_mod.load()
+        except FitcheckError:
+            prof = None
+        bw = (prof or {}).get("bandwidth", {})
+        read = bw.get("read_gbps") if bw.get("status") == "ok" else None
+        if host_memory_gb is not None:
+            if not 0 < host_memory_gb <= 1 << 20:
+                raise FitcheckError(f"--host-memory-gb must be between 0 and {1 << 20}, got {host_memory_gb}")
+            host = HostSide(int(host_memory_gb * (1 << 30)), read, f"--host-memory-gb {host_memory_gb}")
+        elif prof is not None:
+            mem = prof["memory"]
+            host = HostSide(min(mem["available_bytes"], mem["limit_bytes"]), read, "this machine's saved probe")
+        else:
+            host = HostSide(None, None, "unknown (give --host-memory-gb)")
+        return Alternatives(host=host)
+    if dev.os in ("iOS", "iPadOS") and not entitlement:
+        usable, basis = device_db.device_usable_bytes(dev, ram_gb, entitlement=True)
+        return Alternatives(entitlement_usable_bytes=usable, entitlement_rule=basis["memory_rule"])
+    return None
+
+
 @app.command()
 @guarded
 def advise(
@@ -245,6 +280,7 @@ def advise(
     memory_gb: Optional[float] = MEMORY_GB_OPT,
     entitlement: bool = ENTITLEMENT_OPT,
     bandwidth_gbs: Optional[float] = BANDWIDTH_OPT,
+    host_memory_gb: Optional[float] = typer.Option(None, "--host-memory-gb", help="System RAM usable beside a discrete GPU (GiB), for partial offload; default: this machine's probe."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """The best quantization that fits with headroom and meets a speed target, ranked by quality."""
@@ -264,7 +300,8 @@ def advise(
         if target_tps is not None:
             raise
         dev = params = None
-    d = run_advise(size or model, usable, RuntimeSettings(n_ctx=ctx), dev, params, target_tps)
+    alt = _alternatives(device, memory_gb, entitlement, host_memory_gb)
+    d = run_advise(size or model, usable, RuntimeSettings(n_ctx=ctx), dev, params, target_tps, alt)
     d["basis"] = basis
     show(d, json_out, advise_view)
 
@@ -296,6 +333,28 @@ def forecast(
     show(d, json_out, forecast_view)
     if plot and not json_out:
         console.print(f"plot: {d['plot']}")
+
+
+@app.command()
+@guarded
+def report(
+    device: str = DEVICE_OPT,
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="HTML path (default reports/fitcheck-DEVICE.html); the .md and a _files/ folder of PNGs go beside it."),
+    device_class: Optional[str] = typer.Option(None, "--class", "-c", help="Forecast class (default: the device's own; phone-flagship for this device)."),
+    entitlement: bool = ENTITLEMENT_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Write an HTML + Markdown report: device, size x quant table, memory and speed plots, forecast, sources."""
+    from .report import write_report
+
+    prof = _profile_or_probe() if device == "this" else None
+    d = write_report(device, out, device_class, entitlement, prof)
+    if json_out:
+        emit_json(d)
+    else:
+        for line in d["answers"]:
+            console.print(line, soft_wrap=True)
+        console.print(f"report: {d['html']} (and {d['markdown']})", soft_wrap=True)
 
 
 @app.command()

@@ -132,7 +132,7 @@ def overhead_bytes(spec: ModelSpec, s: RuntimeSettings) -> int:
     return base + VOCAB_FIXED_BYTES + VOCAB_BYTES_PER_TOKEN * spec.n_vocab + VOCAB_BYTES_PER_MERGE * spec.n_merges
 
 
-def _layer_of(name: str) -> int | None:
+def layer_of(name: str) -> int | None:
     if name.startswith("blk."):
         try:
             return int(name.split(".")[1])
@@ -152,7 +152,7 @@ def estimate_memory(spec: ModelSpec, s: RuntimeSettings, n_prompt: int = 512) ->
     first_gpu = spec.n_layer - min(n_gpu, spec.n_layer)
     w_dev = 0
     for t in spec.tensors:
-        il = _layer_of(t.name)
+        il = layer_of(t.name)
         if (il is not None and il >= first_gpu and n_gpu) or (il is None and n_gpu > spec.n_layer and not t.name.startswith("token_embd")):
             w_dev += t.n_bytes
     weights = spec.weights_bytes

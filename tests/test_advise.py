@@ -64,3 +64,28 @@ def test_cli_seed_case_iphone():
     assert json.loads(r.stdout)["choice"] is None
     r = run_cli("advise")
     assert r.returncode == 1 and "exactly one of --size or --model" in r.stderr
+
+
+def test_iphone_way_out_is_the_entitlement_with_numbers():
+    r = run_cli("advise", "-s", "7b", "-d", "iphone 15", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["choice"] is None
+    way = next(w for w in d["ways_out"] if w["way"].startswith("the increased-memory-limit entitlement"))
+    assert way["verdict"] == "fits" and way["total_bytes"] > d["usable_bytes"]  # only fits with the larger limit
+
+
+def test_discrete_gpu_way_out_is_partial_offload_with_the_most_layers_that_fit():
+    from fitcheck.catalog import resolve, spec_from_catalog
+    from fitcheck.memory import estimate_memory
+    from fitcheck.settings import RuntimeSettings
+
+    args = ("advise", "-m", "gemma-3-12b", "-d", "nvidia-geforce-rtx-3060-12gb", "--ctx", "32768")
+    d = json.loads(run_cli(*args, "--host-memory-gb", "32", "--json").stdout)
+    way = next(w for w in d["ways_out"] if w["way"].startswith("partial offload"))
+    n, vram = way["gpu_layers"], d["usable_bytes"]
+    assert 0 < n < way["n_layer"] and way["device_bytes"] <= 0.9 * vram
+    more = estimate_memory(spec_from_catalog(resolve("gemma-3-12b")[0], "Q4_K_M"), RuntimeSettings(n_ctx=32768, n_gpu_layers=n + 1))
+    assert more.device_bytes > 0.9 * vram  # one more layer would not fit
+    small_host = json.loads(run_cli(*args, "--host-memory-gb", "4", "--json").stdout)
+    assert not any(w["way"].startswith("partial offload") for w in small_host["ways_out"])
