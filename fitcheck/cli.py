@@ -337,6 +337,37 @@ def forecast(
 
 @app.command()
 @guarded
+def scan(
+    paths: Optional[list[str]] = typer.Argument(None, help="Extra files or folders to search."),
+    device: str = DEVICE_OPT,
+    memory_gb: Optional[float] = MEMORY_GB_OPT,
+    ctx: int = typer.Option(4096, "--ctx", help="Context length (tokens) the estimates assume."),
+    stores: bool = typer.Option(True, "--stores/--no-stores", help="Search Ollama, LM Studio, Jan, llama.cpp, HF and GPT4All stores."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Find the GGUF models already on this machine (Ollama, LM Studio, Jan, llama.cpp, HF cache, GPT4All) and answer for each."""
+    from . import device_speed
+    from .estimate import speed_inputs, usable_memory
+    from .render import scan_view
+    from .scan import scan as run_scan
+    from .settings import RuntimeSettings
+
+    usable, basis = usable_memory(device, memory_gb)
+    speed, warnings = None, []
+    try:
+        dev, sbasis = speed_inputs(device)
+        speed = (dev, device_speed.params_for_basis(dev.backend, sbasis)[0])
+    except FitcheckError as e:
+        warnings.append(f"no speed estimates: {e}")
+    d = run_scan(paths or [], stores, usable, speed, RuntimeSettings(n_ctx=ctx))
+    d["basis"] = basis
+    show(d, json_out, scan_view)
+    for w in warnings:
+        err_console.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+@guarded
 def report(
     device: str = DEVICE_OPT,
     out: Optional[str] = typer.Option(None, "--out", "-o", help="HTML path (default reports/fitcheck-DEVICE.html); the .md and a _files/ folder of PNGs go beside it."),

@@ -335,3 +335,27 @@ def _month(y: float | None) -> str:
     from .forecast import month_of
 
     return month_of(y) if y is not None else "never"
+
+
+def scan_view(console: Console, d: dict[str, Any]) -> None:
+    t = Table(title=f"Models found ({len(d['models'])}), context {d['n_ctx']}, "
+                    f"{d['usable_bytes'] / 1e9:.1f} GB usable", title_justify="left")
+    for c in ("model", "source", "file", "quant", "params", "needs", "verdict", "t/s"):
+        t.add_column(c, overflow="fold", justify="right" if c in ("file", "params", "needs", "t/s") else "left")
+    for m in d["models"]:
+        style = VERDICT_STYLE.get(m["verdict"], "").replace("bold ", "") or "white"
+        name = m["name"] + (f" (also {', '.join(m['also'])})" if m["also"] else "") + \
+            (f" [{m['splits']} parts]" if m["splits"] > 1 else "")
+        t.add_row(name, m["source"], fmt_bytes(m["file_size_bytes"]), m["quant"] or "-",
+                  fmt_count(m["parameter_count"]) if m["parameter_count"] else "-", f"{m['needed_bytes'] / 1e9:.2f} GB",
+                  f"[{style}]{(m['verdict'] or '-').replace('_', ' ')}[/{style}]",
+                  f"{m['decode_tps']:.1f}" if m["decode_tps"] else "-")
+    console.print(t)
+    for p in d["problems"]:
+        console.print(f"[red]unreadable[/red] {p['name']} ({p['source']}, {p['path']}): {p['error']}",
+                      soft_wrap=True, markup=True, highlight=False)
+    for sk in d["skipped"]:
+        console.print(f"[dim]skipped {sk['name']}: {sk['reason']}[/dim]", soft_wrap=True)
+    where = ", ".join(f"{x['source']} {x['path']}" for x in d["searched"] if x["exists"]) or "no known store on this machine"
+    console.print(f"[dim]searched: {where}; {d['elapsed_s']:.2f} s, headers only; memory: {d['basis']['memory']}[/dim]",
+                  soft_wrap=True)

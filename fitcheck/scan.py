@@ -1,0 +1,266 @@
+"""`fitcheck scan`: find the GGUF models already on this machine and answer for each.
+
+Searched: Ollama's store (manifests -> model-layer blobs; OLLAMA_MODELS),
+LM Studio, Jan, llama.cpp's cache (LLAMA_CACHE), the Hugging Face hub cache
+(HF_HUB_CACHE / HF_HOME; snapshot symlinks into blobs/), GPT4All, and paths
+given. Only headers are read. A split model counts once (its first part
+reads the rest), a file reached twice (symlinks, one Ollama blob under two
+tags) is listed once with every name it has, and a file that cannot be read
+is listed with the reason; nothing stops the scan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from .errors import FitcheckError
+
+OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
+OLLAMA_DEFAULT_REGISTRY = "registry.ollama.ai"
+SPLIT = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
+PROJECTOR = re.compile(r"mmproj", re.IGNORECASE)  # vision projectors: GGUF, but not a language model
+
+
+@dataclass(frozen=True)
+class Candidate:
+    path: str
+    name: str
+    source: str
+    declared_size: int | None = None  # what an Ollama manifest says the blob holds
+
+
+@dataclass
+class Found:
+    name: str
+    source: str
+    path: str
+    also: list[str] = field(default_factory=list)  # other names of the same file
+    file_size_bytes: int | None = None
+    splits: int = 1
+    architecture: str | None = None
+    quant: str | None = None
+    parameter_count: int | None = None
+    needed_bytes: int | None = None
+    verdict: str | None = None
+    decode_tps: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Location:
+    source: str
+    path: Path
+    kind: str  # ollama | tree | hf
+
+
+def _home() -> Path:
+    return Path(os.environ.get("HOME") or Path.home())
+
+
+def locations(env: dict[str, str] | None = None) -> list[Location]:
+    """Every store fitcheck knows, with environment overrides, in listing priority."""
+    env = dict(os.environ if env is None else env)
+    h = _home()
+    hf_home = Path(env["HF_HOME"]) if env.get("HF_HOME") else h / ".cache" / "huggingface"
+    hf_hub = Path(env["HF_HUB_CACHE"]) if env.get("HF_HUB_CACHE") else hf_home / "hub"
+    mac = h / "Library"
+    out = [Location("ollama", Path(env["OLLAMA_MODELS"]) if env.get("OLLAMA_MODELS") else h / ".ollama" / "models", "ollama"),
+           Location("lm-studio", h / ".lmstudio" / "models", "tree"),
+           Location("lm-studio", h / ".cache" / "lm-studio" / "models", "tree"),
+           Location("jan", h / "jan" / "models", "tree"),
+           Location("jan", h / ".local" / "share" / "Jan" / "data", "tree"),
+           Location("jan", h / ".config" / "Jan" / "data", "tree"),
+           Location("jan", mac / "Application Support" / "Jan" / "data", "tree"),
+           Location("llama.cpp", Path(env["LLAMA_CACHE"]) if env.get("LLAMA_CACHE") else h / ".cache" / "llama.cpp", "tree"),
+           Location("llama.cpp", mac / "Caches" / "llama.cpp", "tree"),
+           Location("huggingface", hf_hub, "hf"),
+           Location("gpt4all", h / ".local" / "share" / "nomic.ai" / "GPT4All", "tree"),
+           Location("gpt4all", mac / "Application Support" / "nomic.ai" / "GPT4All", "tree")]
+    seen, unique = set(), []
+    for loc in out:
+        if loc.path not in seen:
+            seen.add(loc.path)
+            unique.append(loc)
+    return unique
+
+
+def _ollama_name(rel: tuple[str, ...]) -> str:
+    """manifests/<registry>/<namespace>/<model>/<tag> -> Ollama's own name for it."""
+    *repo, tag = rel
+    if len(repo) >= 2 and repo[0] == OLLAMA_DEFAULT_REGISTRY:
+        repo = repo[2:] if repo[1] == "library" else repo[1:]
+    return f"{'/'.join(repo)}:{tag}"
+
+
+def ollama_candidates(root: Path, problem: Callable[[str, str, str, str], None]) -> Iterator[Candidate]:
+    manifests = root / "manifests"
+    for dirpath, _, files in os.walk(manifests):
+        for f in sorted(files):
+            mpath = Path(dirpath) / f
+            name = _ollama_name(mpath.relative_to(manifests).parts)
+            try:
+                doc = json.loads(mpath.read_text())
+                layers = [x for x in doc["layers"] if x.get("mediaType") == OLLAMA_MODEL_LAYER]
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                problem(name, "ollama", str(mpath), f"unreadable manifest: {e}")
+                continue
+            if not layers:
+                problem(name, "ollama", str(mpath), "manifest has no model layer")
+            for layer in layers:
+                digest = str(layer.get("digest", ""))
+                if not re.fullmatch(r"sha256[:-][0-9a-f]{64}", digest):
+                    problem(name, "ollama", str(mpath), f"model layer digest {digest!r} is not sha256:<64 hex>")
+                    continue
+                blob = root / "blobs" / digest.replace(":", "-")
+                if not blob.exists() and (root / "blobs" / digest).exists():
+                    blob = root / "blobs" / digest  # older Ollama kept the colon
+                size = layer.get("size")
+                yield Candidate(str(blob), name, "ollama", size if isinstance(size, int) else None)
+
+
+def _has_gguf_magic(p: Path) -> bool:
+    try:
+        if not stat.S_ISREG(p.stat().st_mode):
+            return False
+        with p.open("rb") as f:
+            return f.read(4) == b"GGUF"
+    except OSError:
+        return False
+
+
+def tree_candidates(root: Path, source: str, hf: bool = False, sniff: bool = False) -> Iterator[Candidate]:
+    """Every *.gguf under root (with `sniff`, any file starting with GGUF's magic, e.g. Ollama blobs).
+
+    Directory symlinks are not followed: no loops."""
+    for dirpath, dirs, files in os.walk(root):
+        dirs.sort()
+        if hf and Path(dirpath).name == "blobs":
+            dirs.clear()  # reached through snapshots/, which carry the file names
+            continue
+        for f in sorted(files):
+            p = Path(dirpath) / f
+            if f.lower().endswith(".gguf") or (sniff and _has_gguf_magic(p)):
+                yield Candidate(str(p), _display_name(p, root, hf), source)
+
+
+def _display_name(p: Path, root: Path, hf: bool) -> str:
+    rel = p.relative_to(root).parts
+    if hf and rel and rel[0].startswith("models--") and len(rel) >= 4 and rel[1] == "snapshots":
+        repo = rel[0].removeprefix("models--").replace("--", "/")
+        return f"{repo}/{'/'.join(rel[3:])}"
+    return "/".join(rel)
+
+
+def given_candidates(paths: Iterable[str], problem) -> Iterator[Candidate]:
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            yield from tree_candidates(p, "path", sniff=True)
+        elif p.exists() or p.is_symlink():
+            yield Candidate(str(p), p.name, "path")
+        else:
+            problem(p.name, "path", str(p), "no such file or directory")
+
+
+def _split_key(path: Path) -> tuple | None:
+    m = SPLIT.match(path.name)
+    return (str(path.parent), m["stem"].lower(), m["count"]) if m else None
+
+
+def scan(paths: Iterable[str] = (), include_stores: bool = True, usable_bytes: int | None = None,
+         speed: tuple | None = None, settings=None, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Find models, read their headers, estimate memory and speed. `speed` is (DeviceSpeedSpec, BackendParams)."""
+    from .fit import fit_verdict
+    from .gguf_reader import read_model
+    from .model_spec import spec_from_gguf
+    from .memory import estimate_memory
+    from .settings import RuntimeSettings
+    from .speed import estimate_speed
+
+    t0 = time.perf_counter()
+    s = settings or RuntimeSettings()
+    found: list[Found] = []
+    by_file: dict[tuple, Found] = {}
+    by_split: dict[tuple, Found] = {}
+    skipped: list[dict[str, str]] = []
+
+    def problem(name: str, source: str, path: str, reason: str) -> None:
+        found.append(Found(name, source, path, error=reason))
+
+    searched = []
+    streams: list[Iterator[Candidate]] = []
+    if include_stores:
+        for loc in locations(env):
+            searched.append({"source": loc.source, "path": str(loc.path), "exists": loc.path.is_dir()})
+            if loc.path.is_dir():
+                streams.append(ollama_candidates(loc.path, problem) if loc.kind == "ollama"
+                               else tree_candidates(loc.path, loc.source, hf=loc.kind == "hf"))
+    streams.append(given_candidates(paths, problem))
+
+    for stream in streams:
+        for c in stream:
+            p = Path(c.path)
+            if PROJECTOR.search(p.name) or PROJECTOR.search(c.name):
+                skipped.append({"name": c.name, "path": c.path, "reason": "vision projector (mmproj), not a language model"})
+                continue
+            if p.is_symlink() and not p.exists():
+                problem(c.name, c.source, c.path, f"dangling symlink to {os.readlink(p)}")
+                continue
+            try:
+                st = p.stat()
+            except OSError as e:
+                problem(c.name, c.source, c.path, e.strerror or str(e))
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                problem(c.name, c.source, c.path, "not a regular file")
+                continue
+            key = (st.st_dev, st.st_ino)
+            split = _split_key(p)
+            same = by_file.get(key) or (by_split.get(split) if split else None)
+            if same is not None:
+                if c.name != same.name and c.name not in same.also:
+                    same.also.append(c.name)
+                by_file.setdefault(key, same)
+                continue
+            entry = Found(c.name, c.source, c.path)
+            by_file[key] = entry
+            if split:
+                by_split[split] = entry
+            found.append(entry)
+            if c.declared_size is not None and st.st_size != c.declared_size:
+                entry.error = f"blob holds {st.st_size} bytes, the manifest says {c.declared_size} (incomplete download?)"
+                continue
+            try:
+                model = read_model(p)
+                spec = spec_from_gguf(model)
+            except FitcheckError as e:
+                entry.error = getattr(e, "problem", None) or str(e)
+                continue
+            except (OSError, MemoryError) as e:
+                entry.error = f"cannot read: {e}"
+                continue
+            mem = estimate_memory(spec, s)
+            entry.file_size_bytes = model.file_size_bytes
+            entry.splits = model.splits
+            entry.architecture = spec.architecture
+            entry.quant = spec.file_type
+            entry.parameter_count = spec.parameter_count
+            entry.needed_bytes = mem.total_bytes
+            if usable_bytes is not None:
+                entry.verdict = fit_verdict(mem.total_bytes, usable_bytes).verdict
+            if speed is not None:
+                entry.decode_tps = estimate_speed(spec, speed[0], speed[1], n_ubatch=s.n_ubatch).decode_tps
+    order = {"fits": 0, "tight": 1, "does_not_fit": 2, None: 3}
+    models = sorted((f for f in found if f.error is None),
+                    key=lambda f: (order[f.verdict], -(f.parameter_count or 0), f.name))
+    problems = sorted((f for f in found if f.error is not None), key=lambda f: (f.source, f.name))
+    return {"models": [asdict(m) for m in models], "problems": [asdict(p) for p in problems], "skipped": skipped,
+            "searched": searched, "usable_bytes": usable_bytes, "n_ctx": s.n_ctx,
+            "elapsed_s": round(time.perf_counter() - t0, 3)}
