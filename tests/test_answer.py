@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from fitcheck.answer import answer_for_device, answer_for_profile
 from fitcheck.catalog import resolve, spec_from_catalog
 from fitcheck.memory import estimate_memory
@@ -47,3 +49,21 @@ def test_main_job_probes_once_then_answers(fitcheck_home):
     assert (fitcheck_home / "profile.json").exists()
     r2 = run_cli(timeout=120)  # second run reuses the saved profile
     assert r2.returncode == 0 and "7B (Qwen2-7B):" in r2.stdout
+
+
+@pytest.mark.parametrize("phone", ["iphone-14-pro", "iphone-15"])
+def test_seed_case_a16_phone_in_the_ios_app_limit(phone):
+    # 2048 tokens: the context a phone chat app sets; the verdicts are the main job's own rows
+    d = answer_for_device(phone, settings=RuntimeSettings(n_ctx=2048))
+    rows = {(r["size"], r["quant"]): r for r in d["rows"]}
+    assert d["device"]["os"] == "iOS" and "iOS default" in d["device"]["memory_rule"]
+    for q in ("Q4_K_M", "Q4_0"):
+        assert rows[("7b", q)]["verdict"] in ("does_not_fit", "tight")  # the seed saw an OOM
+    for q in ("Q4_K_M", "Q8_0"):
+        assert rows[("1.8b", q)]["verdict"] == "fits"
+    assert d["answers"][2].startswith("7B (Qwen2-7B): no")
+
+
+def test_seed_case_macbook_air_m1_runs_7b_q4_0():
+    d = answer_for_device("macbook-air-13-m1:16", sizes=("7b",), quants=("Q4_0",))
+    assert d["rows"][0]["verdict"] == "fits" and d["rows"][0]["decode_tps"] > 5
