@@ -305,7 +305,7 @@ def _claims(evaluate: Callable[[str], tuple[list[DevicePoint], float | None]]) -
 def forecast(device_class: str = "phone-flagship", size: str = "7b", quant: str = "Q4_K_M",
              target_tps: float = DEFAULT_TARGET_TPS, settings: RuntimeSettings | None = None,
              as_of: str | None = None, config: str = "best", with_claims: bool | None = None,
-             _inner: bool = False) -> ForecastResult:
+             trends_only: bool = False) -> ForecastResult:
     import device_db
     import numpy as np
 
@@ -360,7 +360,7 @@ def forecast(device_class: str = "phone-flagship", size: str = "7b", quant: str 
     year = _crossing(t_mem, t_speed)
     if year is not None and year > HORIZON_YEAR:
         year = None
-    if year is None and not _inner:
+    if year is None and not trends_only:
         mem_at, tps_at = trends["usable_memory"].at(HORIZON_YEAR), trends["decode"].at(HORIZON_YEAR)
         short = (f"usable memory reaches only {mem_at:.1f} of the {need_gb:.1f} GB needed: pick a smaller size or quantization"
                  if mem_at < need_gb else
@@ -368,7 +368,7 @@ def forecast(device_class: str = "phone-flagship", size: str = "7b", quant: str 
         raise ForecastError(f"the {device_class} trend does not run {entry.id} {q} at {target_tps:g} t/s "
                             f"before {HORIZON_YEAR}; by then {short}")
     grid = np.linspace(min(t) - 1, max(max(t) + 4, (year or max(t)) + 2), 200)
-    if _inner:  # a claim check needs the devices and the trend year, not an interval
+    if trends_only:  # a claim check or a backtest needs the devices and the trends, not an interval
         return ForecastResult(device_class, cls.description, entry.id, entry.name, q, target_tps, s.n_ctx, as_of, needed,
                               points, skipped, trends, t_mem, t_speed, year, None, None, [], {})
     boot, bands = _bootstrap([(p.release_year, p.usable_bytes / 1e9) for p in points],
@@ -381,7 +381,7 @@ def forecast(device_class: str = "phone-flagship", size: str = "7b", quant: str 
     claims: list[ClaimCheck] = []
     if with_claims if with_claims is not None else device_class == "phone-flagship":
         def for_size(sz: str):
-            r = forecast(device_class, sz, q, target_tps, s, as_of, config, with_claims=False, _inner=True)
+            r = forecast(device_class, sz, q, target_tps, s, as_of, config, with_claims=False, trends_only=True)
             return r.devices, r.year
         claims = _claims(for_size)
     basis = {
