@@ -199,3 +199,16 @@ def test_a_fifo_named_gguf_is_a_problem_not_a_hang(tmp_path):
     r = run_cli("scan", "--no-stores", "--memory-gb", "8", str(tmp_path), "--json", timeout=60)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["problems"][0]["error"] == "not a regular file"
+
+
+def test_a_blob_shorter_than_its_manifest_says_is_an_incomplete_download(tmp_path):
+    src = write_synthetic(tmp_path / "src.gguf", SynthModel(n_layer=2, name="cut"))[0]
+    store = tmp_path / "store"
+    digest = ollama_manifest(store, "cut", "latest", src)
+    blob = store / "blobs" / f"sha256-{digest}"
+    with blob.open("r+b") as f:
+        f.truncate(blob.stat().st_size // 2)  # an interrupted pull
+    empty_home = tmp_path / "home"
+    empty_home.mkdir()
+    d = scan_json(empty_home, env={"OLLAMA_MODELS": str(store), "LLAMA_CACHE": str(tmp_path / "none")})
+    assert d["models"] == [] and "incomplete download" in d["problems"][0]["error"]
