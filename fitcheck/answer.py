@@ -35,7 +35,6 @@ def answer(usable_bytes: int, speed_dev=None, params=None, calibrated: bool = Fa
            on_row: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Memory, verdict, prefill and decode for each size x quantization on one device."""
     s = settings or RuntimeSettings()
-    usable = usable_bytes
     rows, lines = [], []
     for size in sizes:
         entry, _ = resolve(size)
@@ -43,7 +42,7 @@ def answer(usable_bytes: int, speed_dev=None, params=None, calibrated: bool = Fa
         for q in quants:
             spec = spec_from_catalog(entry, q)
             est = estimate_memory(spec, s)
-            fit = fit_verdict(est.total_bytes, usable)
+            fit = fit_verdict(est.total_bytes, usable_bytes)
             sp = estimate_speed(spec, speed_dev, params, n_ubatch=s.n_ubatch) if speed_dev else None
             row = {"size": size, "model": entry.name, "model_id": entry.id, "quant": q,
                    "params_b": round(spec.parameter_count / 1e9, 3),
@@ -62,8 +61,8 @@ def answer(usable_bytes: int, speed_dev=None, params=None, calibrated: bool = Fa
             if fit.verdict == "tight" and tightest is None:
                 tightest = row
             smallest = row
-        lines.append(_line(size, entry.name, best, tightest, smallest, usable))
-    return {"usable_bytes": usable, "settings": {"n_ctx": s.n_ctx, "runtime": s.runtime, "n_prompt": 512},
+        lines.append(_line(size, entry.name, best, tightest, smallest, usable_bytes))
+    return {"usable_bytes": usable_bytes, "settings": {"n_ctx": s.n_ctx, "runtime": s.runtime, "n_prompt": 512},
             "rows": rows, "answers": lines, "calibrated": calibrated,
             "verdict_uses": "reserved total (weights + full-context KV cache + worst-case compute buffer + overhead)"}
 

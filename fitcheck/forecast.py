@@ -224,12 +224,6 @@ def _evaluate(dev, ram_gb: int, spec, needed: int, target_tps: float) -> DeviceP
                        needed, verdict, decode, fits and fast, reason, dev.source, dev.verification)
 
 
-def _crossing(t_mem: float | None, t_speed: float | None) -> float | None:
-    if t_mem is None or t_speed is None:
-        return None
-    return max(t_mem, t_speed)
-
-
 def _fit_xy(xs, ys):
     """Least-squares slope/intercept of log(ys) on xs (numpy; the bootstrap's inner loop)."""
     import numpy as np
@@ -302,6 +296,22 @@ def _claims(evaluate: Callable[[str], tuple[list[DevicePoint], float | None]]) -
     return out
 
 
+def _basis(cls: DeviceClass, config: str, s: RuntimeSettings) -> dict[str, Any]:
+    return {
+        "class": cls.description,
+        "configuration": "each device's largest RAM option and largest GPU variant" if config == "best" else
+                         "each device's smallest RAM option and smallest GPU variant",
+        "memory": "usable per app by OS rule (device_db/os_memory.csv); verdict on llama.cpp's reserved total",
+        "speed": "fitcheck's speed model per device (device_db/speed_params.json); mobile GPUs use the CPU class",
+        "trend": "log-linear least squares on release year (scipy.stats.linregress)",
+        "year": "first year the usable-memory trend clears the need with the 10 % margin and the decode trend reaches the target",
+        "interval": f"{INTERVAL[0]}th-{INTERVAL[1]}th percentile over {N_BOOT} bootstrap resamples of the class's devices",
+        "settings": {"n_ctx": s.n_ctx, "runtime": s.runtime, "swa_full": s.swa_full, "flash_attn": s.flash_attn},
+        "claims": "a claim is supported when a device of the class released by the claimed month runs the size "
+                  "(fits and reaches the target); the seed's own date granularity is the month",
+    }
+
+
 def forecast(device_class: str = "phone-flagship", size: str = "7b", quant: str = "Q4_K_M",
              target_tps: float = DEFAULT_TARGET_TPS, settings: RuntimeSettings | None = None,
              as_of: str | None = None, config: str = "best", with_claims: bool | None = None,
@@ -357,7 +367,7 @@ def forecast(device_class: str = "phone-flagship", size: str = "7b", quant: str 
     need_gb = needed / 1e9 / (1 - TIGHT_MARGIN)  # 'fits' leaves the tight margin free
     t_mem = trends["usable_memory"].year_reaching(need_gb)
     t_speed = trends["decode"].year_reaching(target_tps)
-    year = _crossing(t_mem, t_speed)
+    year = max(t_mem, t_speed) if t_mem is not None and t_speed is not None else None
     if year is not None and year > HORIZON_YEAR:
         year = None
     if year is None and not trends_only:
@@ -367,35 +377,22 @@ def forecast(device_class: str = "phone-flagship", size: str = "7b", quant: str 
                  f"decode reaches only {tps_at:.1f} t/s: lower --target-tps or pick a smaller size")
         raise ForecastError(f"the {device_class} trend does not run {entry.id} {q} at {target_tps:g} t/s "
                             f"before {HORIZON_YEAR}; by then {short}")
-    grid = np.linspace(min(t) - 1, max(max(t) + 4, (year or max(t)) + 2), 200)
-    if trends_only:  # a claim check or a backtest needs the devices and the trends, not an interval
-        return ForecastResult(device_class, cls.description, entry.id, entry.name, q, target_tps, s.n_ctx, as_of, needed,
-                              points, skipped, trends, t_mem, t_speed, year, None, None, [], {})
-    boot, bands = _bootstrap([(p.release_year, p.usable_bytes / 1e9) for p in points],
-                             [(p.release_year, p.decode_tps) for p in with_bw], need_gb, target_tps, grid)
-    interval = None
-    if boot:  # 'nearest' keeps infinite (never-crossing) resamples from turning into NaN
-        lo, hi = (float(x) for x in np.percentile(boot, INTERVAL, method="nearest"))
-        interval = (lo, hi if hi <= HORIZON_YEAR else None)
     first = next((p for p in points if p.runs), None)  # the trend can cross before or after any one device
-    claims: list[ClaimCheck] = []
-    if with_claims if with_claims is not None else device_class == "phone-flagship":
+    interval, bands, claims = None, {}, []
+    if not trends_only:  # a claim check or a backtest needs the devices and the trends, not an interval
+        grid = np.linspace(min(t) - 1, max(max(t) + 4, (year or max(t)) + 2), 200)
+        boot, bands = _bootstrap([(p.release_year, p.usable_bytes / 1e9) for p in points],
+                                 [(p.release_year, p.decode_tps) for p in with_bw], need_gb, target_tps, grid)
+        if boot:  # 'nearest' keeps infinite (never-crossing) resamples from turning into NaN
+            lo, hi = (float(x) for x in np.percentile(boot, INTERVAL, method="nearest"))
+            interval = (lo, hi if hi <= HORIZON_YEAR else None)
+    if not trends_only and (with_claims if with_claims is not None else device_class == "phone-flagship"):
         def for_size(sz: str):
+            if resolve(sz)[0].id == entry.id:  # the model just evaluated
+                return points, year
             r = forecast(device_class, sz, q, target_tps, s, as_of, config, with_claims=False, trends_only=True)
             return r.devices, r.year
         claims = _claims(for_size)
-    basis = {
-        "class": cls.description,
-        "configuration": "each device's largest RAM option and largest GPU variant" if config == "best" else
-                         "each device's smallest RAM option and smallest GPU variant",
-        "memory": "usable per app by OS rule (device_db/os_memory.csv); verdict on llama.cpp's reserved total",
-        "speed": "fitcheck's speed model per device (device_db/speed_params.json); mobile GPUs use the CPU class",
-        "trend": "log-linear least squares on release year (scipy.stats.linregress)",
-        "year": "first year the usable-memory trend clears the need with the 10 % margin and the decode trend reaches the target",
-        "interval": f"{INTERVAL[0]}th-{INTERVAL[1]}th percentile over {N_BOOT} bootstrap resamples of the class's devices",
-        "settings": {"n_ctx": s.n_ctx, "runtime": s.runtime, "swa_full": s.swa_full, "flash_attn": s.flash_attn},
-        "claims": "a claim is supported when a device of the class released by the claimed month runs the size "
-                  "(fits and reaches the target); the seed's own date granularity is the month",
-    }
     return ForecastResult(device_class, cls.description, entry.id, entry.name, q, target_tps, s.n_ctx, as_of, needed,
-                          points, skipped, trends, t_mem, t_speed, year, interval, first, claims, basis, bands)
+                          points, skipped, trends, t_mem, t_speed, year, interval, first, claims,
+                          _basis(cls, config, s), bands)

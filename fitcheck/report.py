@@ -32,8 +32,11 @@ def class_for(dev) -> str:
     by_family = {"NVIDIA GPU": "nvidia-consumer-gpu", "NVIDIA DC": "nvidia-datacenter-gpu", "Jetson": "sbc"}
     if dev.family in by_family:
         return by_family[dev.family]
-    if dev.family == "Apple M":
-        tier = re.search(r"M\d+ (Pro|Max|Ultra)", dev.name + " " + (dev.chip or "").replace("-", " ").title())
+    if dev.family == "Apple M":  # a Mac or iPad is classed by its chip row ("Apple M4 Max (40-core GPU)")
+        import device_db
+
+        chip = device_db.devices().get(dev.chip, dev)
+        tier = re.search(r"M\d+ (Pro|Max|Ultra)", chip.name)
         return f"apple-m-{tier.group(1).lower()}" if tier else "apple-m-base"
     return CLASS_OF_KIND.get(dev.kind, "phone-flagship")
 

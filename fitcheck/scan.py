@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from .errors import FitcheckError
+from .gguf_reader import SPLIT_NAME, read_model
 
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
 OLLAMA_DEFAULT_REGISTRY = "registry.ollama.ai"
-SPLIT = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 PROJECTOR = re.compile(r"mmproj", re.IGNORECASE)  # vision projectors: GGUF, but not a language model
 
 
@@ -170,7 +170,7 @@ def given_candidates(paths: Iterable[str], problem) -> Iterator[Candidate]:
 
 
 def _split_key(path: Path) -> tuple | None:
-    m = SPLIT.match(path.name)
+    m = SPLIT_NAME.match(path.name)  # the reader's own rule for what a split part is
     return (str(path.parent), m["stem"].lower(), m["count"]) if m else None
 
 
@@ -178,7 +178,6 @@ def scan(paths: Iterable[str] = (), include_stores: bool = True, usable_bytes: i
          speed: tuple | None = None, settings=None, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Find models, read their headers, estimate memory and speed. `speed` is (DeviceSpeedSpec, BackendParams)."""
     from .fit import fit_verdict
-    from .gguf_reader import read_model
     from .model_spec import spec_from_gguf
     from .memory import estimate_memory
     from .settings import RuntimeSettings
