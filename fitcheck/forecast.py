@@ -97,7 +97,7 @@ class Trend:
     n: int
     slope_per_year: float
     intercept: float
-    r2: float
+    r2: float | None
     doubling_years: float | None
 
     def at(self, t: float) -> float:
@@ -116,7 +116,8 @@ def fit_trend(quantity: str, unit: str, years: list[float], values: list[float])
     ly = [math.log(v) for v in values]
     r = stats.linregress(years, ly)
     slope = float(r.slope)
-    return Trend(quantity, unit, len(years), slope, float(r.intercept), float(r.rvalue ** 2),
+    r2 = float(r.rvalue ** 2) if math.isfinite(r.rvalue) else None  # undefined when every value is equal
+    return Trend(quantity, unit, len(years), slope, float(r.intercept), r2,
                  math.log(2) / slope if slope > 0 else None)
 
 

@@ -304,11 +304,12 @@ def forecast_view(console: Console, d: dict[str, Any]) -> None:
         t.add_column(c, justify="left" if c == "quantity" else "right")
     for tr in d["trends"].values():
         t.add_row(f"{tr['quantity']} ({tr['unit']})", str(tr["n"]), f"{math.expm1(tr['slope_per_year']):+.0%}",
-                  f"{tr['doubling_years']:.1f} y" if tr["doubling_years"] else "never", f"{tr['r2']:.2f}")
+                  f"{tr['doubling_years']:.1f} y" if tr["doubling_years"] else "never",
+                  f"{tr['r2']:.2f}" if tr["r2"] is not None else "-")
     console.print(t)
     first = d["first_observed"]
     console.print(f"Forecast: the class's trend runs it from [bold]{_when(d['year_month'], d['interval_months'])}[/bold] "
-                  f"(memory from {_month(d['memory_year'])}, speed from {_month(d['speed_year'])})", soft_wrap=True)
+                  f"(memory from {_month(d['memory_year'], d['devices'])}, speed from {_month(d['speed_year'], d['devices'])})", soft_wrap=True)
     console.print("First device in the data that runs it: "
                   + (f"{first['name']} ({first['release']}, {first['ram_gb']} GB): {first['reason']}" if first else "none"),
                   soft_wrap=True)
@@ -331,10 +332,14 @@ def forecast_view(console: Console, d: dict[str, Any]) -> None:
     console.print(f"[dim]{d['basis']['interval']}; {d['basis']['configuration']}; {d['basis']['speed']}[/dim]", soft_wrap=True)
 
 
-def _month(y: float | None) -> str:
+def _month(y: float | None, devices: list[dict]) -> str:
+    """A trend's crossing as a month; one before the first device is not extrapolated backwards."""
     from .forecast import month_of
 
-    return month_of(y) if y is not None else "never"
+    if y is None:
+        return "never"
+    first = min(devices, key=lambda p: p["release_year"])
+    return f"before {first['release']}" if y < first["release_year"] else month_of(y)
 
 
 def scan_view(console: Console, d: dict[str, Any]) -> None:
