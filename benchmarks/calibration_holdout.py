@@ -27,14 +27,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keep", type=Path)
     args = ap.parse_args()
-    from fitcheck import profile
-    from fitcheck.calibrate import calibrate
-    from fitcheck.device_speed import from_profile
-    from fitcheck.inspection import load_spec
-    from fitcheck.llama_run import RunSettings, run_llama
-    from fitcheck.memory import estimate_memory
-    from fitcheck.speed import estimate_speed, params_from_dict
-    from fitcheck.synth import SynthModel, write_synthetic
+    from fitcheck.device import profile
+    from fitcheck.calibration.calibrate import calibrate
+    from fitcheck.device.device_speed import from_profile
+    from fitcheck.model.inspection import load_spec
+    from fitcheck.calibration.llama_run import RunSettings, run_llama
+    from fitcheck.estimator.memory import estimate_memory
+    from fitcheck.estimator.speed import estimate_speed, params_from_dict
+    from fitcheck.calibration.synth import SynthModel, write_synthetic
 
     try:
         prof = profile.load()

@@ -28,8 +28,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from fitcheck.backtest import Resolved, read_rows, resolve_row  # noqa: E402
-from fitcheck.speed import BackendParams, DeviceSpeedSpec, estimate_speed  # noqa: E402
-from fitcheck.synth import SynthModel, spec_of  # noqa: E402
+from fitcheck.estimator.speed import BackendParams, DeviceSpeedSpec, estimate_speed  # noqa: E402
+from fitcheck.calibration.synth import SynthModel, spec_of  # noqa: E402
 
 CPU_CSV = HERE.parent / "device_db" / "cpu_measurements.csv"
 

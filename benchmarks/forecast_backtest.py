@@ -13,7 +13,7 @@ from __future__ import annotations
 import statistics
 
 from fitcheck.errors import FitcheckError
-from fitcheck.forecast import CLASSES, forecast
+from fitcheck.forecast import CLASSES, class_trends
 
 CUTOFFS = ("2021-12", "2022-12", "2023-12")
 QUANTITIES = (("bandwidth", lambda p: p.bw_gbps), ("usable_memory", lambda p: p.usable_bytes / 1e9),
@@ -24,10 +24,10 @@ def main() -> None:
     print(f"{'class':24} {'as of':8} {'fit':>4} {'later':>5}  " + "  ".join(f"{q:>22}" for q, _ in QUANTITIES))
     pooled: dict[str, list[float]] = {q: [] for q, _ in QUANTITIES}
     for cls in CLASSES:
-        full = forecast(cls, "7b", with_claims=False, trends_only=True)
+        full = class_trends(cls, "7b")
         for cutoff in CUTOFFS:
             try:
-                past = forecast(cls, "7b", as_of=cutoff, with_claims=False, trends_only=True)
+                past = class_trends(cls, "7b", as_of=cutoff)
             except FitcheckError:
                 continue
             later = [p for p in full.devices if p.release_year > max(x.release_year for x in past.devices)]

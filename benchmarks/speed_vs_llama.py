@@ -24,11 +24,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keep", type=Path)
     args = ap.parse_args()
-    from fitcheck.device_speed import params_for
-    from fitcheck.inspection import load_spec
-    from fitcheck.llama_run import RunSettings, run_llama
-    from fitcheck.speed import DeviceSpeedSpec, estimate_speed
-    from fitcheck.synth import SynthModel, write_synthetic
+    from fitcheck.device.device_speed import params_for
+    from fitcheck.model.inspection import load_spec
+    from fitcheck.calibration.llama_run import RunSettings, run_llama
+    from fitcheck.estimator.speed import DeviceSpeedSpec, estimate_speed
+    from fitcheck.calibration.synth import SynthModel, write_synthetic
     from probes import bandwidth, compute
 
     m = SynthModel(n_layer=22, n_embd=2048, n_head=32, n_head_kv=4, n_ff=5632, n_vocab=32000, weight_type="Q8_0", seed=3)

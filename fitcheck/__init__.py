@@ -1,6 +1,6 @@
 """fitcheck: can this device run that LLM, at which quantization, how fast?"""
 
-from .errors import FitcheckError, GGUFError, ProbeError, ProfileError, UsageError
+from fitcheck.errors import FitcheckError, GGUFError, ProbeError, ProfileError, UsageError
 
 __version__ = "0.1.0"
 

@@ -1,3 +1,3 @@
-from .cli import main
+from fitcheck.cli import main
 
 main()

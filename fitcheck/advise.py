@@ -11,17 +11,19 @@ context, a quantized KV cache, a lower quantization, a smaller model.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import lru_cache
 from importlib.resources import files
 from typing import Any
 
-from .catalog import ALIASES, entries, resolve, spec_from_catalog
-from .errors import UsageError
-from .fit import TIGHT_MARGIN, fit_verdict
-from .memory import layer_of, estimate_memory
-from .settings import RuntimeSettings
-from .speed import BackendParams, DeviceSpeedSpec, estimate_speed
+from fitcheck.answer import check_target_tps
+from fitcheck.errors import NoSpeedError
+from fitcheck.estimator.evaluate import Target, evaluate
+from fitcheck.estimator.fit import TIGHT_MARGIN
+from fitcheck.estimator.memory import estimate_memory, layer_of
+from fitcheck.estimator.settings import RuntimeSettings
+from fitcheck.estimator.speed import DeviceSpeedSpec, estimate_speed
+from fitcheck.model.catalog import ALIASES, entries, resolve, spec_from_catalog
 
 CANDIDATES = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_0", "Q4_K_M", "Q4_K_S", "IQ4_XS", "Q4_0", "Q3_K_M",
               "Q3_K_S", "Q2_K")
@@ -44,16 +46,10 @@ def quality_table() -> dict[str, dict[str, Any]]:
     return out
 
 
-def _evaluate(entry, quant: str, s: RuntimeSettings, usable: int, dev: DeviceSpeedSpec | None,
-              params: BackendParams | None) -> dict[str, Any]:
-    spec = spec_from_catalog(entry, quant)
-    mem = estimate_memory(spec, s)
-    fit = fit_verdict(mem.total_bytes, usable)
-    sp = estimate_speed(spec, dev, params, n_ubatch=s.n_ubatch) if dev else None
+def _evaluate(entry, quant: str, s: RuntimeSettings, target: Target, usable: int | None = None) -> dict[str, Any]:
+    ev = evaluate(spec_from_catalog(entry, quant), s, target, usable_bytes=usable)
     q = quality_table().get(quant, {})
-    return {"model": entry.id, "quant": quant, "bits_per_weight": round(spec.bits_per_weight, 3),
-            "total_bytes": mem.total_bytes, "verdict": fit.verdict, "headroom_bytes": fit.headroom_bytes,
-            "decode_tps": sp.decode_tps if sp else None, "prefill_tps": sp.prefill_tps if sp else None,
+    return {**ev.row(), "model": entry.id, "speed_known": ev.speed is not None,
             "ppl_delta": q.get("ppl_delta"), "kld_mean": q.get("kld_mean")}
 
 
@@ -62,59 +58,42 @@ def _ok(row: dict, target_tps: float | None) -> bool:
     return row["verdict"] == "fits" and fast
 
 
-@dataclass(frozen=True)
-class HostSide:
-    """System RAM beside a discrete GPU, for partial offload (usable bytes; bandwidth when known)."""
-
-    usable_bytes: int | None
-    bw_gbps: float | None
-    source: str
-
-
-@dataclass(frozen=True)
-class Alternatives:
-    """Device-specific ways out the plain usable-memory figure cannot show."""
-
-    entitlement_usable_bytes: int | None = None  # iOS/iPadOS app with the increased-memory-limit entitlement
-    entitlement_rule: str = ""
-    host: HostSide | None = None  # set for discrete GPUs: layers that do not fit in VRAM stay in system RAM
-
-
-def advise(model: str, usable_bytes: int, settings: RuntimeSettings | None = None, dev: DeviceSpeedSpec | None = None,
-           params: BackendParams | None = None, target_tps: float | None = None,
-           alternatives: Alternatives | None = None) -> dict[str, Any]:
-    if target_tps is not None and not 0 < target_tps <= 100_000:
-        raise UsageError(f"--target-tps must be between 0 and 100000 tokens/s, got {target_tps}")
-    if target_tps is not None and dev is None:
-        raise UsageError("a speed target needs the device's speed (probe this device, or give --bandwidth-gbs)")
+def advise(model: str, target: Target, settings: RuntimeSettings | None = None,
+           target_tps: float | None = None) -> dict[str, Any]:
+    check_target_tps(target_tps)
+    if target_tps is not None and target.speed is None:
+        raise NoSpeedError("a speed target needs the device's speed (probe this device, or give --bandwidth-gbps)")
     s = settings or RuntimeSettings()
     entry, alias = resolve(model)
-    rows = [_evaluate(entry, q, s, usable_bytes, dev, params) for q in CANDIDATES]
+    rows = [_evaluate(entry, q, s, target) for q in CANDIDATES]
     # quality order: lowest KL-divergence first (F16 best)
     ranked = sorted(rows, key=lambda r: (r["kld_mean"] if r["kld_mean"] is not None else 9, -r["bits_per_weight"]))
     choice = next((r for r in ranked if _ok(r, target_tps)), None)
     out: dict[str, Any] = {"model": entry.id, "model_name": entry.name, "alias": alias, "target_tps": target_tps,
-                           "usable_bytes": usable_bytes, "n_ctx": s.n_ctx, "choice": choice, "candidates": ranked,
+                           "device": target.to_dict(), "usable_bytes": target.usable_bytes, "n_ctx": s.n_ctx,
+                           "choice": choice, "candidates": ranked, "warnings": list(target.warnings),
                            "quality_source": f"llama.cpp perplexity scoreboard, {QUALITY_MODEL} (fitcheck/data/quant_quality.csv)"}
     if choice is None:
-        out["ways_out"] = ways_out(entry, s, usable_bytes, dev, params, target_tps, alternatives or Alternatives())
+        out["ways_out"] = ways_out(entry, s, target, target_tps)
     return out
 
 
-def _entitlement_way(entry, s, alt: Alternatives, dev, params, target_tps) -> dict[str, Any] | None:
+def _entitlement_way(entry, s, target: Target, target_tps) -> dict[str, Any] | None:
+    alt = target.alternatives
     if alt.entitlement_usable_bytes is None:
         return None
-    rows = [_evaluate(entry, q, s, alt.entitlement_usable_bytes, dev, params) for q in CANDIDATES]
+    rows = [_evaluate(entry, q, s, target, alt.entitlement_usable_bytes) for q in CANDIDATES]
     ok = sorted((r for r in rows if _ok(r, target_tps)), key=lambda r: r["kld_mean"] if r["kld_mean"] is not None else 9)
     if not ok:
         return None
     return {"way": f"the increased-memory-limit entitlement ({alt.entitlement_rule}) at {ok[0]['quant']}", **ok[0]}
 
 
-def _offload_way(entry, s, vram: int, host: HostSide, dev, params, target_tps) -> dict[str, Any] | None:
+def _offload_way(entry, s, target: Target, target_tps) -> dict[str, Any] | None:
     """Most layers on the GPU that fit its memory; the rest (and the host buffers) in system RAM."""
-    from .backtest import backend_params
-    from .speed import estimate_speed
+    from fitcheck.device.device_speed import backend_params
+
+    vram, host, dev, params = target.usable_bytes, target.alternatives.host, target.speed, target.params
 
     q = "Q4_K_M"
     spec = spec_from_catalog(entry, q)
@@ -143,23 +122,23 @@ def _offload_way(entry, s, vram: int, host: HostSide, dev, params, target_tps) -
     return None
 
 
-def ways_out(entry, s: RuntimeSettings, usable: int, dev, params, target_tps,
-             alt: Alternatives = Alternatives()) -> list[dict[str, Any]]:
+def ways_out(entry, s: RuntimeSettings, target: Target, target_tps) -> list[dict[str, Any]]:
     """Nearest changes that make a run fit (and meet the target), each with its numbers."""
     q = "Q4_K_M"
-    found = [w for w in (_entitlement_way(entry, s, alt, dev, params, target_tps),
-                         _offload_way(entry, s, usable, alt.host, dev, params, target_tps) if alt.host else None) if w]
+    alt = target.alternatives
+    found = [w for w in (_entitlement_way(entry, s, target, target_tps),
+                         _offload_way(entry, s, target, target_tps) if alt.host else None) if w]
     for ctx in sorted({c for c in (s.n_ctx // 2, s.n_ctx // 4, 2048, 1024, 512) if 256 <= c < s.n_ctx}, reverse=True):
-        row = _evaluate(entry, q, replace(s, n_ctx=ctx), usable, dev, params)
+        row = _evaluate(entry, q, replace(s, n_ctx=ctx), target)
         if _ok(row, target_tps):
             found.append({"way": f"shorter context: {ctx} tokens at {q}", **row})
             break
     kv = replace(s, type_k="q8_0", type_v="q8_0", flash_attn=True)
-    row = _evaluate(entry, q, kv, usable, dev, params)
+    row = _evaluate(entry, q, kv, target)
     if _ok(row, target_tps):
         found.append({"way": f"q8_0 KV cache with flash attention at {q}", **row})
     for lower in ("Q3_K_M", "Q2_K"):
-        row = _evaluate(entry, lower, s, usable, dev, params)
+        row = _evaluate(entry, lower, s, target)
         if not _ok(row, target_tps):
             continue
         found.append({"way": f"lower quantization {lower} (quality cost: KLD {row['kld_mean']})", **row})
@@ -168,7 +147,7 @@ def ways_out(entry, s: RuntimeSettings, usable: int, dev, params, target_tps,
     for e in smaller:
         if e.params_b_published >= entry.params_b_published or e.n_expert:
             continue
-        row = _evaluate(e, q, s, usable, dev, params)
+        row = _evaluate(e, q, s, target)
         if _ok(row, target_tps):
             found.append({"way": f"smaller model: {e.name} at {q}", **row})
             break

@@ -1,23 +1,26 @@
-"""The main job: can this device run 1.8B, 4B and 7B, and at which quantization?
+"""The main job: can this device run 1.8B, 4B and 7B, at which quantization, and fast enough to use?
 
-Memory verdicts come from the memory model against the usable memory (probed,
-or a database device's per-app OS rule); speed from the speed model on the
-probed bandwidth and compute (calibrated when `fitcheck calibrate` has run)
-or on the device's published specs.
+"yes" means a quantization fits with headroom and decodes at the target
+(default USABLE_TPS, a reading pace); "fits, but slow" names the fitting
+quantization that comes closest; "tight" and "no" say what it would need.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from .catalog import resolve, spec_from_catalog
-from .fit import fit_verdict
-from .memory import estimate_memory
-from .quants import LADDER
-from .settings import RuntimeSettings
-from .speed import estimate_speed
+from fitcheck.errors import UsageError
+from fitcheck.estimator.evaluate import DEFAULT_PROMPT, USABLE_TPS, Evaluation, Target, evaluate
+from fitcheck.estimator.settings import RuntimeSettings
+from fitcheck.model.catalog import resolve, spec_from_catalog
+from fitcheck.model.quants import LADDER
 
 SIZES = ("1.8b", "4b", "7b")
+
+
+def check_target_tps(target_tps: float | None) -> None:
+    if target_tps is not None and not 0 < target_tps <= 100_000:
+        raise UsageError(f"--target-tps must be a speed between 0 and 100000 tokens/s, got {target_tps:g}")
 
 
 def decode_upper_bound_tps(spec, read_gbps: float | None) -> float | None:
@@ -27,100 +30,64 @@ def decode_upper_bound_tps(spec, read_gbps: float | None) -> float | None:
     embd = next((t.n_bytes for t in spec.tensors if t.name == "token_embd.weight"), 0)
     tied = not any(t.name == "output.weight" for t in spec.tensors)
     per_token = spec.weights_bytes - (0 if tied else embd)
-    return read_gbps * 1e9 / per_token
+    return read_gbps * 1e9 / per_token if per_token > 0 else None
 
 
-def answer(usable_bytes: int, speed_dev=None, params=None, calibrated: bool = False, read_gbps: float | None = None,
-           sizes=SIZES, quants=LADDER, settings: RuntimeSettings | None = None,
-           on_row: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Memory, verdict, prefill and decode for each size x quantization on one device."""
+def answer(target: Target, sizes=SIZES, quants=LADDER, settings: RuntimeSettings | None = None,
+           target_tps: float = USABLE_TPS, on_row: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Memory, verdict, prefill and decode for each size x quantization on one device, and one line per size."""
+    check_target_tps(target_tps)
     s = settings or RuntimeSettings()
     rows, lines = [], []
     for size in sizes:
         entry, _ = resolve(size)
-        best = tightest = smallest = None
+        evals: list[Evaluation] = []
         for q in quants:
-            spec = spec_from_catalog(entry, q)
-            est = estimate_memory(spec, s)
-            fit = fit_verdict(est.total_bytes, usable_bytes)
-            sp = estimate_speed(spec, speed_dev, params, n_ubatch=s.n_ubatch) if speed_dev else None
-            row = {"size": size, "model": entry.name, "model_id": entry.id, "quant": q,
-                   "params_b": round(spec.parameter_count / 1e9, 3),
-                   "bits_per_weight": round(spec.bits_per_weight, 3), "total_bytes": est.total_bytes,
-                   "resident_bytes": est.resident_bytes, "verdict": fit.verdict,
-                   "breakdown": {"weights_bytes": est.weights_bytes, "kv_bytes": est.kv_cache_bytes,
-                                 "compute_bytes": est.compute_bytes,
-                                 "other_bytes": est.output_bytes + est.overhead_bytes},
-                   "decode_tps": sp.decode_tps if sp else None, "prefill_tps": sp.prefill_tps if sp else None,
-                   "decode_tps_upper_bound": decode_upper_bound_tps(spec, read_gbps)}
-            rows.append(row)
+            ev = evaluate(spec_from_catalog(entry, q), s, target)
+            evals.append(ev)
+            rows.append({"size": size, "model_id": entry.id, **ev.row(), "model": entry.name,
+                         "decode_tps_upper_bound": decode_upper_bound_tps(ev.spec, target.read_gbps) if ev.runs else None})
             if on_row:
                 on_row(f"{size} {q}")
-            if fit.verdict == "fits" and best is None:
-                best = row
-            if fit.verdict == "tight" and tightest is None:
-                tightest = row
-            smallest = row
-        lines.append(_line(size, entry.name, best, tightest, smallest, usable_bytes))
-    return {"usable_bytes": usable_bytes, "settings": {"n_ctx": s.n_ctx, "runtime": s.runtime, "n_prompt": 512},
-            "rows": rows, "answers": lines, "calibrated": calibrated,
+        lines.append(_line(f"{size.upper()} ({entry.name})", evals, target, target_tps))
+    return {"device": target.to_dict(), "usable_bytes": target.usable_bytes,
+            "settings": {"n_ctx": s.n_ctx, "runtime": s.runtime, "n_prompt": DEFAULT_PROMPT},
+            "target_tps": target_tps, "rows": rows, "answers": lines, "calibrated": target.calibrated,
+            "speed_basis": target.speed_note, "warnings": list(target.warnings),
             "verdict_uses": "reserved total (weights + full-context KV cache + worst-case compute buffer + overhead)"}
-
-
-def answer_for_profile(profile: dict[str, Any], **kw) -> dict[str, Any]:
-    """The main job on a probed profile: usable memory from the probe, speed from its bandwidth and GEMM rate."""
-    mem = profile["memory"]
-    usable = min(mem["available_bytes"], mem["limit_bytes"])
-    bw = profile.get("bandwidth", {})
-    read_gbps = bw.get("read_gbps") if bw.get("status") == "ok" else None
-    speed_dev = params = None
-    calibrated = False
-    if read_gbps:
-        from .device_speed import from_profile, params_for_basis
-
-        speed_dev, basis = from_profile(profile)
-        params, _, calibrated = params_for_basis(speed_dev.backend, basis)
-    d = answer(usable, speed_dev, params, calibrated, read_gbps, **kw)
-    d["speed_basis"] = "speed model on the probed read bandwidth and fp32 GEMM rate, " + (
-        "calibrated by a real llama.cpp run on this device (fitcheck calibrate)" if calibrated else
-        "CPU class parameters (device_db/speed_params.json); not calibrated: run `fitcheck calibrate`")
-    d["profile"] = {"created": profile.get("created"), "cpu": profile.get("cpu", {}).get("model"),
-                    "read_gbps": read_gbps}
-    return d
-
-
-def answer_for_device(name: str, entitlement: bool = False, **kw) -> dict[str, Any]:
-    """The main job for a device of the database (NAME or NAME:RAM)."""
-    import device_db
-
-    from .device_speed import from_device, params_for
-
-    dev, ram_gb = device_db.resolve(name)
-    usable, basis = device_db.device_usable_bytes(dev, ram_gb, entitlement)
-    speed_dev = params = None
-    note = "no bandwidth in the database: no speed"
-    if dev.bw_gbps:
-        speed_dev, sbasis = from_device(dev)
-        params, note = params_for(speed_dev.backend)
-        note = f"speed model on {sbasis['bandwidth']}, compute {sbasis['compute']}; parameters: {note}"
-    d = answer(usable, speed_dev, params, False, None, **kw)
-    d["speed_basis"] = note
-    d["device"] = {**basis, "name": dev.name, "id": dev.id, "bw_gbps": dev.bw_gbps, "fp16_tflops": dev.fp16_tflops,
-                   "fp32_tflops": dev.fp32_tflops, "release": dev.release or dev.year, "backend": dev.backend}
-    return d
 
 
 def _gb(n: int) -> str:
     return f"{n / 1e9:.1f} GB"
 
 
-def _line(size, name, best, tight, smallest, usable) -> str:
-    label = f"{size.upper()} ({name})"
-    if best:
-        speed = f", ~{best['decode_tps']:.1f} t/s decode" if best["decode_tps"] else ""
-        if best["prefill_tps"]:
-            speed += f", ~{best['prefill_tps']:.0f} t/s prefill"
-        return f"{label}: yes, {best['quant']} — needs {_gb(best['total_bytes'])} of {_gb(usable)} usable{speed}"
-    if tight:
-        return f"{label}: tight, {tight['quant']} — needs {_gb(tight['total_bytes'])} of {_gb(usable)} usable"
-    return f"{label}: no — needs {_gb(smallest['total_bytes'])} even at {smallest['quant']}, {_gb(usable)} usable"
+def _speed(ev: Evaluation) -> str:
+    sp = ev.speed
+    if sp is None:
+        return "speed unknown"
+    pre = f", ~{sp.prefill_tps:.0f} t/s prefill" if sp.prefill_tps else ""
+    return f"~{sp.decode_tps:.1f} t/s decode{pre}"
+
+
+def _line(label: str, evals: list[Evaluation], target: Target, target_tps: float) -> dict[str, Any]:
+    """One answer per size: the highest-quality quant that fits and is fast enough, else the nearest miss."""
+    usable = _gb(target.usable_bytes)
+    fits = [e for e in evals if e.fit.verdict == "fits"]
+    good = next((e for e in fits if e.meets(target_tps)), None)
+    if good:
+        verdict, ev = "yes", good
+        text = f"yes, {ev.spec.file_type} — needs {_gb(ev.fit.needed_bytes)} of {usable} usable, {_speed(ev)}"
+    elif fits and all(e.speed is None for e in fits):
+        verdict, ev = "fits", fits[0]
+        text = f"fits at {ev.spec.file_type} ({_gb(ev.fit.needed_bytes)} of {usable} usable); speed unknown"
+    elif fits:
+        verdict, ev = "slow", max(fits, key=lambda e: e.speed.decode_tps if e.speed else 0)
+        text = (f"fits, but slow — fastest that fits is {ev.spec.file_type} at {_speed(ev)}, "
+                f"under the {target_tps:g} t/s target ({_gb(ev.fit.needed_bytes)} of {usable} usable)")
+    elif any(e.fit.verdict == "tight" for e in evals):
+        verdict, ev = "tight", next(e for e in evals if e.fit.verdict == "tight")
+        text = f"tight, {ev.spec.file_type} — needs {_gb(ev.fit.needed_bytes)} of {usable} usable, no headroom"
+    else:
+        verdict, ev = "no", evals[-1]
+        text = f"no — needs {_gb(ev.fit.needed_bytes)} even at {ev.spec.file_type}, {usable} usable"
+    return {"size": label, "verdict": verdict, "quant": ev.spec.file_type, "text": f"{label}: {text}"}

@@ -8,18 +8,16 @@ predicted and compared. Rows that cannot be resolved are kept, with the reason.
 from __future__ import annotations
 
 import csv
-import json
 import re
 import statistics
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
-from .model_spec import ModelSpec
-from .speed import BackendParams, DeviceSpeedSpec, estimate_speed, params_from_dict
+from fitcheck.errors import UsageError
+from fitcheck.model.model_spec import ModelSpec
+from fitcheck.device.device_speed import backend_params
+from fitcheck.estimator.speed import DeviceSpeedSpec, estimate_speed
 
 REQUIRED = ("id", "category", "device", "device_variant", "backend", "model", "params_B", "quant", "test", "value")
 
@@ -43,18 +41,6 @@ class Resolved:
     n_prompt: int
     depth: int
     notes: str
-
-
-@lru_cache(maxsize=1)
-def fitted_params() -> dict[str, Any]:
-    return json.loads(files("device_db").joinpath("speed_params.json").read_text())
-
-
-def backend_params(backend: str, params: dict | None = None) -> BackendParams:
-    table = (params or fitted_params())["backends"]
-    if backend not in table:
-        raise UsageError(f"no fitted speed parameters for backend {backend!r} (have: {', '.join(table)})")
-    return params_from_dict(table[backend])
 
 
 def read_rows(path: str | Path) -> list[dict[str, str]]:
@@ -140,8 +126,8 @@ def _device(row: dict[str, str]):
 
 
 def _model(row: dict[str, str]):
-    from .catalog import entries, spec_from_catalog
-    from .quants import get_format
+    from fitcheck.model.catalog import entries, spec_from_catalog
+    from fitcheck.model.quants import get_format
 
     name = row["model"].lower()
     cid = next((v for k, v in MODEL_ALIASES.items() if name.startswith(k)), None)
@@ -177,7 +163,7 @@ def resolve_row(row: dict[str, str]) -> tuple[Resolved | None, str | None]:
         return None, why
     # Apple GPUs run fp16 at the fp32 rate; for CUDA cards the non-tensor fp32 figure is the one known for all
     tflops = dev.fp32_tflops if backend == "cuda" else (dev.fp16_tflops or dev.fp32_tflops)
-    d = DeviceSpeedSpec(backend=backend, bw_gbps=dev.bw_gbps, tflops=tflops, name=dev.id)
+    d = DeviceSpeedSpec(backend=backend, bw_gbps=dev.bw_gbps, peak_tflops=tflops, name=dev.id)
     return Resolved(spec, d, backend, metric[0], metric[1], metric[2], f"{dev.id} / {spec.source} {spec.file_type}"), None
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
 from rich.console import Console
 
-from .errors import FitcheckError
+from fitcheck.errors import FitcheckError
 
 app = typer.Typer(
     help="Can this device run that LLM, at which quantization, and how fast?",
@@ -26,16 +27,22 @@ console = Console()
 err_console = Console(stderr=True)
 
 JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
-DEVICE_OPT = typer.Option("this", "--device", "-d", help="'this' (the probed profile), a saved profile (.json), or a device (`fitcheck devices`), NAME:RAM to pick its RAM.")
-MEMORY_GB_OPT = typer.Option(None, "--memory-gb", help="Usable memory in GiB (overrides the device).")
+DEVICE_OPT = typer.Option("this", "--device", "-d", help="'this' (the probed profile), a saved profile (.json), or a device as you would say it: \"iPhone 15 Pro\", \"MacBook Air M1 16GB\", \"Pi 5 8GB\", \"RTX 4090\" (`fitcheck devices`).")
+MEMORY_GB_OPT = typer.Option(None, "--memory-gb", help="Usable memory in GB (1 GB = 1e9 bytes; overrides the device).")
 ENTITLEMENT_OPT = typer.Option(False, "--ios-entitlement", help="iOS/iPadOS app with the increased-memory-limit entitlement.")
-BANDWIDTH_OPT = typer.Option(None, "--bandwidth-gbs", help="Override memory bandwidth (GB/s).")
+BANDWIDTH_OPT = typer.Option(None, "--bandwidth-gbps", "--bandwidth-gbs", help="Override memory bandwidth (GB/s).")
+TARGET_TPS_OPT = typer.Option(None, "--target-tps", help="Decode speed (tokens/s) an answer must reach to be 'yes' (default 5, a reading pace).")
 
 
 def fail(message: str, code: int = 1) -> None:
     """One line on stderr, non-zero exit."""
-    err_console.print(f"fitcheck: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    line = " ".join(str(message).split())  # one line, whatever the message held
+    err_console.print(f"fitcheck: error: {line}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def warn(message: str, prefix: str = "warning") -> None:
+    err_console.print(f"{prefix}: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 def guarded(fn):
@@ -70,37 +77,61 @@ def show(data: Any, json_out: bool, view) -> None:
 @app.callback(invoke_without_command=True)
 def main_callback(
     ctx: typer.Context,
+    device: str = typer.Option("this", "--device", "-d", help="Main job only: the device to answer for (default: this one, probed once)."),
+    target_tps: Optional[float] = TARGET_TPS_OPT,
     json_out: bool = typer.Option(False, "--json", help="Main job only: print JSON."),
 ) -> None:
     """With no command: probe this device (once) and answer for 1.8B, 4B and 7B."""
     if ctx.invoked_subcommand is None:
-        guarded(_main_job)(json_out)
+        guarded(_main_job)(device, target_tps, json_out)
 
 
 def _profile_or_probe() -> dict:
-    """The saved profile, or a quick probe (saved) when there is none."""
-    from . import profile as prof_mod
-    from .errors import ProfileError
+    """The saved profile, or a quick probe (saved) when there is none or it cannot be used."""
+    from fitcheck.device import profile as prof_mod
+    from fitcheck.errors import NoProfileError, ProfileError
 
     try:
-        return prof_mod.load()
+        prof = prof_mod.load()
+        from fitcheck.device.resolve import profile_usable
+
+        profile_usable(prof)  # a profile whose memory probe failed is probed again, not used
+        return prof
     except ProfileError as e:
-        if "no saved profile" not in str(e):
-            err_console.print(f"warning: {e}; probing again", markup=False, soft_wrap=True)
-        with err_console.status("no saved profile: probing this device (quick, ~15 s) ..."):
+        if not isinstance(e, NoProfileError):
+            warn(f"{e}; probing again")
+        with err_console.status("no usable profile: probing this device (quick, ~15 s) ..."):
             prof = prof_mod.collect(quick=True)
         try:
             prof_mod.save(prof)
         except FitcheckError as e:
-            err_console.print(f"warning: profile not saved: {e}", markup=False, soft_wrap=True)
+            warn(f"profile not saved: {e}")
         return prof
 
 
-def _main_job(json_out: bool) -> None:
-    from .answer import answer_for_profile
-    from .render import answer_view
+def _target(device: str, **kw):
+    """The device resolved once; 'this' probes first when there is no saved profile and `probe` is set."""
+    from fitcheck.device.resolve import resolve_target
 
-    show(answer_for_profile(_profile_or_probe()), json_out, answer_view)
+    probe = kw.pop("probe", False)
+    prof = _profile_or_probe() if probe and device.strip().lower() == "this" else None
+    return resolve_target(device, profile=prof, **kw), prof
+
+
+def _warnings(d: dict) -> None:
+    for w in dict.fromkeys(d.get("warnings", [])):
+        warn(w)
+
+
+def _main_job(device: str, target_tps: float | None, json_out: bool) -> None:
+    from fitcheck.answer import answer
+    from fitcheck.estimator.evaluate import USABLE_TPS
+    from fitcheck.views.render import answer_view
+
+    target, _ = _target(device, probe=True)
+    d = answer(target, target_tps=USABLE_TPS if target_tps is None else target_tps)
+    show(d, json_out, answer_view)
+    _warnings(d)
 
 
 @app.command()
@@ -110,8 +141,8 @@ def inspect(
     json_out: bool = JSON_OPT,
 ) -> None:
     """Read a GGUF model's header and tensor table (never its tensor data)."""
-    from .inspection import inspect_gguf
-    from .render import inspect_view
+    from fitcheck.model.inspection import inspect_gguf
+    from fitcheck.views.render import inspect_view
 
     d = inspect_gguf(path)
     show(d, json_out, inspect_view)
@@ -127,8 +158,8 @@ def probe(
     """Measure this device: RAM and limits, CPU, memory bandwidth, compute, accelerators, disk, llama.cpp."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from . import profile as prof_mod
-    from .render import profile_view
+    from fitcheck.device import profile as prof_mod
+    from fitcheck.views.render import profile_view
     from probes import PROBES
 
     progress_console = err_console if json_out else console
@@ -152,7 +183,7 @@ def probe(
     if saved and not json_out:
         console.print(f"saved as device 'this': {saved}")
     for w in prof["warnings"]:
-        err_console.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
+        warn(w)
 
 
 @app.command()
@@ -171,34 +202,32 @@ def estimate(
     memory_gb: Optional[float] = MEMORY_GB_OPT,
     entitlement: bool = ENTITLEMENT_OPT,
     bandwidth_gbs: Optional[float] = BANDWIDTH_OPT,
-    tflops: Optional[float] = typer.Option(None, "--tflops", help="Override peak compute (TFLOPS)."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="Override the backend class: cpu, metal, cuda."),
+    tflops: Optional[float] = typer.Option(None, "--tflops", help="Override peak compute (TFLOPS, the kind the backend was fitted on)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Override the backend class: cpu, metal, cuda, vulkan, mobile-gpu."),
     n_prompt: int = typer.Option(512, "--prompt", help="Prompt length for prefill and TTFT."),
     json_out: bool = JSON_OPT,
 ) -> None:
-    """Will it fit? Memory llama.cpp needs for a model (weights, KV cache, compute, overhead) and a verdict."""
-    from .estimate import estimate as run_estimate
-    from .render import estimate_view
-    from .settings import RuntimeSettings
+    """Will it fit, and how fast? Memory llama.cpp needs (weights, KV cache, compute, overhead), a verdict, t/s."""
+    from fitcheck.estimate import estimate as run_estimate
+    from fitcheck.estimator.settings import RuntimeSettings
+    from fitcheck.views.render import estimate_view
 
     s = RuntimeSettings(n_ctx=ctx, n_batch=batch, n_ubatch=ubatch, n_gpu_layers=gpu_layers, flash_attn=flash_attn,
                         type_k=kv_type.lower(), type_v=kv_type.lower(), swa_full=swa_full)
-    if n_prompt < 1 or n_prompt > ctx:
-        raise FitcheckError(f"--prompt must be between 1 and the context length {ctx}, got {n_prompt}")
-    d = run_estimate(model, quant, s, device, memory_gb, n_prompt=n_prompt, entitlement=entitlement,
-                     bandwidth_gbs=bandwidth_gbs, tflops=tflops, backend=backend)
+    target, _ = _target(device, memory_gb=memory_gb, entitlement=entitlement, bandwidth_gbps=bandwidth_gbs,
+                        tflops=tflops, backend=backend)
+    d = run_estimate(model, target, quant, s, n_prompt=n_prompt)
     show(d, json_out, estimate_view)
-    for w in d["warnings"]:
-        err_console.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
+    _warnings(d)
 
 
 @app.command()
 @guarded
 def models(json_out: bool = JSON_OPT) -> None:
     """The built-in catalog: model ids, size aliases and quantization formats."""
-    from .catalog import ALIASES, entries
-    from .quants import FORMATS
-    from .render import models_view
+    from fitcheck.model.catalog import ALIASES, entries
+    from fitcheck.model.quants import FORMATS
+    from fitcheck.views.render import models_view
 
     d = {
         "models": [{"id": e.id, "name": e.name, "arch": e.arch, "params_b_published": e.params_b_published,
@@ -220,7 +249,7 @@ def devices(
     """The device database: chips, phones, boards, Macs, PC memory setups, with sources."""
     import device_db
 
-    from .render import devices_view
+    from fitcheck.views.render import devices_view
 
     hits = device_db.search(query)
     if not hits:
@@ -234,41 +263,6 @@ def devices(
         devices_view(console, hits)
 
 
-def _alternatives(device: str, memory_gb: float | None, entitlement: bool, host_memory_gb: float | None):
-    """Ways out that depend on the device: the iOS entitlement, system RAM beside a discrete GPU."""
-    from .advise import Alternatives, HostSide
-
-    name = device.strip()
-    if memory_gb is not None or name.lower() == "this" or name.lower().endswith(".json"):
-        return None
-    import device_db
-
-    dev, ram_gb = device_db.resolve(name)
-    if dev.kind == "gpu":
-        from . import profile as prof_mod
-
-        try:
-            prof = prof_mod.load()
-        except FitcheckError:
-            prof = None
-        bw = (prof or {}).get("bandwidth", {})
-        read = bw.get("read_gbps") if bw.get("status") == "ok" else None
-        if host_memory_gb is not None:
-            if not 0 < host_memory_gb <= 1 << 20:
-                raise FitcheckError(f"--host-memory-gb must be between 0 and {1 << 20}, got {host_memory_gb}")
-            host = HostSide(int(host_memory_gb * (1 << 30)), read, f"--host-memory-gb {host_memory_gb}")
-        elif prof is not None:
-            mem = prof["memory"]
-            host = HostSide(min(mem["available_bytes"], mem["limit_bytes"]), read, "this machine's saved probe")
-        else:
-            host = HostSide(None, None, "unknown (give --host-memory-gb)")
-        return Alternatives(host=host)
-    if dev.os in ("iOS", "iPadOS") and not entitlement:
-        usable, basis = device_db.device_usable_bytes(dev, ram_gb, entitlement=True)
-        return Alternatives(entitlement_usable_bytes=usable, entitlement_rule=basis["memory_rule"])
-    return None
-
-
 @app.command()
 @guarded
 def advise(
@@ -276,34 +270,26 @@ def advise(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Catalog model id (instead of --size)."),
     device: str = DEVICE_OPT,
     ctx: int = typer.Option(4096, "--ctx", help="Context length (tokens)."),
-    target_tps: Optional[float] = typer.Option(None, "--target-tps", help="Decode speed the answer must reach."),
+    target_tps: Optional[float] = typer.Option(None, "--target-tps", help="Decode speed (tokens/s) the answer must reach."),
     memory_gb: Optional[float] = MEMORY_GB_OPT,
     entitlement: bool = ENTITLEMENT_OPT,
     bandwidth_gbs: Optional[float] = BANDWIDTH_OPT,
-    host_memory_gb: Optional[float] = typer.Option(None, "--host-memory-gb", help="System RAM usable beside a discrete GPU (GiB), for partial offload; default: this machine's probe."),
+    host_memory_gb: Optional[float] = typer.Option(None, "--host-memory-gb", help="System RAM usable beside a discrete GPU (GB), for partial offload; default: this machine's probe."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """The best quantization that fits with headroom and meets a speed target, ranked by quality."""
-    from . import device_speed
-    from .advise import advise as run_advise
-    from .estimate import speed_inputs, usable_memory
-    from .render import advise_view
-    from .settings import RuntimeSettings
+    from fitcheck.advise import advise as run_advise
+    from fitcheck.errors import UsageError
+    from fitcheck.estimator.settings import RuntimeSettings
+    from fitcheck.views.render import advise_view
 
     if (size is None) == (model is None):
-        raise FitcheckError("give exactly one of --size or --model")
-    usable, basis = usable_memory(device, memory_gb, entitlement)
-    try:
-        dev, sbasis = speed_inputs(device, bandwidth_gbs)
-        params, _, _ = device_speed.params_for_basis(dev.backend, sbasis)
-    except FitcheckError:
-        if target_tps is not None:
-            raise
-        dev = params = None
-    alt = _alternatives(device, memory_gb, entitlement, host_memory_gb)
-    d = run_advise(size or model, usable, RuntimeSettings(n_ctx=ctx), dev, params, target_tps, alt)
-    d["basis"] = basis
+        raise UsageError("give exactly one of --size or --model")
+    target, _ = _target(device, memory_gb=memory_gb, entitlement=entitlement, bandwidth_gbps=bandwidth_gbs,
+                        host_memory_gb=host_memory_gb)
+    d = run_advise(size or model, target, RuntimeSettings(n_ctx=ctx), target_tps)
     show(d, json_out, advise_view)
+    _warnings(d)
 
 
 @app.command()
@@ -320,14 +306,14 @@ def forecast(
     json_out: bool = JSON_OPT,
 ) -> None:
     """When does a class of devices first run a size at a quantization and speed? Trends over release years."""
-    from .forecast import forecast as run_forecast
-    from .render import forecast_view
-    from .settings import RuntimeSettings
+    from fitcheck.forecast import forecast as run_forecast
+    from fitcheck.views.render import forecast_view
+    from fitcheck.estimator.settings import RuntimeSettings
 
     r = run_forecast(device_class, size, quant, target_tps, RuntimeSettings(n_ctx=ctx), as_of, config)
     d = r.to_dict()
     if plot:
-        from .plots import forecast_plot
+        from fitcheck.views.plots import forecast_plot
 
         d["plot"] = str(forecast_plot(r, plot))
     show(d, json_out, forecast_view)
@@ -346,24 +332,15 @@ def scan(
     json_out: bool = JSON_OPT,
 ) -> None:
     """Find the GGUF models already on this machine (Ollama, LM Studio, Jan, llama.cpp, HF cache, GPT4All) and answer for each."""
-    from . import device_speed
-    from .estimate import speed_inputs, usable_memory
-    from .render import scan_view
-    from .scan import scan as run_scan
-    from .settings import RuntimeSettings
+    from fitcheck.estimator.settings import RuntimeSettings
+    from fitcheck.scan import scan as run_scan
+    from fitcheck.views.render import scan_view
 
-    usable, basis = usable_memory(device, memory_gb)
-    speed, warnings = None, []
-    try:
-        dev, sbasis = speed_inputs(device)
-        speed = (dev, device_speed.params_for_basis(dev.backend, sbasis)[0])
-    except FitcheckError as e:
-        warnings.append(f"no speed estimates: {e}")
-    d = run_scan(paths or [], stores, usable, speed, RuntimeSettings(n_ctx=ctx))
-    d["basis"] = basis
+    target, _ = _target(device, memory_gb=memory_gb)
+    d = run_scan(paths or [], stores, target, RuntimeSettings(n_ctx=ctx))
     show(d, json_out, scan_view)
-    for w in warnings:
-        err_console.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
+    for w in target.warnings:
+        warn(w)
 
 
 @app.command()
@@ -376,16 +353,16 @@ def report(
     json_out: bool = JSON_OPT,
 ) -> None:
     """Write an HTML + Markdown report: device, size x quant table, memory and speed plots, forecast, sources."""
-    from .report import write_report
+    from fitcheck.views.report import write_report
 
-    prof = _profile_or_probe() if device == "this" else None
-    d = write_report(device, out, device_class, entitlement, prof)
+    target, prof = _target(device, entitlement=entitlement, probe=True)
+    d = write_report(target, device, out, device_class, prof)
     if json_out:
         emit_json(d)
     else:
         for line in d["answers"]:
-            console.print(line, soft_wrap=True)
-        console.print(f"report: {d['html']} (and {d['markdown']})", soft_wrap=True)
+            console.print(line, soft_wrap=True, markup=False)
+        console.print(f"report: {d['html']} (and {Path(d['markdown']).name})", soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -401,10 +378,10 @@ def calibrate(
     """Run llama.cpp for real on this device and calibrate every later forecast with it."""
     import json as _json
 
-    from . import profile as prof_mod
-    from .calibrate import CalibrationError, calibrate as run_calibration, to_llama_bench
-    from .calibrate import from_llama_bench as calibration_from_llama_bench
-    from .render import calibration_view
+    from fitcheck.device import profile as prof_mod
+    from fitcheck.calibration.calibrate import CalibrationError, calibrate as run_calibration, to_llama_bench
+    from fitcheck.calibration.calibrate import from_llama_bench as calibration_from_llama_bench
+    from fitcheck.views.render import calibration_view
 
     prof = _profile_or_probe()
     if from_llama_bench:
@@ -427,7 +404,7 @@ def calibrate(
     else:
         calibration_view(console, cal.to_dict())
     for n in cal.notes:
-        err_console.print(f"note: {n}", markup=False, highlight=False, soft_wrap=True)
+        warn(n, "note")
 
 
 @app.command()
@@ -437,8 +414,8 @@ def backtest(
     json_out: bool = JSON_OPT,
 ) -> None:
     """Predict every row of a CSV of published measurements and print the errors."""
-    from .backtest import backtest as run_backtest
-    from .render import backtest_view
+    from fitcheck.backtest import backtest as run_backtest
+    from fitcheck.views.render import backtest_view
 
     d = run_backtest(csv_path)
     show(d, json_out, backtest_view)
@@ -446,5 +423,21 @@ def backtest(
         raise FitcheckError(f"{csv_path}: no row could be evaluated ({d['overall']['unresolved']} unresolved)")
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> int:
+    """The console script: usage errors are one line too (click's own are boxes), exit 2."""
+    try:  # typer >= 0.24 carries its own copy of click
+        from typer._click import exceptions as cx
+    except ImportError:  # pragma: no cover
+        from click import exceptions as cx
+
+    try:
+        rc = app(args=argv, standalone_mode=False, prog_name="fitcheck")
+    except cx.UsageError as e:
+        where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+        err_console.print(f"fitcheck: error: {' '.join(e.format_message().split())}{where}", markup=False,
+                          highlight=False, soft_wrap=True)
+        rc = 2
+    rc = rc if isinstance(rc, int) else 0
+    if argv is None:
+        sys.exit(rc)
+    return rc

@@ -1,4 +1,7 @@
-"""One error family: the core raises these, the CLI turns them into one line."""
+"""One error family: the core raises these, the CLI turns each into one line.
+
+Callers branch on the type, never on the message text.
+"""
 
 
 class FitcheckError(Exception):
@@ -18,9 +21,37 @@ class UsageError(FitcheckError):
     """An option or argument that cannot be honoured."""
 
 
+class UnknownModelError(UsageError):
+    """A model name that is neither a file, a catalog id nor a size alias."""
+
+
+class DeviceError(UsageError):
+    """A device name that is unknown or ambiguous, or a RAM choice it does not come with."""
+
+
 class ProbeError(FitcheckError):
     """A probe could not measure what it was asked to."""
 
 
 class ProfileError(FitcheckError):
-    """A saved device profile cannot be read or written."""
+    """A saved device profile cannot be read, written or used."""
+
+
+class NoProfileError(ProfileError):
+    """No profile has been saved yet (`fitcheck probe` makes one)."""
+
+
+class NoSpeedError(FitcheckError):
+    """The device lacks what a speed estimate needs (bandwidth, a probed profile)."""
+
+
+class LlamaRunError(FitcheckError):
+    """A real llama.cpp run failed, crashed or timed out."""
+
+
+class CalibrationError(FitcheckError):
+    """A calibration that cannot be made or stored."""
+
+
+class ForecastError(FitcheckError):
+    """A forecast that cannot be made from the device data."""

@@ -19,9 +19,9 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from .errors import FitcheckError, UsageError
-from .fit import TIGHT_MARGIN
-from .settings import RuntimeSettings
+from fitcheck.errors import ForecastError, FitcheckError, UsageError
+from fitcheck.estimator.fit import TIGHT_MARGIN
+from fitcheck.estimator.settings import RuntimeSettings
 
 HORIZON_YEAR = 2050
 MIN_DEVICES = 3
@@ -31,8 +31,6 @@ INTERVAL = (5, 95)  # percentiles of the bootstrap crossing years
 DEFAULT_TARGET_TPS = 5.0  # a readable chat pace; the seed calls 0.71 t/s "almost unusable"
 
 
-class ForecastError(FitcheckError):
-    """A forecast that cannot be made from the device data."""
 
 
 def _chip_base(name: str) -> str:
@@ -197,19 +195,14 @@ def _best_configs(pool: list, config: str) -> list[tuple[Any, int]]:
     return [(d, pick(d.ram_options_gb) if d.ram_options_gb else 0) for d in chosen]
 
 
-def _evaluate(dev, ram_gb: int, spec, needed: int, target_tps: float) -> DevicePoint:
-    import device_db
+def _evaluate(dev, ram_gb: int, spec, s: RuntimeSettings, target_tps: float) -> DevicePoint:
+    from fitcheck.device.resolve import device_target
+    from fitcheck.estimator.evaluate import evaluate
 
-    from .device_speed import from_device, params_for
-    from .fit import fit_verdict
-    from .speed import estimate_speed
-
-    usable, _ = device_db.device_usable_bytes(dev, ram_gb)
-    verdict = fit_verdict(needed, usable).verdict
-    decode = None
-    if dev.bw_gbps:
-        dspec, _ = from_device(dev)
-        decode = estimate_speed(spec, dspec, params_for(dspec.backend)[0]).decode_tps
+    target = device_target(dev, ram_gb)
+    ev = evaluate(spec, s, target)
+    needed, usable, verdict = ev.fit.needed_bytes, target.usable_bytes, ev.fit.verdict
+    decode = ev.speed.decode_tps if ev.speed else None  # the trend uses every device's rate, fitting or not
     fits = verdict == "fits"
     fast = decode is not None and decode >= target_tps
     if fits and fast:
@@ -220,9 +213,8 @@ def _evaluate(dev, ram_gb: int, spec, needed: int, target_tps: float) -> DeviceP
         reason = "fits, but no bandwidth in the database for a speed"
     else:
         reason = f"fits, but ~{decode:.1f} t/s is under the {target_tps:g} t/s target"
-    os_name = "GPU" if dev.kind == "gpu" else dev.os or device_db.FAMILY_OS.get(dev.family, "Linux")
-    return DevicePoint(dev.id, dev.name, dev.release or str(dev.year), dev.release_year, os_name, ram_gb, usable, dev.bw_gbps,
-                       needed, verdict, decode, fits and fast, reason, dev.source, dev.verification)
+    return DevicePoint(dev.id, dev.name, dev.release or str(dev.year), dev.release_year, target.basis["os"], ram_gb, usable,
+                       dev.bw_gbps, needed, verdict, decode, fits and fast, reason, dev.source, dev.verification)
 
 
 def _fit_xy(xs, ys):
@@ -313,16 +305,30 @@ def _basis(cls: DeviceClass, config: str, s: RuntimeSettings) -> dict[str, Any]:
     }
 
 
-def forecast(device_class: str = "phone-flagship", size: str = "7b", quant: str = "Q4_K_M",
-             target_tps: float = DEFAULT_TARGET_TPS, settings: RuntimeSettings | None = None,
-             as_of: str | None = None, config: str = "best", with_claims: bool | None = None,
-             trends_only: bool = False) -> ForecastResult:
-    import device_db
-    import numpy as np
+@dataclass
+class ClassTrends:
+    """One class's devices evaluated for one model, and its trends (no interval, no claims)."""
 
-    from .catalog import resolve, spec_from_catalog
-    from .memory import estimate_memory
-    from .quants import get_format
+    entry: Any
+    quant: str
+    needed: int
+    devices: list[DevicePoint]
+    skipped: list[dict]
+    trends: dict[str, Trend]
+    t_mem: float | None
+    t_speed: float | None
+    year: float | None
+
+
+def class_trends(device_class: str, size: str = "7b", quant: str = "Q4_K_M", target_tps: float = DEFAULT_TARGET_TPS,
+                 settings: RuntimeSettings | None = None, as_of: str | None = None, config: str = "best") -> ClassTrends:
+    """The class's devices (released by `as_of`) evaluated for one model, and log-linear trends over them."""
+    import device_db
+
+    from fitcheck.estimator.memory import estimate_memory
+    from fitcheck.model.catalog import resolve, spec_from_catalog
+
+    from fitcheck.model.quants import get_format
 
     cls = CLASSES.get(device_class)
     if cls is None:
@@ -332,12 +338,11 @@ def forecast(device_class: str = "phone-flagship", size: str = "7b", quant: str 
     if config not in ("best", "base"):
         raise UsageError(f"--config must be 'best' or 'base', got {config!r}")
     s = settings or RuntimeSettings()
-    entry, _ = resolve(size)
-    q = get_format(quant).name
-    spec = spec_from_catalog(entry, q)
-    needed = estimate_memory(spec, s).total_bytes
     cutoff = parse_month(as_of, "--as-of") if as_of else None
-
+    entry, _ = resolve(size)
+    quant = get_format(quant).name
+    spec = spec_from_catalog(entry, quant)
+    needed = estimate_memory(spec, s).total_bytes
     pool = [d for d in device_db.devices().values() if cls.select(d)]
     points, skipped = [], []
     for dev, ram_gb in _best_configs(pool, config):
@@ -346,7 +351,7 @@ def forecast(device_class: str = "phone-flagship", size: str = "7b", quant: str 
         if not ram_gb or dev.release_year is None:
             skipped.append({"name": dev.name, "reason": "no RAM size" if not ram_gb else "no release date"})
             continue
-        points.append(_evaluate(dev, ram_gb, spec, needed, target_tps))
+        points.append(_evaluate(dev, ram_gb, spec, s, target_tps))
     points.sort(key=lambda p: (p.release_year, p.name))
     with_bw = [p for p in points if p.decode_tps]
     when = f" released by {as_of}" if as_of else ""
@@ -355,23 +360,33 @@ def forecast(device_class: str = "phone-flagship", size: str = "7b", quant: str 
         if len(pts) < MIN_DEVICES or n_years < MIN_YEARS:
             names = ", ".join(p.name for p in pts) or "none"
             raise ForecastError(
-                f"class {device_class} has {len(pts)} device(s) with {what}{when} from {n_years} release year(s) "
+                f"class {cls.name} has {len(pts)} device(s) with {what}{when} from {n_years} release year(s) "
                 f"({names}); a trend needs at least {MIN_DEVICES} devices from at least {MIN_YEARS} years")
-
     t = [p.release_year for p in points]
     trends = {
         "ram": fit_trend("RAM", "GB", t, [p.ram_gb for p in points]),
         "usable_memory": fit_trend("usable memory", "GB", t, [p.usable_bytes / 1e9 for p in points]),
         "bandwidth": fit_trend("bandwidth", "GB/s", [p.release_year for p in with_bw], [p.bw_gbps for p in with_bw]),
-        "decode": fit_trend(f"decode {entry.id} {q}", "t/s", [p.release_year for p in with_bw], [p.decode_tps for p in with_bw]),
+        "decode": fit_trend(f"decode {entry.id} {quant}", "t/s", [p.release_year for p in with_bw], [p.decode_tps for p in with_bw]),
     }
-    need_gb = needed / 1e9 / (1 - TIGHT_MARGIN)  # 'fits' leaves the tight margin free
-    t_mem = trends["usable_memory"].year_reaching(need_gb)
+    t_mem = trends["usable_memory"].year_reaching(needed / 1e9 / (1 - TIGHT_MARGIN))  # 'fits' leaves the margin free
     t_speed = trends["decode"].year_reaching(target_tps)
     year = max(t_mem, t_speed) if t_mem is not None and t_speed is not None else None
-    if year is not None and year > HORIZON_YEAR:
-        year = None
-    if year is None and not trends_only:
+    return ClassTrends(entry, quant, needed, points, skipped, trends, t_mem, t_speed,
+                  year if year is not None and year <= HORIZON_YEAR else None)
+
+
+def forecast(device_class: str = "phone-flagship", size: str = "7b", quant: str = "Q4_K_M",
+             target_tps: float = DEFAULT_TARGET_TPS, settings: RuntimeSettings | None = None,
+             as_of: str | None = None, config: str = "best", with_claims: bool | None = None) -> ForecastResult:
+    import numpy as np
+
+    s = settings or RuntimeSettings()
+    c = class_trends(device_class, size, quant, target_tps, s, as_of, config)
+    cls, q = CLASSES[device_class], c.quant
+    entry, points, trends, year = c.entry, c.devices, c.trends, c.year
+    need_gb = c.needed / 1e9 / (1 - TIGHT_MARGIN)
+    if year is None:
         mem_at, tps_at = trends["usable_memory"].at(HORIZON_YEAR), trends["decode"].at(HORIZON_YEAR)
         short = (f"usable memory reaches only {mem_at:.1f} of the {need_gb:.1f} GB needed: pick a smaller size or quantization"
                  if mem_at < need_gb else
@@ -379,21 +394,25 @@ def forecast(device_class: str = "phone-flagship", size: str = "7b", quant: str 
         raise ForecastError(f"the {device_class} trend does not run {entry.id} {q} at {target_tps:g} t/s "
                             f"before {HORIZON_YEAR}; by then {short}")
     first = next((p for p in points if p.runs), None)  # the trend can cross before or after any one device
-    interval, bands, claims = None, {}, []
-    if not trends_only:  # a claim check or a backtest needs the devices and the trends, not an interval
-        grid = np.linspace(min(t) - 1, max(max(t) + 4, (year or max(t)) + 2), 200)
-        boot, bands = _bootstrap([(p.release_year, p.usable_bytes / 1e9) for p in points],
-                                 [(p.release_year, p.decode_tps) for p in with_bw], need_gb, target_tps, grid)
-        if boot:  # 'nearest' keeps infinite (never-crossing) resamples from turning into NaN
-            lo, hi = (float(x) for x in np.percentile(boot, INTERVAL, method="nearest"))
-            interval = (lo, hi if hi <= HORIZON_YEAR else None)
-    if not trends_only and (with_claims if with_claims is not None else device_class == "phone-flagship"):
+    t = [p.release_year for p in points]
+    with_bw = [p for p in points if p.decode_tps]
+    grid = np.linspace(min(t) - 1, max(max(t) + 4, year + 2), 200)
+    boot, bands = _bootstrap([(p.release_year, p.usable_bytes / 1e9) for p in points],
+                             [(p.release_year, p.decode_tps) for p in with_bw], need_gb, target_tps, grid)
+    interval = None
+    if boot:  # 'nearest' keeps infinite (never-crossing) resamples from turning into NaN
+        lo, hi = (float(x) for x in np.percentile(boot, INTERVAL, method="nearest"))
+        interval = (lo, hi if hi <= HORIZON_YEAR else None)
+    claims = []
+    if with_claims if with_claims is not None else device_class == "phone-flagship":
+        from fitcheck.model.catalog import resolve
+
         def for_size(sz: str):
             if resolve(sz)[0].id == entry.id:  # the model just evaluated
                 return points, year
-            r = forecast(device_class, sz, q, target_tps, s, as_of, config, with_claims=False, trends_only=True)
-            return r.devices, r.year
+            other = class_trends(device_class, sz, q, target_tps, s, as_of, config)
+            return other.devices, other.year
         claims = _claims(for_size)
-    return ForecastResult(device_class, cls.description, entry.id, entry.name, q, target_tps, s.n_ctx, as_of, needed,
-                          points, skipped, trends, t_mem, t_speed, year, interval, first, claims,
+    return ForecastResult(device_class, cls.description, entry.id, entry.name, q, target_tps, s.n_ctx, as_of, c.needed,
+                          points, c.skipped, trends, c.t_mem, c.t_speed, year, interval, first, claims,
                           _basis(cls, config, s), bands)

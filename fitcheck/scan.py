@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from .errors import FitcheckError
-from .gguf_reader import SPLIT_NAME, read_model
+from fitcheck.errors import FitcheckError
+from fitcheck.model.gguf_reader import SPLIT_NAME, read_model
 
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
 OLLAMA_DEFAULT_REGISTRY = "registry.ollama.ai"
@@ -174,27 +174,87 @@ def _split_key(path: Path) -> tuple | None:
     return (str(path.parent), m["stem"].lower(), m["count"]) if m else None
 
 
-def scan(paths: Iterable[str] = (), include_stores: bool = True, usable_bytes: int | None = None,
-         speed: tuple | None = None, settings=None, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Find models, read their headers, estimate memory and speed. `speed` is (DeviceSpeedSpec, BackendParams)."""
-    from .fit import fit_verdict
-    from .model_spec import spec_from_gguf
-    from .memory import estimate_memory
-    from .settings import RuntimeSettings
-    from .speed import estimate_speed
+class _Scan:
+    """Collects what a scan finds: each candidate is checked, deduplicated, read and evaluated on its own."""
 
-    t0 = time.perf_counter()
-    s = settings or RuntimeSettings()
-    found: list[Found] = []
-    by_file: dict[tuple, Found] = {}
-    by_split: dict[tuple, Found] = {}
-    skipped: list[dict[str, str]] = []
+    def __init__(self, target, settings):
+        self.target, self.settings = target, settings
+        self.found: list[Found] = []
+        self.by_file: dict[tuple, Found] = {}
+        self.by_split: dict[tuple, Found] = {}
+        self.skipped: list[dict[str, str]] = []
 
-    def problem(name: str, source: str, path: str, reason: str) -> None:
-        found.append(Found(name, source, path, error=reason))
+    def problem(self, name: str, source: str, path: str, reason: str) -> None:
+        self.found.append(Found(name, source, path, error=reason))
 
-    searched = []
-    streams: list[Iterator[Candidate]] = []
+    def add(self, c: Candidate) -> None:
+        p = Path(c.path)
+        if PROJECTOR.search(p.name) or PROJECTOR.search(c.name):
+            self.skipped.append({"name": c.name, "path": c.path, "reason": "vision projector (mmproj), not a language model"})
+            return
+        st = self._regular_file(c, p)
+        if st is None:
+            return
+        key, split = (st.st_dev, st.st_ino), _split_key(p)
+        same = self.by_file.get(key) or (self.by_split.get(split) if split else None)
+        if same is not None:  # the same file (or split set) under another name
+            if c.name != same.name and c.name not in same.also:
+                same.also.append(c.name)
+            self.by_file.setdefault(key, same)
+            return
+        entry = Found(c.name, c.source, c.path)
+        self.by_file[key] = entry
+        if split:
+            self.by_split[split] = entry
+        self.found.append(entry)
+        if c.declared_size is not None and st.st_size != c.declared_size:
+            entry.error = f"blob holds {st.st_size} bytes, the manifest says {c.declared_size} (incomplete download?)"
+            return
+        self._evaluate(entry, p)
+
+    def _regular_file(self, c: Candidate, p: Path) -> os.stat_result | None:
+        if p.is_symlink() and not p.exists():
+            self.problem(c.name, c.source, c.path, "dangling symlink")
+            return None
+        try:
+            st = p.stat()
+        except OSError as e:
+            self.problem(c.name, c.source, c.path, e.strerror or str(e))
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            self.problem(c.name, c.source, c.path, "not a regular file")
+            return None
+        return st
+
+    def _evaluate(self, entry: Found, p: Path) -> None:
+        from fitcheck.estimator.memory import estimate_memory
+        from fitcheck.model.model_spec import spec_from_gguf
+
+        try:
+            model = read_model(p)
+            spec = spec_from_gguf(model)
+        except FitcheckError as e:
+            entry.error = getattr(e, "problem", None) or str(e)
+            return
+        except (OSError, MemoryError) as e:
+            entry.error = f"cannot read: {e}"
+            return
+        entry.file_size_bytes = model.file_size_bytes
+        entry.splits = model.splits
+        entry.architecture = spec.architecture
+        entry.quant = spec.file_type
+        entry.parameter_count = spec.parameter_count
+        if self.target is None:
+            entry.needed_bytes = estimate_memory(spec, self.settings).total_bytes
+            return
+        from fitcheck.estimator.evaluate import evaluate
+
+        row = evaluate(spec, self.settings, self.target).row()
+        entry.needed_bytes, entry.verdict, entry.decode_tps = row["total_bytes"], row["verdict"], row["decode_tps"]
+
+
+def _streams(paths: Iterable[str], include_stores: bool, env, problem) -> tuple[list[Iterator[Candidate]], list[dict]]:
+    searched, streams = [], []
     if include_stores:
         for loc in locations(env):
             searched.append({"source": loc.source, "path": str(loc.path), "exists": loc.path.is_dir()})
@@ -202,64 +262,26 @@ def scan(paths: Iterable[str] = (), include_stores: bool = True, usable_bytes: i
                 streams.append(ollama_candidates(loc.path, problem) if loc.kind == "ollama"
                                else tree_candidates(loc.path, loc.source, hf=loc.kind == "hf"))
     streams.append(given_candidates(paths, problem))
+    return streams, searched
 
+
+def scan(paths: Iterable[str] = (), include_stores: bool = True, target=None, settings=None,
+         env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Find models, read their headers, evaluate each on `target` (a Target; None: memory only)."""
+    from fitcheck.estimator.settings import RuntimeSettings
+
+    t0 = time.perf_counter()
+    s = settings or RuntimeSettings()
+    run = _Scan(target, s)
+    streams, searched = _streams(paths, include_stores, env, run.problem)
     for stream in streams:
         for c in stream:
-            p = Path(c.path)
-            if PROJECTOR.search(p.name) or PROJECTOR.search(c.name):
-                skipped.append({"name": c.name, "path": c.path, "reason": "vision projector (mmproj), not a language model"})
-                continue
-            if p.is_symlink() and not p.exists():
-                problem(c.name, c.source, c.path, f"dangling symlink to {os.readlink(p)}")
-                continue
-            try:
-                st = p.stat()
-            except OSError as e:
-                problem(c.name, c.source, c.path, e.strerror or str(e))
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                problem(c.name, c.source, c.path, "not a regular file")
-                continue
-            key = (st.st_dev, st.st_ino)
-            split = _split_key(p)
-            same = by_file.get(key) or (by_split.get(split) if split else None)
-            if same is not None:
-                if c.name != same.name and c.name not in same.also:
-                    same.also.append(c.name)
-                by_file.setdefault(key, same)
-                continue
-            entry = Found(c.name, c.source, c.path)
-            by_file[key] = entry
-            if split:
-                by_split[split] = entry
-            found.append(entry)
-            if c.declared_size is not None and st.st_size != c.declared_size:
-                entry.error = f"blob holds {st.st_size} bytes, the manifest says {c.declared_size} (incomplete download?)"
-                continue
-            try:
-                model = read_model(p)
-                spec = spec_from_gguf(model)
-            except FitcheckError as e:
-                entry.error = getattr(e, "problem", None) or str(e)
-                continue
-            except (OSError, MemoryError) as e:
-                entry.error = f"cannot read: {e}"
-                continue
-            mem = estimate_memory(spec, s)
-            entry.file_size_bytes = model.file_size_bytes
-            entry.splits = model.splits
-            entry.architecture = spec.architecture
-            entry.quant = spec.file_type
-            entry.parameter_count = spec.parameter_count
-            entry.needed_bytes = mem.total_bytes
-            if usable_bytes is not None:
-                entry.verdict = fit_verdict(mem.total_bytes, usable_bytes).verdict
-            if speed is not None:
-                entry.decode_tps = estimate_speed(spec, speed[0], speed[1], n_ubatch=s.n_ubatch).decode_tps
+            run.add(c)
     order = {"fits": 0, "tight": 1, "does_not_fit": 2, None: 3}
-    models = sorted((f for f in found if f.error is None),
+    models = sorted((f for f in run.found if f.error is None),
                     key=lambda f: (order[f.verdict], -(f.parameter_count or 0), f.name))
-    problems = sorted((f for f in found if f.error is not None), key=lambda f: (f.source, f.name))
-    return {"models": [asdict(m) for m in models], "problems": [asdict(p) for p in problems], "skipped": skipped,
-            "searched": searched, "usable_bytes": usable_bytes, "n_ctx": s.n_ctx,
+    problems = sorted((f for f in run.found if f.error is not None), key=lambda f: (f.source, f.name))
+    return {"models": [asdict(m) for m in models], "problems": [asdict(p) for p in problems], "skipped": run.skipped,
+            "searched": searched, "device": target.to_dict() if target else None,
+            "usable_bytes": target.usable_bytes if target else None, "n_ctx": s.n_ctx,
             "elapsed_s": round(time.perf_counter() - t0, 3)}

@@ -8,8 +8,8 @@ import pytest
 
 from fitcheck.advise import CANDIDATES, advise, quality_table
 from fitcheck.errors import UsageError
-from fitcheck.speed import DeviceSpeedSpec
-from fitcheck.backtest import backend_params
+from fitcheck.estimator.speed import DeviceSpeedSpec
+from fitcheck.device.device_speed import backend_params
 
 from .conftest import run_cli
 
@@ -76,9 +76,9 @@ def test_iphone_way_out_is_the_entitlement_with_numbers():
 
 
 def test_discrete_gpu_way_out_is_partial_offload_with_the_most_layers_that_fit():
-    from fitcheck.catalog import resolve, spec_from_catalog
-    from fitcheck.memory import estimate_memory
-    from fitcheck.settings import RuntimeSettings
+    from fitcheck.model.catalog import resolve, spec_from_catalog
+    from fitcheck.estimator.memory import estimate_memory
+    from fitcheck.estimator.settings import RuntimeSettings
 
     args = ("advise", "-m", "gemma-3-12b", "-d", "nvidia-geforce-rtx-3060-12gb", "--ctx", "32768")
     d = json.loads(run_cli(*args, "--host-memory-gb", "32", "--json").stdout)

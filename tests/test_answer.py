@@ -7,9 +7,9 @@ import json
 import pytest
 
 from fitcheck.answer import answer_for_device, answer_for_profile
-from fitcheck.catalog import resolve, spec_from_catalog
-from fitcheck.memory import estimate_memory
-from fitcheck.settings import RuntimeSettings
+from fitcheck.model.catalog import resolve, spec_from_catalog
+from fitcheck.estimator.memory import estimate_memory
+from fitcheck.estimator.settings import RuntimeSettings
 
 from .conftest import run_cli
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from fitcheck.llama_run import LlamaRunError, RunSettings, run_llama
-from fitcheck.synth import SynthModel, write_gguf, write_synthetic
+from fitcheck.calibration.llama_run import LlamaRunError, RunSettings, run_llama
+from fitcheck.calibration.synth import SynthModel, write_gguf, write_synthetic
 
 from .conftest import run_cli
 

@@ -9,10 +9,10 @@ import struct
 import pytest
 
 from fitcheck.errors import GGUFError
-from fitcheck.gguf_reader import model_from_header, parse_header_bytes
-from fitcheck.inspection import inspect_gguf
-from fitcheck.model_spec import spec_from_gguf
-from fitcheck.synth import SynthModel, write_synthetic
+from fitcheck.model.gguf_reader import model_from_header, parse_header_bytes
+from fitcheck.model.inspection import inspect_gguf
+from fitcheck.model.model_spec import spec_from_gguf
+from fitcheck.calibration.synth import SynthModel, write_synthetic
 
 CASES_PER_KIND = 800  # bit flips, truncations, inflated counts: 2 400 cases in all
 

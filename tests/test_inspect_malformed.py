@@ -7,10 +7,10 @@ import struct
 import pytest
 
 from fitcheck.errors import FitcheckError, GGUFError
-from fitcheck.gguf_reader import model_from_header, parse_header_bytes, read_header
-from fitcheck.model_spec import spec_from_gguf
+from fitcheck.model.gguf_reader import model_from_header, parse_header_bytes, read_header
+from fitcheck.model.model_spec import spec_from_gguf
 
-from . import gguf_bytes as gb
+from fitcheck import gguf_bytes as gb
 from .conftest import run_cli
 
 

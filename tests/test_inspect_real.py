@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from fitcheck.inspection import inspect_gguf, load_spec
+from fitcheck.model.inspection import inspect_gguf, load_spec
 
 from .conftest import run_cli
 

@@ -9,9 +9,9 @@ import pytest
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from fitcheck.errors import GGUFError
-from fitcheck.gguf_reader import read_model
-from fitcheck.inspection import inspect_gguf, load_spec
-from fitcheck.synth import SynthModel, write_synthetic
+from fitcheck.model.gguf_reader import read_model
+from fitcheck.model.inspection import inspect_gguf, load_spec
+from fitcheck.calibration.synth import SynthModel, write_synthetic
 
 from .conftest import run_cli
 

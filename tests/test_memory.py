@@ -7,11 +7,11 @@ import json
 import pytest
 
 from fitcheck.errors import UsageError
-from fitcheck.inspection import load_spec
-from fitcheck.llama_run import run_llama
-from fitcheck.memory import estimate_memory, kv_cells
-from fitcheck.settings import RuntimeSettings
-from fitcheck.synth import SynthModel, write_synthetic
+from fitcheck.model.inspection import load_spec
+from fitcheck.calibration.llama_run import run_llama
+from fitcheck.estimator.memory import estimate_memory, kv_cells
+from fitcheck.estimator.settings import RuntimeSettings
+from fitcheck.calibration.synth import SynthModel, write_synthetic
 
 from .conftest import run_cli
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fitcheck import profile
+from fitcheck.device import profile
 from fitcheck.errors import ProfileError
 
 from .conftest import run_cli

@@ -8,12 +8,11 @@ from importlib.resources import files
 
 import pytest
 
-from fitcheck.catalog import entries, resolve, spec_from_catalog
+from fitcheck.model.catalog import entries, resolve, spec_from_catalog
 from fitcheck.errors import UsageError
-from fitcheck.inspection import load_spec
-from fitcheck.llama_quantize import quantize_gguf
-from fitcheck.quants import FORMATS, get_format, type_bpw
-from fitcheck.synth import write_catalog_shape
+from fitcheck.model.inspection import load_spec
+from tests.llama_quantize import quantize_gguf, write_catalog_shape
+from fitcheck.model.quants import FORMATS, get_format, type_bpw
 
 
 def types_of(spec) -> dict[str, str]:

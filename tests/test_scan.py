@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from fitcheck.inspection import load_spec
-from fitcheck.memory import estimate_memory
-from fitcheck.settings import RuntimeSettings
-from fitcheck.synth import SynthModel, write_synthetic
+from fitcheck.model.inspection import load_spec
+from fitcheck.estimator.memory import estimate_memory
+from fitcheck.estimator.settings import RuntimeSettings
+from fitcheck.calibration.synth import SynthModel, write_synthetic
 
 from .conftest import run_cli
 

@@ -8,10 +8,11 @@ from importlib.resources import files
 
 import pytest
 
-from fitcheck.backtest import backtest, backend_params
-from fitcheck.catalog import entries, spec_from_catalog
+from fitcheck.backtest import backtest
+from fitcheck.device.device_speed import backend_params
+from fitcheck.model.catalog import entries, spec_from_catalog
 from fitcheck.errors import UsageError
-from fitcheck.speed import DeviceSpeedSpec, active_weights, estimate_speed, weight_class
+from fitcheck.estimator.speed import DeviceSpeedSpec, active_weights, estimate_speed, weight_class
 
 from .conftest import run_cli
 

@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import FitcheckError
-from .llama_run import RunSettings, run_llama
-from .model_spec import ModelSpec
-from .speed import BackendParams, DeviceSpeedSpec, active_weights, estimate_speed, weight_class
+from fitcheck.errors import FitcheckError, CalibrationError
+from fitcheck.calibration.llama_run import RunSettings, run_llama
+from fitcheck.model.model_spec import ModelSpec
+from fitcheck.estimator.speed import BackendParams, DeviceSpeedSpec, active_weights, estimate_speed, weight_class
 
 LLC_MULTIPLE = 4
 MIN_BYTES = 256 << 20
@@ -31,8 +31,6 @@ MAX_AVAILABLE_SHARE = 0.25
 MEMORY_MARGIN = 0.8  # refuse a run whose reserved memory exceeds this share of usable memory
 
 
-class CalibrationError(FitcheckError):
-    """Calibration cannot run or its result cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,7 @@ class Calibration:
 
 def calibration_shapes(llc_bytes: int | None, available_bytes: int):
     """Two same-shape synthetic llamas (Q8_0, Q4_0), the Q4_0 one at least 4x the LLC."""
-    from .synth import SynthModel, spec_of
+    from fitcheck.calibration.synth import SynthModel, spec_of
 
     target = max(LLC_MULTIPLE * (llc_bytes or 0), MIN_BYTES)
     cap = int(available_bytes * MAX_AVAILABLE_SHARE)
@@ -102,7 +100,7 @@ def _sha256(path: Path) -> str:
 
 def ensure_model(model, folder: Path) -> Path:
     """The cached GGUF for `model`, (re)written when missing or when its checksum does not match."""
-    from .synth import write_synthetic
+    from fitcheck.calibration.synth import write_synthetic
 
     key = hashlib.sha256(json.dumps(asdict(model), sort_keys=True, default=str).encode()).hexdigest()[:12]
     path = folder / f"{model.name}-{model.n_layer}x{model.n_embd}-{key}.gguf"
@@ -159,7 +157,7 @@ def solve_params(base: BackendParams, runs: list[tuple[ModelSpec, CalibrationRun
     factors.update({"bw_eff": round(bw_eff, 4), "compute_scale": round(scale, 4),
                     "pp_eff": {c: round(v, 4) for c, v in pp.items()},
                     "decode_bytes_per_s_achieved": [round(active_weights(s)[0] * r.generation_tps) for s, r in decode],
-                    "probe_bw_gbps": dev.bw_gbps, "probe_tflops": dev.tflops})
+                    "probe_bw_gbps": dev.bw_gbps, "probe_tflops": dev.peak_tflops})
     return replace(params, pp_eff=pp, source="calibrated on this device"), factors
 
 
@@ -173,7 +171,7 @@ def _dominant_type(spec: ModelSpec) -> str:
 
 def _run_one(spec: ModelSpec, path: Path, label: str, quick: bool, dev: DeviceSpeedSpec, base: BackendParams,
              usable_bytes: int, force: bool, repack: bool = True) -> tuple[CalibrationRun, Any]:
-    from .memory import estimate_memory
+    from fitcheck.estimator.memory import estimate_memory
 
     settings = RunSettings(n_ctx=1024, use_extra_bufts=repack)  # llama.cpp's default: repacked weights
     need = estimate_memory(spec, settings).total_bytes
@@ -195,9 +193,9 @@ def _run_one(spec: ModelSpec, path: Path, label: str, quick: bool, dev: DeviceSp
 def calibrate(profile: dict[str, Any], model: str | None = None, quick: bool = False, force: bool = False,
               on_step: Callable[[str], None] | None = None) -> Calibration:
     """Run llama.cpp on the calibration models (or `model`) and derive this device's speed parameters."""
-    from .device_speed import from_profile, params_for
-    from .inspection import load_spec
-    from .paths import user_dir
+    from fitcheck.device.device_speed import from_profile, params_for
+    from fitcheck.model.inspection import load_spec
+    from fitcheck.paths import user_dir
 
     step = on_step or (lambda s: None)
     dev, _ = from_profile(profile)
@@ -254,8 +252,8 @@ def to_llama_bench(cal: Calibration) -> list[dict[str, Any]]:
 
 def from_llama_bench(records: Any, profile: dict[str, Any]) -> Calibration:
     """Calibrate from llama-bench JSON output: records whose model file can be read here."""
-    from .device_speed import from_profile, params_for
-    from .inspection import load_spec
+    from fitcheck.device.device_speed import from_profile, params_for
+    from fitcheck.model.inspection import load_spec
 
     if not isinstance(records, list) or not records:
         raise CalibrationError("llama-bench JSON must be a non-empty list of records")

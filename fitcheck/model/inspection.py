@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .gguf_reader import ArraySummary, read_model
-from .model_spec import ModelSpec, spec_from_gguf
+from fitcheck.model.gguf_reader import ArraySummary, read_model
+from fitcheck.model.model_spec import ModelSpec, spec_from_gguf
 
 
 def _scalar_or_list(values: tuple[int, ...]) -> int | list[int]:

@@ -13,8 +13,8 @@ from typing import Any
 
 from gguf.constants import LlamaFileType
 
-from .errors import GGUFError
-from .gguf_reader import ArraySummary, GGUFModel
+from fitcheck.errors import GGUFError
+from fitcheck.model.gguf_reader import ArraySummary, GGUFModel
 
 # llama.cpp's built-in sliding-window layouts (llama-model.cpp set_swa_pattern):
 # with pattern n, layer il is sliding when il % n < n - 1.

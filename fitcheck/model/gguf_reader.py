@@ -27,7 +27,7 @@ from gguf.constants import (
     GGUFValueType,
 )
 
-from .errors import GGUFError
+from fitcheck.errors import GGUFError
 
 SUPPORTED_VERSIONS = (2, 3)
 MAX_DIMS = 4  # GGML_MAX_DIMS

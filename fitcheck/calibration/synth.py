@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UsageError
+from fitcheck.errors import UsageError
 
 # Byte offsets of the f16 scale/min fields inside one block of each type
 # (ggml-common.h block layouts). Everything else in a block is free bits.
@@ -227,7 +227,7 @@ def write_gguf(
         w.close()
         if len(files) != 1:
             raise UsageError("sparse synthetic models cannot be split")
-        from .gguf_reader import read_header  # the header tells where data starts
+        from fitcheck.model.gguf_reader import read_header  # the header tells where data starts
 
         with open(files[0], "r+b") as f:
             f.truncate(_sparse_size(files[0], plan))
@@ -249,47 +249,10 @@ def _sparse_size(path: Path, plan) -> int:
     return data_offset + total
 
 
-def catalog_metadata(e) -> dict:
-    """GGUF hyperparameter keys llama.cpp reads for a catalog entry's architecture."""
-    a = e.arch
-    meta = {
-        f"{a}.context_length": e.n_ctx_train,
-        f"{a}.embedding_length": e.n_embd,
-        f"{a}.block_count": e.n_layer,
-        f"{a}.feed_forward_length": e.n_ff,
-        f"{a}.attention.head_count": e.n_head,
-        f"{a}.attention.head_count_kv": e.n_head_kv,
-        f"{a}.attention.key_length": e.head_dim,
-        f"{a}.attention.value_length": e.head_dim,
-        f"{a}.rope.dimension_count": e.head_dim,
-        f"{a}.rope.freq_base": 10000.0,
-        f"{a}.attention.layer_norm_rms_epsilon": 1e-6,
-        f"{a}.attention.layer_norm_epsilon": 1e-5,
-    }
-    if e.swa_window:
-        meta[f"{a}.attention.sliding_window"] = e.swa_window
-    if e.n_expert:
-        meta[f"{a}.expert_count"] = e.n_expert
-        meta[f"{a}.expert_used_count"] = e.n_expert_used
-        meta[f"{a}.expert_feed_forward_length"] = e.expert_ff
-    return meta
-
-
-def write_catalog_shape(path: str | os.PathLike, e, weight_type: str = "F16", seed: int = 0) -> Path:
-    """A random-weight GGUF with exactly the tensors llama.cpp's converter writes for entry `e`."""
-    from .catalog import tensor_shapes
-
-    plan = [(n, s, weight_type if len(s) >= 2 and not n.endswith(("_norm.weight", "_inp.weight")) else "F32")
-            for n, s in tensor_shapes(e)]
-    (f,) = write_gguf(path, e.arch, plan, catalog_metadata(e), n_vocab=e.n_vocab, name=e.name,
-                      file_type=weight_type, seed=seed)
-    return f
-
-
 def spec_of(model: SynthModel):
     """The ModelSpec a file written from `model` will have (without writing it)."""
-    from .model_spec import ModelSpec, TensorSpec
-    from .quants import type_bytes
+    from fitcheck.model.model_spec import ModelSpec, TensorSpec
+    from fitcheck.model.quants import type_bytes
 
     def n(shape):
         out = 1

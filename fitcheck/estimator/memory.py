@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .model_spec import ModelSpec
-from .quants import block_size, type_bytes
-from .settings import RuntimeSettings
+from fitcheck.model.model_spec import ModelSpec
+from fitcheck.model.quants import block_size, type_bytes
+from fitcheck.estimator.settings import RuntimeSettings
 
 MIB = 1 << 20
 KV_PAD = 256  # llama.cpp pads the KV cache (and the SWA cache) to 256 cells

@@ -334,7 +334,7 @@ def forecast_view(console: Console, d: dict[str, Any]) -> None:
 
 def _month(y: float | None, devices: list[dict]) -> str:
     """A trend's crossing as a month; one before the first device is not extrapolated backwards."""
-    from .forecast import month_of
+    from fitcheck.forecast import month_of
 
     if y is None:
         return "never"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from .model_spec import ModelSpec
+from fitcheck.model.model_spec import ModelSpec
 
 WEIGHT_CLASSES = ("f16", "q8", "q4", "kq")
 
@@ -47,9 +47,10 @@ class DeviceSpeedSpec:
 
     backend: str  # cpu | metal | cuda | vulkan | mobile-gpu
     bw_gbps: float
-    tflops: float | None  # peak compute: GPU fp16 (fp32 where that is all that is known), CPU fp32 GEMM
+    peak_tflops: float | None  # the peak the backend's parameters were fitted against; which one is `flops_kind`
     disk_gbps: float | None = None
     name: str = ""
+    flops_kind: str = ""  # "fp16 GPU", "fp32 non-tensor CUDA", "fp32 GEMM (numpy, probed)"
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams, n_pr
     read = wbytes + kv_bytes_read(spec, depth)
     bw = dev.bw_gbps * 1e9
     t_bw = read / (p.bw_eff * bw)
-    flops = (dev.tflops or 0) * 1e12
+    flops = (dev.peak_tflops or 0) * 1e12
     t_compute = sum(elems[c] * _per_class(p.flops_per_weight, c) for c in WEIGHT_CLASSES) / flops if flops else 0.0
     t_fixed = spec.n_layer * p.t_layer_s
     decode_s = t_bw + t_compute + t_fixed

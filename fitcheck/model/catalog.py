@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
 
-from .errors import UsageError
-from .model_spec import ModelSpec, TensorSpec, swa_layout
-from .quants import ModelFacts, get_format, group_format_bytes, gguf_tensor_types, type_bytes
+from fitcheck.errors import UnknownModelError, UsageError
+from fitcheck.model.model_spec import ModelSpec, TensorSpec, swa_layout
+from fitcheck.model.quants import ModelFacts, get_format, group_format_bytes, gguf_tensor_types, type_bytes
 
 # size aliases -> representative model (the seed's 7B is Qwen2-7B; its 1.8B is Qwen1.5-1.8B)
 ALIASES = {
@@ -80,7 +80,7 @@ def resolve(model: str) -> tuple[CatalogEntry, str | None]:
     names = list(entries()) + list(ALIASES)
     near = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
     hint = f"; nearest: {', '.join(near)}" if near else f"; known: {', '.join(sorted(ALIASES))} or `fitcheck models`"
-    raise UsageError(f"unknown model {model!r}{hint}")
+    raise UnknownModelError(f"unknown model {model!r}{hint}")
 
 
 def tensor_shapes(e: CatalogEntry) -> list[tuple[str, tuple[int, ...]]]:

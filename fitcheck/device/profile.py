@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import ProfileError
-from .paths import user_dir
+from fitcheck.errors import NoProfileError, ProfileError
+from fitcheck.paths import user_dir
 
 SCHEMA = "fitcheck-profile"
 SCHEMA_VERSION = 1
@@ -122,7 +122,7 @@ def load(path: Path | None = None) -> dict[str, Any]:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ProfileError(f"no saved profile at {path}; run `fitcheck probe`") from None
+        raise NoProfileError(f"no saved profile at {path}; run `fitcheck probe`") from None
     except OSError as e:
         raise ProfileError(f"cannot read the profile {path}: {e.strerror or e}") from None
     try:

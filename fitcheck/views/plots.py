@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from fitcheck.errors import UsageError
 
 QUANT_COLORS = {"Q8_0": "#1f77b4", "Q6_K": "#2ca02c", "Q5_K_M": "#17becf", "Q4_K_M": "#ff7f0e", "Q4_0": "#d62728",
                 "Q3_K_M": "#9467bd", "Q2_K": "#8c564b"}
@@ -50,7 +50,7 @@ def _save(fig, path: str | os.PathLike) -> Path:
 
 def forecast_plot(r, path: str | os.PathLike) -> Path:
     """Usable memory and decode t/s of the class's devices against release year, trends with bootstrap bands."""
-    from .forecast import TIGHT_MARGIN
+    from fitcheck.forecast import TIGHT_MARGIN
 
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), layout="constrained")

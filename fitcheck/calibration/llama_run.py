@@ -19,16 +19,14 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import FitcheckError
-from .settings import RuntimeSettings
+from fitcheck.errors import FitcheckError, LlamaRunError
+from fitcheck.estimator.settings import RuntimeSettings
 
 RunSettings = RuntimeSettings  # the run uses exactly the settings an estimate assumes
 
 MIB = 1024 * 1024
 
 
-class LlamaRunError(FitcheckError):
-    """A real llama.cpp run failed: not installed, refused the model, crashed or timed out."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +95,7 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
 
 def _child(cfg: dict, timeout_s: float) -> tuple[int, str, str]:
     # own session: on timeout the whole group is killed, leaving no orphans
-    proc = subprocess.Popen([sys.executable, "-m", "fitcheck._llama_child"], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "fitcheck.calibration._llama_child"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         out, err = proc.communicate(json.dumps(cfg), timeout=timeout_s)

@@ -19,7 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from fitcheck.errors import UsageError
+from fitcheck.estimator.evaluate import Target
 
 FORECAST_SIZE, FORECAST_QUANT, FORECAST_TPS = "7b", "Q4_K_M", 5.0
 # device family -> the forecast class it belongs to (this device, a PC, has none: the seed's phone question is shown)
@@ -114,12 +115,12 @@ def _forecast_section(r, image: str) -> Section:
 def _sources_section(d: dict, r, prof: dict | None) -> Section:
     import device_db
 
-    from .advise import quality_table
-    from .backtest import fitted_params
-    from .catalog import resolve
+    from fitcheck.advise import quality_table
+    from fitcheck.device.device_speed import fitted_params
+    from fitcheck.model.catalog import resolve
 
     rows = []
-    if "device" in d:
+    if d["device"].get("source") == "database":
         rows.append(["device facts", d["device"]["name"], d["device"]["device_source"], d["device"]["device_verification"]])
         rows.append(["usable memory rule", d["device"]["name"], d["device"]["memory_rule"], "see device_db/os_memory.csv"])
     for size in dict.fromkeys(x["size"] for x in d["rows"]):
@@ -194,14 +195,17 @@ def default_out(device: str) -> Path:
     return Path("reports") / f"fitcheck-{slug}.html"
 
 
-def write_report(device: str = "this", out: str | os.PathLike | None = None, device_class: str | None = None,
-                 entitlement: bool = False, profile: dict | None = None) -> dict[str, Any]:
-    """Answer, plots and forecast for `device`, written as HTML (+ .md and PNGs). Returns the paths written."""
+def write_report(target: Target, device: str = "this", out: str | os.PathLike | None = None,
+                 device_class: str | None = None, profile: dict | None = None) -> dict[str, Any]:
+    """Answer, plots and forecast for a resolved device, written as HTML (+ .md and PNGs). Returns the paths written.
+
+    `device` is the name the user gave (for the default file name); `profile` is this machine's, for its facts.
+    """
     import device_db
 
-    from . import plots
-    from .answer import answer_for_device, answer_for_profile
-    from .forecast import forecast
+    from fitcheck.answer import answer
+    from fitcheck.forecast import forecast
+    from fitcheck.views import plots
 
     html_path = Path(out) if out else default_out(device)
     if html_path.suffix.lower() not in (".html", ".htm"):
@@ -209,18 +213,14 @@ def write_report(device: str = "this", out: str | os.PathLike | None = None, dev
     parent = html_path.parent
     if out and not parent.is_dir():  # a folder the user named must exist; the default reports/ is made below
         raise UsageError(f"{parent}: no such directory for the report")
-    dev = None
-    if device == "this":
-        if profile is None:
-            raise UsageError("a report on 'this' device needs its profile (run `fitcheck probe`)")
-        d = answer_for_profile(profile)
-    else:
-        dev = device_db.resolve(device)[0]
-        d = answer_for_device(device, entitlement=entitlement)
-        profile = None
+    from_db = target.basis.get("source") == "database"
+    dev = device_db.devices()[target.basis["id"]] if from_db else None
+    if not from_db and profile is None:
+        raise UsageError("a report on 'this' device needs its profile (run `fitcheck probe`)")
+    d = answer(target)
     cls = device_class or class_for(dev)
     fc = forecast(cls, FORECAST_SIZE, FORECAST_QUANT, FORECAST_TPS)
-    title = f"fitcheck report: {d['device']['name'] if dev else 'this device'}"
+    title = f"fitcheck report: {target.label if dev else 'this device'}"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     images_dir = f"{html_path.stem}_files"
     parent.mkdir(parents=True, exist_ok=True)  # only now: bad input above must leave nothing behind
@@ -232,8 +232,8 @@ def write_report(device: str = "this", out: str | os.PathLike | None = None, dev
         if speed_rows:
             plots.speed_by_size(d["rows"], tmp / images_dir / "speed.png")
         plots.forecast_plot(fc, tmp / images_dir / "forecast.png")
-        sections = [Section("Summary", [f"Generated {stamp} by fitcheck."] + d["answers"]),
-                    _device_section(d, profile), _table_section(d),
+        sections = [Section("Summary", [f"Generated {stamp} by fitcheck."] + [a["text"] for a in d["answers"]]),
+                    _device_section(d, None if from_db else profile), _table_section(d),
                     Section("Memory breakdown", ["Reserved memory per size and quantization (stacked), against usable memory."],
                             image="memory.png", caption="weights, KV cache (full context), compute buffer, output + runtime overhead")]
         if speed_rows:
@@ -253,4 +253,4 @@ def write_report(device: str = "this", out: str | os.PathLike | None = None, dev
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"html": str(html_path), "markdown": str(parent / md_name), "images": sorted(str(final_images / n) for n in images),
-            "device": device, "forecast_class": cls, "answers": d["answers"]}
+            "device": target.label, "forecast_class": cls, "answers": [a["text"] for a in d["answers"]]}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from .errors import UsageError
+from fitcheck.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Calibration: real llama.cpp runs in a child process, synthetic models, fitted device factors."""

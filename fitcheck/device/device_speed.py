@@ -1,0 +1,113 @@
+"""A device's speed-model inputs: from a probed profile or a device_db row, the fitted class parameters.
+
+The parameters per backend class live in device_db/speed_params.json (fitted
+by benchmarks/fit_speed_model.py, provenance kept); a calibration stored in
+the profile replaces them for this device.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from functools import lru_cache
+from importlib.resources import files
+from typing import Any
+
+from fitcheck.errors import NoSpeedError, UsageError
+from fitcheck.estimator.speed import BackendParams, DeviceSpeedSpec, params_from_dict
+
+# classes a device can name; those without fitted parameters borrow FALLBACK_BACKEND's (said in the note)
+BACKENDS = ("cpu", "metal", "cuda", "vulkan", "mobile-gpu")
+FALLBACK_BACKEND = "cpu"
+
+
+@lru_cache(maxsize=1)
+def fitted_params() -> dict[str, Any]:
+    return json.loads(files("device_db").joinpath("speed_params.json").read_text())
+
+
+def backend_params(backend: str, params: dict | None = None) -> BackendParams:
+    table = (params or fitted_params())["backends"]
+    if backend not in table:
+        raise UsageError(f"no fitted speed parameters for backend {backend!r} (have: {', '.join(table)})")
+    return params_from_dict(table[backend])
+
+
+def params_for(backend: str) -> tuple[BackendParams, str]:
+    """The class's fitted parameters and a note saying which were used."""
+    table = fitted_params()["backends"]
+    key = backend if backend in table else FALLBACK_BACKEND
+    note = f"{backend}: {table[key].get('source', '')}" if key == backend else \
+        f"no fitted parameters for {backend!r}; the {key} class is used"
+    return backend_params(key), note
+
+
+def _ok(section: Any) -> dict[str, Any] | None:
+    return section if isinstance(section, dict) and section.get("status") == "ok" else None
+
+
+def _positive(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e7 else None
+
+
+def from_profile(prof: dict[str, Any]) -> tuple[DeviceSpeedSpec, dict[str, Any]]:
+    bw, comp, disk = _ok(prof.get("bandwidth")), _ok(prof.get("compute")) or {}, _ok(prof.get("disk")) or {}
+    read = _positive((bw or {}).get("read_gbps"))
+    if read is None:
+        raise NoSpeedError("the saved profile has no bandwidth measurement; run `fitcheck probe` again")
+    gflops = _positive(comp.get("fp32_gflops"))
+    spec = DeviceSpeedSpec(backend="cpu", bw_gbps=read, peak_tflops=gflops / 1000 if gflops else None,
+                           disk_gbps=_positive(disk.get("read_gbps")), name="this",
+                           flops_kind="fp32 GEMM (numpy, probed)")
+    basis = {"bandwidth": f"probed read {read:.1f} GB/s ({bw.get('method')})",
+             "compute": f"probed fp32 GEMM {gflops:.0f} GFLOP/s" if gflops else "not probed",
+             "backend": "cpu (llama.cpp CPU)"}
+    cal = prof.get("calibration")
+    if isinstance(cal, dict) and isinstance(cal.get("params"), dict):
+        basis["calibration"] = {"created": cal.get("created"), "source": cal.get("source"), "params": cal["params"]}
+    return spec, basis
+
+
+def from_device(dev) -> tuple[DeviceSpeedSpec, dict[str, Any]]:
+    if not dev.bw_gbps:
+        raise NoSpeedError(f"{dev.name} has no memory bandwidth in the database; give --bandwidth-gbps")
+    # Apple GPUs run fp16 at the fp32 rate; for CUDA cards the non-tensor fp32 figure is the one the fit used
+    cuda = dev.backend == "cuda"
+    tflops = dev.fp32_tflops if cuda else (dev.fp16_tflops or dev.fp32_tflops)
+    kind = "fp32 non-tensor CUDA" if cuda else "fp16 GPU" if dev.fp16_tflops else "fp32"
+    spec = DeviceSpeedSpec(backend=dev.backend, bw_gbps=dev.bw_gbps, peak_tflops=tflops, name=dev.id, flops_kind=kind)
+    return spec, {"bandwidth": f"{dev.bw_gbps:g} GB/s peak ({dev.verification})",
+                  "compute": f"{tflops:g} TFLOPS {kind}" if tflops else "unknown (compute term left out; decode reads high)",
+                  "backend": dev.backend}
+
+
+def with_overrides(spec: DeviceSpeedSpec | None, basis: dict, bandwidth_gbps: float | None, tflops: float | None,
+                   backend: str | None) -> tuple[DeviceSpeedSpec | None, dict]:
+    """Apply --bandwidth-gbps / --tflops / --backend; bandwidth alone is enough to make a spec."""
+    if backend is not None and backend.lower() not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if bandwidth_gbps is not None:
+        if not 0 < bandwidth_gbps < 1e5:
+            raise UsageError(f"--bandwidth-gbps must be between 0 and 100000, got {bandwidth_gbps}")
+        spec = replace(spec, bw_gbps=bandwidth_gbps) if spec else DeviceSpeedSpec("cpu", bandwidth_gbps, None, name="given")
+        basis["bandwidth"] = f"{bandwidth_gbps:g} GB/s (--bandwidth-gbps)"
+    if spec is None:
+        return None, basis
+    if tflops is not None:
+        if not 0 < tflops < 1e5:
+            raise UsageError(f"--tflops must be between 0 and 100000, got {tflops}")
+        spec = replace(spec, peak_tflops=tflops, flops_kind="given")
+        basis["compute"] = f"{tflops:g} TFLOPS (--tflops)"
+    if backend is not None:
+        spec = replace(spec, backend=backend.lower())
+        basis["backend"] = f"{backend.lower()} (--backend)"
+    return spec, basis
+
+
+def params_for_basis(backend: str, basis: dict) -> tuple[BackendParams, str, bool]:
+    """Calibrated parameters when the profile has them (and the backend is the CPU it was made on), else the class's."""
+    cal = basis.get("calibration")
+    if cal and backend == "cpu":
+        return params_from_dict(cal["params"]), f"calibrated on this device ({cal['source']}, {cal['created']})", True
+    params, note = params_for(backend)
+    return params, note, False

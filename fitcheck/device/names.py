@@ -1,0 +1,144 @@
+"""Device names as people say them: ids, marketing names with RAM, SoC names.
+
+"MacBook Air M1 16GB", "iPhone 15 Pro", "Galaxy S24 8GB", "Pi 5 8GB", "RTX 4090",
+"Snapdragon 8 Gen 2", "samsung-galaxy-s24", "raspberry-pi-5:8" all resolve. Words
+are compared whole ("S24" never matches "S24+", which reads as "s24 plus"), a
+brand word may be left out, and a size in GB that is not part of the name
+picks the RAM option. When several devices match equally well the error
+lists them with the words that tell them apart.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+
+from device_db import Device, devices
+
+from fitcheck.errors import DeviceError
+
+# words a person may leave out or spell another way
+OPTIONAL = {"apple", "samsung", "google", "nvidia", "geforce", "qualcomm", "mediatek", "amd", "raspberry", "model",
+            "bionic", "the"}
+SYNONYMS = {"+": "plus", "rpi": "pi", "gb10": "gb10"}
+_RAM = re.compile(r"^(\d+(?:\.\d+)?)gb$")
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-case words; '+' is the word 'plus'; '16 GB' is one token '16gb'; '7-core' is '7 core'."""
+    t = text.lower().replace("+", " plus ")
+    words = re.findall(r"[a-z]+\d*[a-z]*|\d+(?:\.\d+)?[a-z]*", t)
+    out: list[str] = []
+    for w in words:
+        if w == "gb" and out and re.fullmatch(r"\d+(?:\.\d+)?", out[-1]):
+            out[-1] += "gb"
+            continue
+        m = re.fullmatch(r"(\d+)c", w)  # id suffix "-32c" means "32-core"
+        if m:
+            out += [m.group(1), "core"]
+            continue
+        out.append(SYNONYMS.get(w, w))
+    return out
+
+
+def _words(d: Device) -> set[str]:
+    return set(tokens(d.id)) | set(tokens(d.name))
+
+
+def _alternatives(d: Device) -> list[set[str]]:
+    """'Samsung Galaxy S23 / S23+' names two phones: each alternative keeps the shared prefix."""
+    parts = d.name.split("/")
+    first = tokens(parts[0])
+    prefix = first[:-1]
+    return [set(first)] + [set(prefix + tokens(p)) for p in parts[1:]]
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    """A resolved device, the RAM option used, and how it was chosen (for the answer to name)."""
+
+    device: Device
+    ram_gb: int | None
+    ram_note: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.device.name}, {self.ram_gb} GB" if self.ram_gb else self.device.name
+
+
+def search(query: str | None) -> list[Device]:
+    """Devices whose words contain every word of the query (brand words optional)."""
+    if not query:
+        return list(devices().values())
+    q = [w for w in tokens(query) if w not in OPTIONAL]
+    return [d for d in devices().values() if all(w in _words(d) for w in q)]
+
+
+def _ram_choice(dev: Device, ram_gb: int | None, asked: str) -> DeviceChoice:
+    opts = dev.ram_options_gb
+    listing = "/".join(map(str, opts))
+    if ram_gb is not None:
+        if opts and ram_gb not in opts:
+            raise DeviceError(f"{dev.name} comes with {listing} GB, not {ram_gb} GB")
+        others = [o for o in opts if o != ram_gb]
+        note = f"{ram_gb} GB as asked" + (f" (also sold with {'/'.join(map(str, others))} GB)" if others else "")
+        return DeviceChoice(dev, ram_gb, note)
+    if not opts:
+        return DeviceChoice(dev, None, "no RAM size in the database")
+    if len(opts) == 1:
+        return DeviceChoice(dev, opts[0], f"{opts[0]} GB (its only option)")
+    # the smallest option: an answer that holds for every buyer; the others are named with how to ask
+    return DeviceChoice(dev, opts[0], f"{opts[0]} GB, the smallest of {listing} GB "
+                                      f"(ask for another as \"{asked.strip()} {opts[-1]}GB\")")
+
+
+def _parse_ram(text: str) -> int:
+    try:
+        v = float(text.lower().removesuffix("gb").strip())
+    except ValueError:
+        raise DeviceError(f"cannot read the RAM size {text!r}; write e.g. 16GB or NAME:16") from None
+    if not 0 < v <= 1 << 20 or v != int(v):
+        raise DeviceError(f"RAM size {text!r} is not a whole number of GB")
+    return int(v)
+
+
+def resolve(name: str) -> DeviceChoice:
+    """The one device a person means by `name`, with the RAM option used."""
+    base, colon, ram_text = name.partition(":")
+    ram_gb = _parse_ram(ram_text) if colon else None
+    words = tokens(base)
+    if not words:
+        raise DeviceError("empty device name; see `fitcheck devices`")
+    table = devices()
+    exact = table.get(base.strip().lower())
+    if exact is not None:
+        return _ram_choice(exact, ram_gb, exact.name)
+    ram_words = [w for w in words if _RAM.match(w)]
+    want = [w for w in words if w not in OPTIONAL]
+    scored = []
+    for d in table.values():
+        have = _words(d)
+        # a size word the name itself carries ("Jetson Orin Nano 8GB") is a name word, not a RAM choice
+        missing = [w for w in want if w not in have and w not in ram_words]
+        if missing:
+            continue
+        extra = min(len(alt - set(words) - OPTIONAL) for alt in _alternatives(d))
+        scored.append((extra, d, [w for w in ram_words if w not in have]))
+    if not scored:
+        near = difflib.get_close_matches(base.lower().strip(), list(table), n=4, cutoff=0.5)
+        near += [d.id for d in search(" ".join(w for w in want if not _RAM.match(w)))[:4] if d.id not in near]
+        hint = f"; did you mean {', '.join(near[:4])}?" if near else ""
+        raise DeviceError(f"unknown device {base.strip()!r}{hint} (see `fitcheck devices`)")
+    scored.sort(key=lambda s: (s[0], s[1].id))
+    best = [s for s in scored if s[0] == scored[0][0]]
+    if len(best) > 1:
+        choices = ", ".join(f"{s[1].name} ({s[1].id})" for s in best[:6])
+        more = f" and {len(best) - 6} more" if len(best) > 6 else ""
+        raise DeviceError(f"{base.strip()!r} matches {len(best)} devices: {choices}{more}; add words to pick one")
+    _, dev, free_ram = best[0]
+    if free_ram:
+        if ram_gb is not None or len(free_ram) > 1:
+            raise DeviceError(f"more than one RAM size in {name!r}")
+        ram_gb = _parse_ram(free_ram[0])
+    return _ram_choice(dev, ram_gb, base)

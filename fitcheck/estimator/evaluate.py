@@ -1,0 +1,108 @@
+"""One evaluation: a model on a target device at given settings -> memory, verdict, speed. Pure: no I/O.
+
+Every command (the main job, estimate, advise, forecast, scan, report) resolves
+its device once into a `Target` (fitcheck.device.resolve) and calls
+`evaluate` for each model and quantization it considers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fitcheck.estimator.fit import TIGHT_MARGIN, FitResult, fit_verdict
+from fitcheck.estimator.memory import MemoryEstimate, estimate_memory
+from fitcheck.estimator.settings import RuntimeSettings
+from fitcheck.estimator.speed import BackendParams, DeviceSpeedSpec, SpeedEstimate, estimate_speed
+from fitcheck.model.model_spec import ModelSpec
+
+# Default decode target: a reading pace (about 4 words a second); the seed calls 0.71 t/s "almost unusable".
+USABLE_TPS = 5.0
+DEFAULT_PROMPT = 512  # prompt tokens behind prefill and TTFT figures
+
+
+@dataclass(frozen=True)
+class HostSide:
+    """System RAM beside a discrete GPU, for partial offload (usable bytes; bandwidth when known)."""
+
+    usable_bytes: int | None
+    bw_gbps: float | None
+    source: str
+
+
+@dataclass(frozen=True)
+class Alternatives:
+    """Device-specific ways out the plain usable-memory figure cannot show."""
+
+    entitlement_usable_bytes: int | None = None  # iOS/iPadOS app with the increased-memory-limit entitlement
+    entitlement_rule: str = ""
+    host: HostSide | None = None  # discrete GPUs: layers that do not fit in VRAM stay in system RAM
+
+
+@dataclass(frozen=True)
+class Target:
+    """A device resolved once: usable memory with its rule, speed inputs with theirs."""
+
+    label: str  # what a person reads: "this device (…)", "iPhone 15, 6 GB"
+    usable_bytes: int
+    memory_rule: str
+    speed: DeviceSpeedSpec | None = None
+    params: BackendParams | None = None
+    calibrated: bool = False
+    speed_note: str = ""  # where the speed inputs came from, or why there is no speed
+    read_gbps: float | None = None  # probed read bandwidth (this device only)
+    warnings: tuple[str, ...] = ()
+    alternatives: Alternatives = Alternatives()
+    basis: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # facts and sources for views
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "usable_bytes": self.usable_bytes, "memory_rule": self.memory_rule,
+                "backend": self.speed.backend if self.speed else None,
+                "bw_gbps": self.speed.bw_gbps if self.speed else None,
+                "peak_tflops": self.speed.peak_tflops if self.speed else None,
+                "calibrated": self.calibrated, "speed_note": self.speed_note, "warnings": list(self.warnings),
+                **self.basis}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    spec: ModelSpec
+    memory: MemoryEstimate
+    fit: FitResult
+    speed: SpeedEstimate | None  # as if it ran in memory; `row()` withholds it when it does not fit
+
+    @property
+    def runs(self) -> bool:
+        return self.fit.verdict != "does_not_fit"
+
+    def meets(self, target_tps: float | None) -> bool:
+        """Fits with headroom and, when a target is given, reaches it."""
+        if self.fit.verdict != "fits":
+            return False
+        return target_tps is None or (self.speed is not None and self.speed.decode_tps >= target_tps)
+
+    def row(self) -> dict[str, Any]:
+        m, sp = self.memory, self.speed if self.runs else None
+        return {"model": self.spec.name, "quant": self.spec.file_type,
+                "params_b": round(self.spec.parameter_count / 1e9, 3),
+                "bits_per_weight": round(self.spec.bits_per_weight, 3),
+                "total_bytes": m.total_bytes, "resident_bytes": m.resident_bytes,
+                "verdict": self.fit.verdict, "headroom_bytes": self.fit.headroom_bytes,
+                "breakdown": {"weights_bytes": m.weights_bytes, "kv_bytes": m.kv_cache_bytes,
+                              "compute_bytes": m.compute_bytes, "other_bytes": m.output_bytes + m.overhead_bytes},
+                "decode_tps": sp.decode_tps if sp else None, "prefill_tps": sp.prefill_tps if sp else None,
+                "ttft_s": sp.ttft_s if sp else None}
+
+
+def evaluate(spec: ModelSpec, settings: RuntimeSettings, target: Target, n_prompt: int = DEFAULT_PROMPT,
+             depth: int = 0, usable_bytes: int | None = None) -> Evaluation:
+    """Memory llama.cpp reserves, the verdict against the target's usable memory, and the speed model's rates.
+
+    `usable_bytes` overrides the target's (the iOS entitlement, a GPU's VRAM beside its host).
+    """
+    mem = estimate_memory(spec, settings, n_prompt=n_prompt)
+    fit = fit_verdict(mem.total_bytes, target.usable_bytes if usable_bytes is None else usable_bytes, TIGHT_MARGIN)
+    sp = None
+    if target.speed is not None and target.params is not None:
+        sp = estimate_speed(spec, target.speed, target.params, n_prompt=n_prompt, depth=depth, n_ubatch=settings.n_ubatch)
+    return Evaluation(spec, mem, fit, sp)

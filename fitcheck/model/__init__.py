@@ -1,0 +1,1 @@
+"""Reading models: the bounded GGUF reader, ModelSpec, the catalog and quantization rules."""

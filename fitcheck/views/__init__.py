@@ -1,0 +1,1 @@
+"""Views: rich terminal tables, plots and the HTML/Markdown report."""
