@@ -97,6 +97,8 @@ def _slug(text: str) -> str:
 def _device(row: dict[str, str]):
     import device_db
 
+    from fitcheck.device.names import search
+
     dev, variant = row["device"].strip(), row.get("device_variant", "")
     text = f"{dev} {variant}"
     cores = re.search(r"(\d+)[- ]core", text) or re.search(r"(\d+) GPU", text)
@@ -114,7 +116,7 @@ def _device(row: dict[str, str]):
             return table[stem], None
     first_variant_word = variant.split()[0] if variant.split() else ""
     for q in (f"{base} {first_variant_word}".strip(), dev, base):
-        hits = device_db.search(q)
+        hits = search(q)
         if len(hits) > 1:
             # prefer the chip entry, then the one whose memory type the row names
             chips = [h for h in hits if h.kind in ("chip", "gpu")]

@@ -249,9 +249,10 @@ def devices(
     """The device database: chips, phones, boards, Macs, PC memory setups, with sources."""
     import device_db
 
+    from fitcheck.device.names import search
     from fitcheck.views.render import devices_view
 
-    hits = device_db.search(query)
+    hits = search(query)
     if not hits:
         import difflib
 

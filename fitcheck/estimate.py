@@ -53,8 +53,6 @@ def estimate(model: str, target: Target, quant: str | None = None, settings: Run
     ev = evaluate(spec, s, target, n_prompt=n_prompt)
     warnings = list(ev.memory.notes) + list(target.warnings)
     speed = ev.speed.to_dict() if ev.speed and ev.runs else None
-    if ev.speed and not ev.runs:
-        warnings.append("does not fit: no speed is given for a setup that cannot run")
     return {
         "model": {"name": spec.name, "architecture": spec.architecture, "parameter_count": spec.parameter_count,
                   "quant": spec.file_type, "bits_per_weight": round(spec.bits_per_weight, 4), "n_layer": spec.n_layer,

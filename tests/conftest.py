@@ -36,8 +36,8 @@ def gemma3_path() -> Path:
     return Path(g.assemble())
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run the real `fitcheck` entry point in a child process."""
+def run_cli_process(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the real `fitcheck` entry point in a child process (what a user's shell does)."""
     return subprocess.run(
         [sys.executable, "-m", "fitcheck", *args],
         capture_output=True,
@@ -45,3 +45,34 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subpro
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float | None = None, width: int = 80) -> subprocess.CompletedProcess:
+    """The same entry point (`fitcheck.cli.main`) in this process: output at `width` columns, exit code as returned.
+
+    `timeout` is accepted for symmetry with run_cli_process and not enforced here.
+    """
+    import contextlib
+    import io
+
+    from fitcheck import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env = {k: os.environ.get(k) for k in (env or {})}
+    widths = (cli.console.width, cli.err_console.width)
+    try:
+        os.environ.update(env or {})
+        cli.console.width = cli.err_console.width = width
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(list(args))
+            except SystemExit as e:  # only a broken pipe or rich's own exit gets here
+                code = e.code if isinstance(e.code, int) else 1
+    finally:
+        cli.console.width, cli.err_console.width = widths
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return subprocess.CompletedProcess(["fitcheck", *args], code, out.getvalue(), err.getvalue())

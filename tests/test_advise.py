@@ -7,13 +7,19 @@ import json
 import pytest
 
 from fitcheck.advise import CANDIDATES, advise, quality_table
-from fitcheck.errors import UsageError
-from fitcheck.estimator.speed import DeviceSpeedSpec
 from fitcheck.device.device_speed import backend_params
+from fitcheck.errors import UsageError
+from fitcheck.estimator.evaluate import Target
+from fitcheck.estimator.speed import DeviceSpeedSpec
 
 from .conftest import run_cli
 
 M1 = DeviceSpeedSpec("metal", 68.25, 2.617)
+
+
+def m1(usable: float) -> Target:
+    """An M1 GPU with this much usable memory (the speed model's metal class)."""
+    return Target("M1", int(usable), "test", M1, backend_params("metal"))
 
 
 def test_quality_table_has_every_candidate_from_the_published_scoreboard():
@@ -25,23 +31,22 @@ def test_quality_table_has_every_candidate_from_the_published_scoreboard():
 
 
 def test_picks_highest_quality_that_fits():
-    d = advise("7b", int(16e9), dev=M1, params=backend_params("metal"))
+    d = advise("7b", m1(16e9))
     assert d["choice"]["quant"] == "Q8_0"  # 8.8 GB fits in 16 GB with headroom
-    d = advise("7b", int(6e9), dev=M1, params=backend_params("metal"))
+    d = advise("7b", m1(6e9))
     assert d["choice"]["quant"] in ("Q4_K_M", "Q4_K_S", "IQ4_XS", "Q5_K_S", "Q5_0")
     assert d["choice"]["total_bytes"] < 0.9 * 6e9
 
 
 def test_speed_target_moves_the_choice_down():
-    p = backend_params("metal")
-    free = advise("7b", int(64e9), dev=M1, params=p)
-    fast = advise("7b", int(64e9), dev=M1, params=p, target_tps=12)
+    free = advise("7b", m1(64e9))
+    fast = advise("7b", m1(64e9), target_tps=12)
     assert free["choice"]["quant"] == "F16"
     assert fast["choice"]["decode_tps"] >= 12 and fast["choice"]["kld_mean"] > free["choice"]["kld_mean"]
 
 
 def test_ways_out_when_nothing_fits():
-    d = advise("7b", int(3e9), dev=M1, params=backend_params("metal"))
+    d = advise("7b", m1(3e9))
     assert d["choice"] is None
     ways = [w["way"] for w in d["ways_out"]]
     assert any(w.startswith("smaller model:") for w in ways)
@@ -49,9 +54,9 @@ def test_ways_out_when_nothing_fits():
 
 
 def test_impossible_target():
-    with pytest.raises(UsageError, match="--target-tps must be between"):
-        advise("7b", int(16e9), dev=M1, params=backend_params("metal"), target_tps=0)
-    d = advise("7b", int(64e9), dev=M1, params=backend_params("metal"), target_tps=5000)
+    with pytest.raises(UsageError, match="--target-tps must be a speed between"):
+        advise("7b", m1(16e9), target_tps=0)
+    d = advise("7b", m1(64e9), target_tps=5000)
     assert d["choice"] is None and d["ways_out"][-1]["verdict"] == "does_not_fit"
 
 

@@ -6,12 +6,13 @@ import json
 
 import pytest
 
-from fitcheck.answer import answer_for_device, answer_for_profile
+from fitcheck.answer import answer
+from fitcheck.device.resolve import resolve_target
 from fitcheck.model.catalog import resolve, spec_from_catalog
 from fitcheck.estimator.memory import estimate_memory
 from fitcheck.estimator.settings import RuntimeSettings
 
-from .conftest import run_cli
+from .conftest import run_cli_process
 
 
 def profile_with(usable_gb: float, read_gbps: float = 50.0) -> dict:
@@ -20,19 +21,31 @@ def profile_with(usable_gb: float, read_gbps: float = 50.0) -> dict:
     return {"memory": {"available_bytes": n, "limit_bytes": n}, "bandwidth": {"status": "ok", "read_gbps": read_gbps}}
 
 
+def answer_for_profile(prof: dict, **kw) -> dict:
+    return answer(resolve_target("this", profile=prof), **kw)
+
+
+def answer_for_device(name: str, **kw) -> dict:
+    return answer(resolve_target(name), **kw)
+
+
+def texts(d: dict) -> list[str]:
+    return [a["text"] for a in d["answers"]]
+
+
 def test_answer_picks_the_best_quant_that_fits():
     d = answer_for_profile(profile_with(6.0))
     need_7b_q8 = estimate_memory(spec_from_catalog(resolve("7b")[0], "Q8_0"), RuntimeSettings()).total_bytes
     assert need_7b_q8 > 6e9  # so 7B cannot be Q8_0 on a 6 GB device
-    seven = d["answers"][2]
+    seven = texts(d)[2]
     assert seven.startswith("7B (Qwen2-7B): yes, ") and "Q8_0" not in seven
-    assert d["answers"][0].startswith("1.8B (Qwen1.5-1.8B): yes, Q8_0")
+    assert texts(d)[0].startswith("1.8B (Qwen1.5-1.8B): yes, Q8_0")
     assert len(d["rows"]) == 3 * 7
 
 
 def test_answer_says_no_with_numbers():
     d = answer_for_profile(profile_with(1.5))
-    assert d["answers"][2].startswith("7B (Qwen2-7B): no — needs ") and "at Q2_K" in d["answers"][2]
+    assert texts(d)[2].startswith("7B (Qwen2-7B): no — needs ") and "at Q2_K" in texts(d)[2]
 
 
 def test_upper_bound_speed_scales_with_bandwidth():
@@ -42,12 +55,12 @@ def test_upper_bound_speed_scales_with_bandwidth():
 
 
 def test_main_job_probes_once_then_answers(fitcheck_home):
-    r = run_cli("--json", timeout=300)
+    r = run_cli_process("--json", timeout=300)
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
-    assert [a.split(" ")[0] for a in d["answers"]] == ["1.8B", "4B", "7B"]
+    assert [a.split(" ")[0] for a in texts(d)] == ["1.8B", "4B", "7B"]
     assert (fitcheck_home / "profile.json").exists()
-    r2 = run_cli(timeout=120)  # second run reuses the saved profile
+    r2 = run_cli_process(timeout=120)  # second run reuses the saved profile
     assert r2.returncode == 0 and "7B (Qwen2-7B):" in r2.stdout
 
 
@@ -61,7 +74,7 @@ def test_seed_case_a16_phone_in_the_ios_app_limit(phone):
         assert rows[("7b", q)]["verdict"] in ("does_not_fit", "tight")  # the seed saw an OOM
     for q in ("Q4_K_M", "Q8_0"):
         assert rows[("1.8b", q)]["verdict"] == "fits"
-    assert d["answers"][2].startswith("7B (Qwen2-7B): no")
+    assert texts(d)[2].startswith("7B (Qwen2-7B): no")
 
 
 def test_seed_case_macbook_air_m1_runs_7b_q4_0():

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 import device_db
-from device_db import device_usable_bytes, resolve, usable_memory_bytes
-from fitcheck.errors import UsageError
+from fitcheck.device.memory_rules import device_usable_bytes, usable_memory_bytes
+from fitcheck.device.names import resolve
+from fitcheck.errors import DeviceError
 
 from .conftest import run_cli
 
@@ -55,14 +56,15 @@ def test_required_kinds_present():
 
 
 def test_resolution_fuzzy_ram_and_errors():
-    assert resolve("iPhone 15 Pro")[0].id == "iphone-15-pro"
-    assert resolve("rtx 4090")[0].id == "nvidia-geforce-rtx-4090"
-    assert resolve("raspberry pi 5:8") == (device_db.devices()["raspberry-pi-5"], 8)
-    with pytest.raises(UsageError, match="2 devices match 'm1 max'; nearest: "):
+    assert resolve("iPhone 15 Pro").device.id == "iphone-15-pro"
+    assert resolve("rtx 4090").device.id == "nvidia-geforce-rtx-4090"
+    c = resolve("raspberry pi 5:8")
+    assert (c.device, c.ram_gb) == (device_db.devices()["raspberry-pi-5"], 8)
+    with pytest.raises(DeviceError, match="'m1 max' matches 2 devices: Apple M1 Max \\(24-core GPU\\)"):
         resolve("m1 max")
-    with pytest.raises(UsageError, match="comes with 6 GB, not 16 GB"):
+    with pytest.raises(DeviceError, match="comes with 6 GB, not 16 GB"):
         resolve("iphone 15:16")
-    with pytest.raises(UsageError, match="unknown device 'iphnoe 15'; nearest: iphone-15"):
+    with pytest.raises(DeviceError, match="unknown device 'iphnoe 15'; did you mean iphone-15"):
         resolve("iphnoe 15")
 
 
@@ -73,15 +75,15 @@ def test_os_memory_rules():
     assert usable_memory_bytes("macOS", 64)[0] == int(0.75 * 64 * 2**30)
     assert usable_memory_bytes("Android", 12)[0] == 6 * 2**30
     assert "assumption" in usable_memory_bytes("Linux", 8)[1]
-    usable, basis = device_usable_bytes(device_db.devices()["nvidia-geforce-rtx-3090"])
-    assert usable == int(23.5 * 2**30) and "VRAM" in basis["memory_rule"]
+    usable, rule = device_usable_bytes(device_db.devices()["nvidia-geforce-rtx-3090"], 24)
+    assert usable == int(23.5 * 2**30) and "VRAM" in rule
 
 
 def test_estimate_on_devices_from_the_seed():
     # A16 / 6 GB: 7B at Q4 does not fit in an iOS app; 1.8B fits with the increased-memory-limit entitlement
     r = run_cli("estimate", "-m", "7b", "-q", "Q4_0", "-d", "iphone 14 pro", "--ctx", "2048", "--json")
     d = json.loads(r.stdout)
-    assert d["fit"]["verdict"] == "does_not_fit" and d["basis"]["device"] == "iphone-14-pro"
+    assert d["fit"]["verdict"] == "does_not_fit" and d["device"]["id"] == "iphone-14-pro"
     for q in ("Q4_K_M", "Q8_0"):
         r = run_cli("estimate", "-m", "1.8b", "-q", q, "-d", "iphone 15", "--ctx", "2048", "--ios-entitlement", "--json")
         assert json.loads(r.stdout)["fit"]["verdict"] in ("fits", "tight"), q

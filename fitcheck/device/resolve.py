@@ -39,8 +39,9 @@ def profile_usable(prof: dict[str, Any]) -> tuple[int, str]:
         raise ProfileError("the saved profile's memory figures are not positive byte counts; run `fitcheck probe` again")
     usable = min(vals)
     limited = mem["limit_bytes"] < mem["available_bytes"]
-    rule = (f"{'container limit' if limited else 'available memory'} {usable / 1e9:.1f} GB "
-            f"(available {mem['available_bytes'] / 1e9:.1f} GB, limit {mem['limit_bytes'] / 1e9:.1f} GB from {mem.get('limit_source')})")
+    rule = (f"container limit {usable / 1e9:.1f} GB ({mem.get('limit_source')}; {mem['available_bytes'] / 1e9:.1f} GB available)"
+            if limited else
+            f"{usable / 1e9:.1f} GB available (limit {mem['limit_bytes'] / 1e9:.1f} GB: {mem.get('limit_source')})")
     return usable, rule
 
 

@@ -1,4 +1,9 @@
-"""Rich tables for the CLI; each takes the same dict the command prints with --json."""
+"""Rich tables for the CLI; each takes the same dict the command prints with --json.
+
+Everything a person reads is in decimal units (1 GB = 1e9 bytes), fits 80
+columns, and every string that came from outside (model and file names,
+profile fields) is escaped before it meets rich's markup.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,39 @@ import math
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
 def fmt_bytes(n: float | None) -> str:
+    """Decimal units, the one unit family fitcheck prints (GB = 1e9 bytes)."""
     if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
+        return "unknown"
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            digits = 0 if unit == "B" or abs(n) >= 100 else 1 if abs(n) >= 10 else 2
+            return f"{n:.{digits}f} {unit}"
+        n /= 1000
     return str(n)
+
+
+def fmt_gb(n: float | None, digits: int = 1) -> str:
+    return "unknown" if n is None else f"{n / 1e9:.{digits}f} GB"
+
+
+def fmt_tps(v: float | None, digits: int = 1) -> str:
+    return "unknown" if v is None else f"~{v:.{digits}f} t/s"
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "unknown"
+    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.1f} s"
+
+
+def esc(v: Any) -> str:
+    """An outside string made safe for rich markup."""
+    return escape(str(v))
 
 
 def fmt_count(n: int) -> str:
@@ -27,11 +54,11 @@ def fmt_count(n: int) -> str:
 
 
 def kv_table(title: str, rows: list[tuple[str, Any]]) -> Table:
-    t = Table(title=title, show_header=False, title_justify="left")
-    t.add_column(style="bold")
+    t = Table(title=esc(title), show_header=False, title_justify="left")
+    t.add_column(style="bold", no_wrap=True)
     t.add_column(overflow="fold")
     for k, v in rows:
-        t.add_row(k, "-" if v is None else str(v))
+        t.add_row(esc(k), "unknown" if v is None else esc(v))
     return t
 
 
@@ -42,13 +69,15 @@ def inspect_view(console: Console, d: dict[str, Any]) -> None:
         if d["sliding_window"]
         else "none"
     )
+    from pathlib import Path
+
     rows = [
-        ("file", d["path"] + (f" (+{d['splits'] - 1} more parts)" if d["splits"] > 1 else "")),
+        ("file", Path(d["path"]).name + (f" (+{d['splits'] - 1} more parts)" if d["splits"] > 1 else "")),
         ("architecture", d["architecture"]),
         ("name", d["name"]),
         ("size label", d["size_label"]),
         ("parameters", f"{d['parameter_count']:,} ({fmt_count(d['parameter_count'])})"),
-        ("file size", f"{fmt_bytes(d['file_size_bytes'])} ({d['file_size_bytes']:,} bytes)"),
+        ("file size", fmt_bytes(d["file_size_bytes"])),
         ("file type", d["file_type"]),
         ("bits per weight", f"{d['bits_per_weight']:.2f}"),
         ("context length", d["context_length"]),
@@ -119,102 +148,126 @@ def profile_view(console: Console, p: dict[str, Any]) -> None:
 VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "does_not_fit": "bold red"}
 
 
+def _device_line(dev: dict[str, Any]) -> str:
+    usable = fmt_gb(dev["usable_bytes"])
+    ram = f"; RAM: {esc(dev['ram_choice'])}" if dev.get("ram_choice") else ""
+    return f"[bold]{esc(dev['label'])}[/bold]: {usable} usable{ram}"
+
+
 def estimate_view(console: Console, d: dict[str, Any]) -> None:
-    m, mem, fit, b = d["model"], d["memory"], d["fit"], d["basis"]
+    m, mem, fit, b, dev = d["model"], d["memory"], d["fit"], d["basis"], d["device"]
     s = b["settings"]
-    title = f"{m['name']} ({m['quant']}, {fmt_count(m['parameter_count'])} params, {m['bits_per_weight']:.2f} bpw)"
+    console.print(_device_line(dev), soft_wrap=True, highlight=False)
+    title = f"{esc(m['name'])} ({esc(m['quant'])}, {fmt_count(m['parameter_count'])} params, {m['bits_per_weight']:.2f} bpw)"
     t = Table(title=title, title_justify="left")
-    t.add_column("component")
-    t.add_column("reserved", justify="right")
-    t.add_column("note", overflow="fold")
+    t.add_column("component", no_wrap=True)
+    t.add_column("reserved", justify="right", no_wrap=True)
+    t.add_column("note")
     swa = f", SWA layers {mem['kv_cells_swa']} cells" if mem["kv_cells_swa"] else ""
     t.add_row("weights", fmt_bytes(mem["weights_bytes"]), "mmapped, populated at load")
     t.add_row("KV cache", fmt_bytes(mem["kv_cache_bytes"]), f"{mem['kv_cells']} cells{swa}, K {s['type_k']} / V {s['type_v']}")
     t.add_row("compute buffer", fmt_bytes(mem["compute_bytes"]), f"worst-case graph, ubatch {s['n_ubatch']}; ~{fmt_bytes(mem['compute_resident_bytes'])} touched in a run")
     t.add_row("output", fmt_bytes(mem["output_bytes"]), "logits of one sequence")
-    t.add_row("runtime overhead", fmt_bytes(mem["overhead_bytes"]), f"{s['runtime']} process + vocabulary")
+    t.add_row("runtime overhead", fmt_bytes(mem["overhead_bytes"]), f"{esc(s['runtime'])} process + vocabulary")
     t.add_row("[bold]total (reserved)[/bold]", f"[bold]{fmt_bytes(mem['total_bytes'])}[/bold]", f"resident after a run ~{fmt_bytes(mem['resident_bytes'])}")
     if mem["gpu_layers"]:
         t.add_row("on accelerator", fmt_bytes(mem["device_bytes"]), f"{mem['gpu_layers']} layers offloaded; host {fmt_bytes(mem['host_bytes'])}")
     console.print(t)
     style = VERDICT_STYLE[fit["verdict"]]
-    console.print(f"[{style}]{fit['verdict'].replace('_', ' ')}[/{style}]: needs {fmt_bytes(fit['needed_bytes'])} "
-                  f"(reserved) of {fmt_bytes(fit['usable_bytes'])} usable — headroom {fmt_bytes(fit['headroom_bytes'])}")
+    room = fit["headroom_bytes"]
+    margin = f"{fmt_gb(room, 2)} to spare" if room >= 0 else f"{fmt_gb(-room, 2)} short"
+    console.print(f"[{style}]{fit['verdict'].replace('_', ' ')}[/{style}]: needs {fmt_gb(fit['needed_bytes'], 2)} "
+                  f"(reserved) of {fmt_gb(fit['usable_bytes'], 2)} usable, {margin}", soft_wrap=True, highlight=False)
     if d.get("speed"):
-        console.print(speed_line(d), soft_wrap=True, highlight=False)
+        console.print(speed_line(d), soft_wrap=True, highlight=False, markup=False)
+    elif fit["verdict"] == "does_not_fit":
+        console.print("speed: none given — it does not fit", highlight=False)
+    else:
+        console.print("speed: unknown — " + esc(dev.get("speed_note") or "no speed inputs"), soft_wrap=True, highlight=False)
     console.print(f"[dim]context {s['n_ctx']}, flash attention {'on' if s['flash_attn'] else 'off'}, swa_full {s['swa_full']}; "
-                  f"{b['memory']}[/dim]", soft_wrap=True)
+                  f"memory: {esc(b['memory'])}[/dim]", soft_wrap=True, highlight=False)
     if "alias" in b:
-        console.print(f"[dim]{b['alias']}[/dim]")
+        console.print(f"[dim]{esc(b['alias'])}[/dim]", highlight=False)
 
 
 def models_view(console: Console, d: dict[str, Any]) -> None:
+    wide = console.width >= 110  # the name and architecture columns only where they fit beside whole ids
+    cols = ["id"] + (["name", "arch"] if wide else []) + ["params (B)", "layers", "ctx", "verification"]
     t = Table(title="Model catalog", title_justify="left")
-    for c in ("id", "name", "arch", "params (B)", "layers", "trained ctx", "verification"):
-        t.add_column(c)
+    for c in cols:
+        t.add_column(c, no_wrap=c in ("id", "verification"), justify="right" if c in ("params (B)", "layers", "ctx") else "left")
     for m in d["models"]:
-        t.add_row(m["id"], m["name"], m["arch"], str(m["params_b_published"]), str(m["n_layer"]), str(m["n_ctx_train"]), m["verification"])
+        t.add_row(m["id"], *([m["name"], m["arch"]] if wide else []), str(m["params_b_published"]), str(m["n_layer"]),
+                  str(m["n_ctx_train"]), m["verification"])
     console.print(t)
     console.print("aliases: " + ", ".join(f"{k} -> {v}" for k, v in d["aliases"].items()), soft_wrap=True)
     console.print("quantizations: " + ", ".join(d["quants"]), soft_wrap=True)
 
 
 def answer_header(d: dict[str, Any]) -> str:
-    if "device" in d:
-        v = d["device"]
-        return (f"[bold]{v['name']}[/bold] ({v['ram_gb']} GB, {v.get('os', 'GPU')}): {d['usable_bytes'] / 1e9:.1f} GB usable "
-                f"({v['memory_rule']}), bandwidth {_gbps(v['bw_gbps'])}")
-    p = d["profile"]
-    return (f"[bold]This device[/bold]: {p['cpu']}, {d['usable_bytes'] / 1e9:.1f} GB usable, "
-            f"read bandwidth {_gbps(p['read_gbps'])} (profile {p['created']})")
+    dev = d["device"]
+    bw = f", bandwidth {dev['bw_gbps']:.1f} GB/s" if dev.get("bw_gbps") else ""
+    return _device_line(dev) + bw
+
+
+def _cell(r: dict[str, Any]) -> str:
+    style = VERDICT_STYLE[r["verdict"]].replace("bold ", "")
+    word = {"fits": "fits", "tight": "tight", "does_not_fit": "no"}[r["verdict"]]
+    speed = ""
+    if r["decode_tps"] is not None:
+        speed = f" {r['decode_tps']:.1f}" + (f"/{r['prefill_tps']:.0f}" if r["prefill_tps"] else "")
+    return f"[{style}]{r['total_bytes'] / 1e9:.2f} {word}[/{style}]{speed}"
 
 
 def answer_view(console: Console, d: dict[str, Any]) -> None:
-    console.print(answer_header(d), soft_wrap=True)
+    console.print(answer_header(d), soft_wrap=True, highlight=False)
     sizes = list(dict.fromkeys(r["size"] for r in d["rows"]))
     quants = list(dict.fromkeys(r["quant"] for r in d["rows"]))
-    t = Table(title=f"Memory needed (GB reserved, context {d['settings']['n_ctx']}), verdict, decode / prefill t/s",
-              title_justify="left")
-    t.add_column("quant")
+    t = Table(title=f"GB needed (context {d['settings']['n_ctx']}), verdict, decode/prefill t/s", title_justify="left")
+    t.add_column("quant", no_wrap=True)
     for size in sizes:
         name = next(r["model"] for r in d["rows"] if r["size"] == size)
-        t.add_column(f"{size.upper()} ({name})", justify="right")
+        t.add_column(f"{size.upper()}\n{esc(name)}", justify="right", no_wrap=True)
     by = {(r["size"], r["quant"]): r for r in d["rows"]}
     for q in quants:
-        cells = []
-        for size in sizes:
-            r = by[(size, q)]
-            style = VERDICT_STYLE[r["verdict"]].replace("bold ", "")
-            ub = f" {r['decode_tps']:.1f}" if r["decode_tps"] else ""
-            ub += f"/{r['prefill_tps']:.0f}" if r["prefill_tps"] else ""
-            word = {"fits": "fits", "tight": "tight", "does_not_fit": "no"}[r["verdict"]]
-            cells.append(f"[{style}]{r['total_bytes'] / 1e9:.2f} {word}[/{style}]{ub}")
-        t.add_row(q, *cells)
+        t.add_row(q, *(_cell(by[(size, q)]) for size in sizes))
     console.print(t)
-    for line in d["answers"]:
-        console.print(line, soft_wrap=True)
-    console.print(f"[dim]t/s: {d['speed_basis']}; prefill of a 512-token prompt. Verdict on the {d['verdict_uses']}.[/dim]",
-                  soft_wrap=True)
+    for a in d["answers"]:
+        style = {"yes": "green", "slow": "yellow", "fits": "yellow", "tight": "yellow", "no": "red"}[a["verdict"]]
+        console.print(f"[{style}]{esc(a['text'])}[/{style}]", soft_wrap=True, highlight=False)
+    console.print(f"[dim]'yes' = fits with headroom and decodes at >= {d['target_tps']:g} t/s (--target-tps). "
+                  f"Prefill of a 512-token prompt. Speed: {esc(d['speed_basis'])}. "
+                  f"Memory: {esc(d['device']['memory_rule'])}.[/dim]", soft_wrap=True, highlight=False)
 
 
 def devices_view(console: Console, devs: list) -> None:
-    t = Table(title=f"Devices ({len(devs)})", title_justify="left")
-    for c in ("id", "kind", "year", "RAM GB", "GB/s", "fp16 TFLOPS", "OS / backend"):
-        t.add_column(c, overflow="fold", no_wrap=c == "id", justify="right" if c in ("GB/s", "fp16 TFLOPS") else "left")
+    wide = console.width >= 110
+    cols = ["name" if wide else "id", "kind", "year", "RAM GB", "GB/s", "TFLOPS"] + (["backend"] if wide else [])
+    t = Table(title=f"Devices ({len(devs)}); name them as you would say them, e.g. \"iPhone 15 Pro\"", title_justify="left")
+    for c in cols:
+        t.add_column(c, no_wrap=c != "RAM GB", overflow="fold" if c == "RAM GB" else "ellipsis",
+                     justify="right" if c in ("GB/s", "TFLOPS", "year") else "left")
     for d in devs:
-        t.add_row(d.id, d.kind, str(d.year or "-"), "/".join(map(str, d.ram_options_gb)) or "-",
-                  f"{d.bw_gbps:g}" if d.bw_gbps else "-", f"{d.fp16_tflops:g}" if d.fp16_tflops else "-",
-                  f"{d.os or '-'} / {d.backend}")
+        tf = d.fp16_tflops or d.fp32_tflops
+        t.add_row(d.name if wide else d.id, d.kind, str(d.year or "-"), "/".join(map(str, d.ram_options_gb)) or "-",
+                  f"{d.bw_gbps:g}" if d.bw_gbps else "-", f"{tf:g}" if tf else "-", *([d.backend] if wide else []))
     console.print(t)
 
 
 def speed_line(d: dict[str, Any]) -> str:
-    sp, si = d["speed"], d["basis"]["speed_inputs"]
-    pre = f"prefill ~{sp['prefill_tps']:.0f} t/s" if sp.get("prefill_tps") else "prefill: unknown (no FLOPS)"
-    ttft = f", TTFT ~{sp['ttft_s']:.1f} s for {si['n_prompt']} tokens" if sp.get("ttft_s") else ""
+    """Plain text (printed with markup off): decode, prefill, TTFT and what they rest on."""
+    sp, si, dev = d["speed"], d["basis"]["speed_inputs"], d["device"]
+    pre = f"prefill ~{sp['prefill_tps']:.0f} t/s" if sp.get("prefill_tps") else "prefill unknown (no FLOPS)"
+    ttft = f", first token after {fmt_seconds(sp['ttft_s'])} for {si['n_prompt']} tokens" if sp.get("ttft_s") else ""
+    tf = f"{dev['peak_tflops']:.3g} TFLOPS" if dev.get("peak_tflops") else "FLOPS unknown"
     return (f"speed: decode ~{sp['decode_tps']:.1f} t/s, {pre}{ttft} "
-            f"[{si['backend']}, {si['bw_gbps']} GB/s, {'%.3g' % si['tflops'] if si['tflops'] else '?'} TFLOPS; "
-            f"{'calibrated' if si['calibrated'] else 'not calibrated'}]")
+            f"({dev['backend']}, {dev['bw_gbps']:.1f} GB/s, {tf}; {_speed_source(dev, si['calibrated'])})")
+
+
+def _speed_source(dev: dict[str, Any], calibrated: bool) -> str:
+    if calibrated:
+        return "calibrated on this device"
+    return "not calibrated: `fitcheck calibrate`" if dev.get("source") == "profile" else "published specs"
 
 
 def backtest_view(console: Console, d: dict[str, Any]) -> None:
@@ -263,15 +316,15 @@ def calibration_view(console: Console, c: dict[str, Any]) -> None:
 
 def advise_view(console: Console, d: dict[str, Any]) -> None:
     target = f", at least {d['target_tps']:g} t/s" if d["target_tps"] else ""
-    t = Table(title=f"{d['model_name']}: quantizations by quality ({d['usable_bytes'] / 1e9:.1f} GB usable, "
-                    f"context {d['n_ctx']}{target})", title_justify="left")
-    for c in ("quant", "bpw", "memory", "verdict", "decode t/s", "PPL +", "KLD"):
-        t.add_column(c, justify="left" if c in ("quant", "verdict") else "right")
+    console.print(_device_line(d["device"]), soft_wrap=True, highlight=False)
+    t = Table(title=f"{esc(d['model_name'])}: quantizations by quality (context {d['n_ctx']}{target})", title_justify="left")
+    for c in ("quant", "bpw", "GB", "verdict", "decode t/s", "PPL +", "KLD"):
+        t.add_column(c, justify="left" if c in ("quant", "verdict") else "right", no_wrap=True)
     for r in d["candidates"]:
         style = VERDICT_STYLE[r["verdict"]].replace("bold ", "")
-        t.add_row(r["quant"], f"{r['bits_per_weight']:.2f}", f"{r['total_bytes'] / 1e9:.2f} GB",
+        t.add_row(r["quant"], f"{r['bits_per_weight']:.2f}", f"{r['total_bytes'] / 1e9:.2f}",
                   f"[{style}]{r['verdict'].replace('_', ' ')}[/{style}]",
-                  f"{r['decode_tps']:.1f}" if r["decode_tps"] else "-",
+                  f"{r['decode_tps']:.1f}" if r["decode_tps"] else ("-" if r["verdict"] == "does_not_fit" else "unknown"),
                   f"{r['ppl_delta']:.3f}" if r["ppl_delta"] is not None else "-",
                   f"{r['kld_mean']:.4f}" if r["kld_mean"] is not None else "-")
     console.print(t)
@@ -279,14 +332,15 @@ def advise_view(console: Console, d: dict[str, Any]) -> None:
     if c:
         speed = f", ~{c['decode_tps']:.1f} t/s decode" if c["decode_tps"] else ""
         console.print(f"[bold green]advice[/bold green]: {c['quant']} — {c['total_bytes'] / 1e9:.2f} GB, "
-                      f"headroom {c['headroom_bytes'] / 1e9:.2f} GB{speed}, KLD {c['kld_mean']}", soft_wrap=True)
+                      f"{c['headroom_bytes'] / 1e9:.2f} GB to spare{speed}, KLD {c['kld_mean']}", soft_wrap=True, highlight=False)
     else:
         console.print("[bold red]nothing fits with headroom[/bold red]" + (" at that speed" if d["target_tps"] else "") + "; ways out:")
         for w in d["ways_out"]:
             extra = f" — {w['total_bytes'] / 1e9:.2f} GB" if "total_bytes" in w else ""
             speed = f", ~{w['decode_tps']:.1f} t/s" if w.get("decode_tps") else ""
-            console.print(f"  • {w['way']}{extra}{speed}", soft_wrap=True)
-    console.print(f"[dim]quality: {d['quality_source']}; memory: {d['basis']['memory']}[/dim]", soft_wrap=True)
+            console.print(f"  • {esc(w['way'])}{extra}{speed}", soft_wrap=True, highlight=False)
+    console.print(f"[dim]quality: {d['quality_source']}; memory: {esc(d['device']['memory_rule'])}[/dim]", soft_wrap=True,
+                  highlight=False)
 
 
 def _when(year_month: str | None, interval: list[str] | None) -> str:
@@ -325,7 +379,8 @@ def forecast_view(console: Console, d: dict[str, Any]) -> None:
         t.add_column(c, justify="left" if c == "device" else "right")
     for p in d["devices"]:
         t.add_row(p["name"], p["release"], str(p["ram_gb"]), f"{p['usable_bytes'] / 1e9:.1f}", f"{p['bw_gbps'] or '-'}",
-                  f"{p['decode_tps']:.1f}" if p["decode_tps"] else "-", "[green]yes[/green]" if p["runs"] else "no")
+                  f"{p['decode_tps']:.1f}" if p["decode_tps"] else "unknown",
+                  "[green]yes[/green]" if p["runs"] else ("unknown" if p["decode_tps"] is None and p["verdict"] == "fits" else "no"))
     console.print(t)
     for sk in d["skipped"]:
         console.print(f"[dim]skipped {sk['name']}: {sk['reason']}[/dim]", soft_wrap=True)
@@ -343,24 +398,28 @@ def _month(y: float | None, devices: list[dict]) -> str:
 
 
 def scan_view(console: Console, d: dict[str, Any]) -> None:
-    t = Table(title=f"Models found ({len(d['models'])}), context {d['n_ctx']}, "
-                    f"{d['usable_bytes'] / 1e9:.1f} GB usable", title_justify="left")
-    for c in ("model", "source", "file", "quant", "params", "needs", "verdict", "t/s"):
-        t.add_column(c, overflow="fold", justify="right" if c in ("file", "params", "needs", "t/s") else "left")
+    wide = console.width >= 110
+    usable = f", {fmt_gb(d['usable_bytes'])} usable" if d["usable_bytes"] else ""
+    t = Table(title=f"Models found ({len(d['models'])}), context {d['n_ctx']}{usable}", title_justify="left")
+    cols = ["model"] + (["source"] if wide else []) + ["quant", "params", "GB", "verdict", "t/s"]
+    for c in cols:
+        t.add_column(c, overflow="fold" if c == "model" else "ellipsis", no_wrap=c != "model",
+                     justify="right" if c in ("params", "GB", "t/s") else "left")
     for m in d["models"]:
         style = VERDICT_STYLE.get(m["verdict"], "").replace("bold ", "") or "white"
-        name = m["name"] + (f" (also {', '.join(m['also'])})" if m["also"] else "") + \
-            (f" [{m['splits']} parts]" if m["splits"] > 1 else "")
-        t.add_row(name, m["source"], fmt_bytes(m["file_size_bytes"]), m["quant"] or "-",
-                  fmt_count(m["parameter_count"]) if m["parameter_count"] else "-", f"{m['needed_bytes'] / 1e9:.2f} GB",
-                  f"[{style}]{(m['verdict'] or '-').replace('_', ' ')}[/{style}]",
-                  f"{m['decode_tps']:.1f}" if m["decode_tps"] else "-")
+        name = esc(m["name"]) + (f" (also {esc(', '.join(m['also']))})" if m["also"] else "") + \
+            (f" ({m['splits']} parts)" if m["splits"] > 1 else "")
+        t.add_row(name, *([m["source"]] if wide else []), esc(m["quant"] or "-"),
+                  fmt_count(m["parameter_count"]) if m["parameter_count"] else "-", f"{m['needed_bytes'] / 1e9:.2f}",
+                  f"[{style}]{(m['verdict'] or 'unknown').replace('_', ' ')}[/{style}]",
+                  f"{m['decode_tps']:.1f}" if m["decode_tps"] else ("-" if m["verdict"] == "does_not_fit" else "unknown"))
     console.print(t)
     for p in d["problems"]:
-        console.print(f"[red]unreadable[/red] {p['name']} ({p['source']}, {p['path']}): {p['error']}",
-                      soft_wrap=True, markup=True, highlight=False)
+        console.print(f"[red]unreadable[/red] {esc(p['name'])} ({p['source']}): {esc(p['error'])}",
+                      soft_wrap=True, highlight=False)
     for sk in d["skipped"]:
-        console.print(f"[dim]skipped {sk['name']}: {sk['reason']}[/dim]", soft_wrap=True)
-    where = ", ".join(f"{x['source']} {x['path']}" for x in d["searched"] if x["exists"]) or "no known store on this machine"
-    console.print(f"[dim]searched: {where}; {d['elapsed_s']:.2f} s, headers only; memory: {d['basis']['memory']}[/dim]",
-                  soft_wrap=True)
+        console.print(f"[dim]skipped {esc(sk['name'])}: {esc(sk['reason'])}[/dim]", soft_wrap=True, highlight=False)
+    where = ", ".join(dict.fromkeys(x["source"] for x in d["searched"] if x["exists"])) or "no known store on this machine"
+    dev = d.get("device") or {}
+    console.print(f"[dim]searched: {esc(where)} (--json lists the paths); {d['elapsed_s']:.2f} s, headers only; "
+                  f"memory: {esc(dev.get('memory_rule', 'unknown'))}[/dim]", soft_wrap=True, highlight=False)
