@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ._util import noisy_warnings, run_main, summarize, unavailable
 
-LLC_MULTIPLE = 8
+ARRAY_LLC_MULTIPLE = 8  # each STREAM array is this many times the last-level cache, so it streams from RAM
 MIN_ARRAY_BYTES = 64 << 20
 MAX_RAM_FRACTION = 0.4  # never take more than this share of available memory
 CHUNK = 1 << 17  # numpy fallback works in L2-sized chunks (1 MiB of float64)
@@ -128,7 +128,7 @@ def probe(quick: bool = False, llc_bytes: int | None = None, threads: int | None
         return unavailable("cannot tell the last-level cache size, so cannot size buffers past it")
     threads = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     avail = available_bytes or psutil.virtual_memory().available
-    want = max(LLC_MULTIPLE * llc, MIN_ARRAY_BYTES)
+    want = max(ARRAY_LLC_MULTIPLE * llc, MIN_ARRAY_BYTES)
     array_bytes = min(want, int(avail * MAX_RAM_FRACTION / 3))
     notes = []
     if array_bytes < want:

@@ -54,6 +54,7 @@ def test_upper_bound_speed_scales_with_bandwidth():
     assert fast == slow * 10
 
 
+@pytest.mark.slow
 def test_main_job_probes_once_then_answers(fitcheck_home):
     r = run_cli_process("--json", timeout=300)
     assert r.returncode == 0, r.stderr

@@ -11,6 +11,8 @@ from fitcheck.calibration.synth import SynthModel, write_gguf, write_synthetic
 
 from .conftest import run_cli
 
+pytestmark = pytest.mark.slow  # real llama.cpp runs (one calibration, shared by the module)
+
 
 @pytest.fixture(scope="module")
 def calibrated_home(tmp_path_factory):
@@ -42,7 +44,7 @@ def test_estimate_uses_calibration(calibrated_home):
     r = run_cli("estimate", "-m", "1.8b", "--json", env=env)
     d = json.loads(r.stdout)
     assert d["basis"]["speed_inputs"]["calibrated"] is True
-    assert "calibrated on this device" in d["basis"]["speed_inputs"]["parameters"]
+    assert "calibrated on this device" in d["basis"]["speed_inputs"]["note"]
 
 
 def test_llama_bench_round_trip(calibrated_home):

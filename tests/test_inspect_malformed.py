@@ -10,7 +10,7 @@ from fitcheck.errors import FitcheckError, GGUFError
 from fitcheck.model.gguf_reader import model_from_header, parse_header_bytes, read_header
 from fitcheck.model.model_spec import spec_from_gguf
 
-from fitcheck import gguf_bytes as gb
+from . import gguf_bytes as gb
 from .conftest import run_cli
 
 

@@ -80,6 +80,7 @@ def test_gemma3_fields_and_sliding_layout(gemma3_path):
 
 
 @pytest.mark.parametrize("which", ["smollm2_path", "gemma3_path"])
+@pytest.mark.slow
 def test_tensor_table_matches_gguf_py_and_llama_cpp(which, request):
     path = request.getfixturevalue(which)
     spec = load_spec(path)
@@ -115,4 +116,4 @@ def test_cli_json_has_required_keys(gemma3_path):
 def test_cli_table(smollm2_path):
     r = run_cli("inspect", str(smollm2_path))
     assert r.returncode == 0, r.stderr
-    assert "llama" in r.stdout and "Q4_1" in r.stdout and "134,515,008" in r.stdout
+    assert "llama" in r.stdout and "Q4_1" in r.stdout and "134.52M" in r.stdout

@@ -20,6 +20,7 @@ def probed(tmp_path_factory):
     return home, json.loads(r.stdout), r.stderr
 
 
+@pytest.mark.slow
 def test_profile_json_has_required_keys(probed):
     _, p, _ = probed
     for dotted in ("memory.total_bytes", "memory.available_bytes", "memory.limit_bytes", "cpu.model",
@@ -32,6 +33,7 @@ def test_profile_json_has_required_keys(probed):
     assert p["bandwidth"]["llc_multiple"] >= 2
 
 
+@pytest.mark.slow
 def test_saved_profile_round_trips(probed, monkeypatch):
     home, p, _ = probed
     monkeypatch.setenv("FITCHECK_HOME", str(home))
@@ -39,6 +41,7 @@ def test_saved_profile_round_trips(probed, monkeypatch):
     assert not list(home.glob(".profile-*"))  # no temp file left behind
 
 
+@pytest.mark.slow
 def test_no_save_leaves_no_profile(fitcheck_home):
     r = run_cli("probe", "--quick", "--no-save", "--json", timeout=300)
     assert r.returncode == 0, r.stderr
@@ -61,6 +64,7 @@ def test_missing_profile():
         profile.load()
 
 
+@pytest.mark.slow
 def test_unwritable_user_dir_still_produces_profile(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

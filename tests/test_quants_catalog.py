@@ -65,6 +65,7 @@ def f16_sources(tmp_path_factory):
 
 
 @pytest.mark.parametrize("family, ftype", CASES)
+@pytest.mark.slow
 def test_rules_match_llama_cpp_quantizer(f16_sources, tmp_path, family, ftype):
     entry, src = f16_sources(family)
     out = tmp_path / f"{family}-{ftype}.gguf"

@@ -59,6 +59,7 @@ def test_report_writes_html_markdown_and_valid_pngs(m1_report):
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".fitcheck-report-")]
 
 
+@pytest.mark.slow
 def test_html_is_self_contained_and_renders_in_chromium(m1_report, tmp_path):
     out, d = m1_report
     page = out.read_text()
@@ -79,6 +80,7 @@ def test_html_is_self_contained_and_renders_in_chromium(m1_report, tmp_path):
     assert blue > 5000, f"only {blue} plot-blue pixels: the embedded plots did not render"
 
 
+@pytest.mark.slow
 def test_report_on_this_device_uses_its_profile(fitcheck_home, tmp_path):
     out = tmp_path / "this.html"
     r = run_cli("report", "--out", str(out), "--json", timeout=300)

@@ -92,12 +92,12 @@ def test_weight_classes():
 def test_estimate_speed_needs_a_profile_or_bandwidth(fitcheck_home):
     r = run_cli("estimate", "-m", "1.8b", "--memory-gb", "8", "--json")  # memory still answers
     assert r.returncode == 0 and json.loads(r.stdout)["speed"] is None
-    assert "no speed estimate" in r.stderr and "run `fitcheck probe`" in r.stderr
-    r = run_cli("estimate", "-m", "1.8b", "--memory-gb", "8", "--bandwidth-gbs", "50", "--tflops", "1", "--json")
+    assert "no saved profile: speed needs `fitcheck probe`" in r.stderr
+    r = run_cli("estimate", "-m", "1.8b", "--memory-gb", "8", "--bandwidth-gbps", "50", "--tflops", "1", "--json")
     d = json.loads(r.stdout)
-    assert d["speed"]["decode_tps"] > 0 and d["basis"]["speed_inputs"]["bw_gbps"] == 50
-    r = run_cli("estimate", "-m", "1.8b", "--memory-gb", "8", "--bandwidth-gbs", "-5")
-    assert r.returncode == 1 and "--bandwidth-gbs must be between" in r.stderr
+    assert d["speed"]["decode_tps"] > 0 and d["device"]["bw_gbps"] == 50
+    r = run_cli("estimate", "-m", "1.8b", "--memory-gb", "8", "--bandwidth-gbps", "-5")
+    assert r.returncode == 1 and "--bandwidth-gbps must be between" in r.stderr
 
 
 def test_device_can_be_a_saved_profile_file(tmp_path):
@@ -111,7 +111,7 @@ def test_device_can_be_a_saved_profile_file(tmp_path):
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["fit"]["usable_bytes"] == 8 << 30
-    assert d["basis"]["speed_inputs"]["bw_gbps"] == 40.0 and d["speed"]["ttft_s"] > d["speed"]["load_s"] > 0
+    assert d["device"]["bw_gbps"] == 40.0 and d["speed"]["ttft_s"] > d["speed"]["load_s"] > 0
     p.write_text("{broken")
     r = run_cli("estimate", "-m", "1.8b", "-d", str(p))
     assert r.returncode == 1 and "corrupt" in r.stderr

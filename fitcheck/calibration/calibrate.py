@@ -25,7 +25,7 @@ from fitcheck.calibration.llama_run import RunSettings, run_llama
 from fitcheck.model.model_spec import ModelSpec
 from fitcheck.estimator.speed import BackendParams, DeviceSpeedSpec, active_weights, estimate_speed, weight_class
 
-LLC_MULTIPLE = 4
+MODEL_LLC_MULTIPLE = 4  # calibration weights at least this many times the last-level cache (decode streams them)
 MIN_BYTES = 256 << 20
 MAX_AVAILABLE_SHARE = 0.25
 MEMORY_MARGIN = 0.8  # refuse a run whose reserved memory exceeds this share of usable memory
@@ -77,7 +77,7 @@ def calibration_shapes(llc_bytes: int | None, available_bytes: int):
     """Two same-shape synthetic llamas (Q8_0, Q4_0), the Q4_0 one at least 4x the LLC."""
     from fitcheck.calibration.synth import SynthModel, spec_of
 
-    target = max(LLC_MULTIPLE * (llc_bytes or 0), MIN_BYTES)
+    target = max(MODEL_LLC_MULTIPLE * (llc_bytes or 0), MIN_BYTES)
     cap = int(available_bytes * MAX_AVAILABLE_SHARE)
     if target * 2 > cap:  # the Q8_0 twin is ~1.9x the Q4_0 one
         raise CalibrationError(
@@ -200,13 +200,15 @@ def calibrate(profile: dict[str, Any], model: str | None = None, quick: bool = F
     step = on_step or (lambda s: None)
     dev, _ = from_profile(profile)
     base, _ = params_for(dev.backend)
+    from fitcheck.device.resolve import profile_usable
+
+    usable, _ = profile_usable(profile)
     mem = profile["memory"]
-    usable = min(mem["available_bytes"], mem["limit_bytes"])
     llc = profile.get("cpu", {}).get("llc_bytes")
     notes = []
     if model:
         targets = [(load_spec(model), Path(model), Path(model).name)]
-        if llc and targets[0][0].weights_bytes < LLC_MULTIPLE * llc:
+        if llc and targets[0][0].weights_bytes < MODEL_LLC_MULTIPLE * llc:
             notes.append(f"WARNING: {Path(model).name} ({targets[0][0].weights_bytes >> 20} MiB) is under 4x the "
                          f"{llc >> 20} MiB last-level cache: it decodes partly from cache, so bandwidth reads high")
     else:

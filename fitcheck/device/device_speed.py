@@ -43,7 +43,8 @@ def params_for(backend: str) -> tuple[BackendParams, str]:
 
 
 def _ok(section: Any) -> dict[str, Any] | None:
-    return section if isinstance(section, dict) and section.get("status") == "ok" else None
+    """A probe section that measured (a failed probe saves {"status": "error", ...})."""
+    return section if isinstance(section, dict) and section.get("status", "ok") == "ok" else None
 
 
 def _positive(v: Any) -> float | None:

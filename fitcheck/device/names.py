@@ -68,11 +68,19 @@ class DeviceChoice:
 
 
 def search(query: str | None) -> list[Device]:
-    """Devices whose words contain every word of the query (brand words optional)."""
+    """Devices whose words (name, id, kind, OS, family) hold every word of the query; else a substring match."""
     if not query:
         return list(devices().values())
     q = [w for w in tokens(query) if w not in OPTIONAL]
-    return [d for d in devices().values() if all(w in _words(d) for w in q)]
+
+    def words(d: Device) -> set[str]:
+        return _words(d) | set(tokens(f"{d.kind} {d.os} {d.family} {d.backend}"))
+
+    hits = [d for d in devices().values() if all(w in words(d) for w in q)]
+    if hits:
+        return hits
+    flat = [re.sub(r"[^a-z0-9]", "", w) for w in query.lower().split()]
+    return [d for d in devices().values() if all(w in re.sub(r"[^a-z0-9]", "", f"{d.id}{d.name}".lower()) for w in flat)]
 
 
 def _ram_choice(dev: Device, ram_gb: int | None, asked: str) -> DeviceChoice:

@@ -103,6 +103,6 @@ def evaluate(spec: ModelSpec, settings: RuntimeSettings, target: Target, n_promp
     mem = estimate_memory(spec, settings, n_prompt=n_prompt)
     fit = fit_verdict(mem.total_bytes, target.usable_bytes if usable_bytes is None else usable_bytes, TIGHT_MARGIN)
     sp = None
-    if target.speed is not None and target.params is not None:
+    if target.speed is not None and target.params is not None and spec.weights_bytes > 0:  # nothing to stream, no rate
         sp = estimate_speed(spec, target.speed, target.params, n_prompt=n_prompt, depth=depth, n_ubatch=settings.n_ubatch)
     return Evaluation(spec, mem, fit, sp)

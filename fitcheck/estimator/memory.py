@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fitcheck.errors import UsageError
 from fitcheck.model.model_spec import ModelSpec
 from fitcheck.model.quants import block_size, type_bytes
 from fitcheck.estimator.settings import RuntimeSettings
@@ -76,7 +77,8 @@ def kv_cells(spec: ModelSpec, s: RuntimeSettings) -> tuple[int, int | None]:
 def _row_bytes(type_name: str, n: int) -> int:
     t = type_name.upper()
     if n % block_size(t):
-        raise ValueError(f"KV row of {n} values is not a multiple of {t}'s block {block_size(t)}")
+        raise UsageError(f"a {t} KV cache needs rows in multiples of {block_size(t)} values; this model's rows hold {n}: "
+                         "use --kv-type f16 or q8_0")
     return type_bytes(t, n)
 
 

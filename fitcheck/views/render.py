@@ -76,7 +76,7 @@ def inspect_view(console: Console, d: dict[str, Any]) -> None:
         ("architecture", d["architecture"]),
         ("name", d["name"]),
         ("size label", d["size_label"]),
-        ("parameters", f"{d['parameter_count']:,} ({fmt_count(d['parameter_count'])})"),
+        ("parameters", fmt_count(d["parameter_count"])),
         ("file size", fmt_bytes(d["file_size_bytes"])),
         ("file type", d["file_type"]),
         ("bits per weight", f"{d['bits_per_weight']:.2f}"),
@@ -97,7 +97,7 @@ def inspect_view(console: Console, d: dict[str, Any]) -> None:
         t.add_column(col, justify="right" if col != "type" else "left")
     total = d["tensor_data_bytes"] or 1
     for name, e in d["tensor_types"].items():
-        t.add_row(name, str(e["count"]), f"{e['elements']:,}", fmt_bytes(e["bytes"]), f"{100 * e['bytes'] / total:.1f} %")
+        t.add_row(esc(name), str(e["count"]), fmt_count(e["elements"]), fmt_bytes(e["bytes"]), f"{100 * e['bytes'] / total:.1f} %")
     console.print(t)
 
 
@@ -195,7 +195,7 @@ def models_view(console: Console, d: dict[str, Any]) -> None:
     cols = ["id"] + (["name", "arch"] if wide else []) + ["params (B)", "layers", "ctx", "verification"]
     t = Table(title="Model catalog", title_justify="left")
     for c in cols:
-        t.add_column(c, no_wrap=c in ("id", "verification"), justify="right" if c in ("params (B)", "layers", "ctx") else "left")
+        t.add_column(c, no_wrap=c != "verification", justify="right" if c in ("params (B)", "layers", "ctx") else "left")
     for m in d["models"]:
         t.add_row(m["id"], *([m["name"], m["arch"]] if wide else []), str(m["params_b_published"]), str(m["n_layer"]),
                   str(m["n_ctx_train"]), m["verification"])
@@ -241,15 +241,15 @@ def answer_view(console: Console, d: dict[str, Any]) -> None:
 
 
 def devices_view(console: Console, devs: list) -> None:
+    """Names (wrapped at spaces, never inside a word); ids are in --json. The backend column only where it fits."""
     wide = console.width >= 110
-    cols = ["name" if wide else "id", "kind", "year", "RAM GB", "GB/s", "TFLOPS"] + (["backend"] if wide else [])
-    t = Table(title=f"Devices ({len(devs)}); name them as you would say them, e.g. \"iPhone 15 Pro\"", title_justify="left")
+    cols = ["device", "kind", "year", "RAM GB", "GB/s", "TFLOPS"] + (["backend"] if wide else [])
+    t = Table(title=f"Devices ({len(devs)}): name one as you would say it", title_justify="left")
     for c in cols:
-        t.add_column(c, no_wrap=c != "RAM GB", overflow="fold" if c == "RAM GB" else "ellipsis",
-                     justify="right" if c in ("GB/s", "TFLOPS", "year") else "left")
+        t.add_column(c, no_wrap=c != "device", justify="right" if c in ("GB/s", "TFLOPS", "year") else "left")
     for d in devs:
         tf = d.fp16_tflops or d.fp32_tflops
-        t.add_row(d.name if wide else d.id, d.kind, str(d.year or "-"), "/".join(map(str, d.ram_options_gb)) or "-",
+        t.add_row(esc(d.name), d.kind, str(d.year or "-"), "/".join(map(str, d.ram_options_gb)) or "-",
                   f"{d.bw_gbps:g}" if d.bw_gbps else "-", f"{tf:g}" if tf else "-", *([d.backend] if wide else []))
     console.print(t)
 
@@ -375,13 +375,14 @@ def forecast_view(console: Console, d: dict[str, Any]) -> None:
         for x in c["deciding"]:
             console.print(f"    {x['name']} ({x['release']}, {x['ram_gb']} GB): {x['reason']}", soft_wrap=True)
     t = Table(title=f"Devices ({len(d['devices'])})", title_justify="left")
-    for c in ("device", "release", "RAM", "usable GB", "GB/s", "t/s", "runs"):
-        t.add_column(c, justify="left" if c == "device" else "right")
+    for c in ("device", "release", "RAM", "usable GB", "GB/s", "t/s*", "runs"):
+        t.add_column(c, justify="left" if c == "device" else "right", no_wrap=c != "device")
     for p in d["devices"]:
         t.add_row(p["name"], p["release"], str(p["ram_gb"]), f"{p['usable_bytes'] / 1e9:.1f}", f"{p['bw_gbps'] or '-'}",
                   f"{p['decode_tps']:.1f}" if p["decode_tps"] else "unknown",
                   "[green]yes[/green]" if p["runs"] else ("unknown" if p["decode_tps"] is None and p["verdict"] == "fits" else "no"))
     console.print(t)
+    console.print("[dim]* the speed model's decode rate, shown for the trend even where the model does not fit[/dim]")
     for sk in d["skipped"]:
         console.print(f"[dim]skipped {sk['name']}: {sk['reason']}[/dim]", soft_wrap=True)
     console.print(f"[dim]{d['basis']['interval']}; {d['basis']['configuration']}; {d['basis']['speed']}[/dim]", soft_wrap=True)
