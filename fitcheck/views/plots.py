@@ -119,5 +119,8 @@ def speed_by_size(rows: list[dict[str, Any]], path: str | os.PathLike) -> Path:
         ax.set_ylabel(title)
         _log_y(ax)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[1]:
+            ax.legend(fontsize=7)
+        else:  # no rate known for any size (e.g. prefill without FLOPS): say so on the panel
+            ax.text(0.5, 0.5, "unknown", transform=ax.transAxes, ha="center", va="center", color="grey")
     return _save(fig, path)
