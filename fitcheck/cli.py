@@ -36,13 +36,17 @@ TARGET_TPS_OPT = typer.Option(None, "--target-tps", help="Decode speed (tokens/s
 
 def fail(message: str, code: int = 1) -> None:
     """One line on stderr, non-zero exit."""
-    line = " ".join(str(message).split())  # one line, whatever the message held
+    from fitcheck.views.text import clean
+
+    line = " ".join(clean(message, 2000).split())  # one line, no control codes, whatever the message held
     err_console.print(f"fitcheck: error: {line}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
 def warn(message: str, prefix: str = "warning") -> None:
-    err_console.print(f"{prefix}: {message}", markup=False, highlight=False, soft_wrap=True)
+    from fitcheck.views.text import clean
+
+    err_console.print(f"{prefix}: {clean(message, 2000)}", markup=False, highlight=False, soft_wrap=True)
 
 
 def guarded(fn):
@@ -63,7 +67,9 @@ def guarded(fn):
 
 
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    from fitcheck.jsonio import dumps
+
+    sys.stdout.write(dumps(data, indent=2) + "\n")  # strict: NaN and Infinity become null
 
 
 def show(data: Any, json_out: bool, view) -> None:
@@ -330,6 +336,7 @@ def scan(
     memory_gb: Optional[float] = MEMORY_GB_OPT,
     ctx: int = typer.Option(4096, "--ctx", help="Context length (tokens) the estimates assume."),
     stores: bool = typer.Option(True, "--stores/--no-stores", help="Search Ollama, LM Studio, Jan, llama.cpp, HF and GPT4All stores."),
+    follow_links: bool = typer.Option(False, "--follow-links", help="Also read models that a store links to from outside it."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Find the GGUF models already on this machine (Ollama, LM Studio, Jan, llama.cpp, HF cache, GPT4All) and answer for each."""
@@ -338,7 +345,7 @@ def scan(
     from fitcheck.views.render import scan_view
 
     target, _ = _target(device, memory_gb=memory_gb)
-    d = run_scan(paths or [], stores, target, RuntimeSettings(n_ctx=ctx))
+    d = run_scan(paths or [], stores, target, RuntimeSettings(n_ctx=ctx), follow_links=follow_links)
     show(d, json_out, scan_view)
     for w in target.warnings:
         warn(w)

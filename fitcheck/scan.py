@@ -34,6 +34,7 @@ class Candidate:
     name: str
     source: str
     declared_size: int | None = None  # what an Ollama manifest says the blob holds
+    root: str | None = None  # the store it was found in: a link out of it is not followed
 
 
 @dataclass
@@ -99,6 +100,33 @@ def _ollama_name(rel: tuple[str, ...]) -> str:
     return f"{'/'.join(repo)}:{tag}"
 
 
+MAX_MANIFEST_BYTES = 1 << 20  # Ollama manifests are a few hundred bytes
+
+
+def read_manifest(mpath: Path) -> list[dict]:
+    """The model layers of an Ollama manifest; FitcheckError with the reason for anything else.
+
+    Only a regular file inside the store, under a size cap, is opened (a FIFO would hang, /dev/zero
+    would fill memory); JSON of any depth or shape is refused, never crashes the scan.
+    """
+    try:
+        st = mpath.stat()
+    except OSError as e:
+        raise FitcheckError(f"cannot read: {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise FitcheckError("not a regular file")
+    if st.st_size > MAX_MANIFEST_BYTES:
+        raise FitcheckError(f"{st.st_size} bytes, more than a manifest holds")
+    try:
+        with mpath.open("rb") as f:
+            doc = json.loads(f.read(MAX_MANIFEST_BYTES + 1).decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        raise FitcheckError(f"not JSON ({type(e).__name__})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("layers"), list):
+        raise FitcheckError("no list of layers")
+    return [x for x in doc["layers"] if isinstance(x, dict) and x.get("mediaType") == OLLAMA_MODEL_LAYER]
+
+
 def ollama_candidates(root: Path, problem: Callable[[str, str, str, str], None]) -> Iterator[Candidate]:
     manifests = root / "manifests"
     for dirpath, _, files in os.walk(manifests):
@@ -106,9 +134,8 @@ def ollama_candidates(root: Path, problem: Callable[[str, str, str, str], None])
             mpath = Path(dirpath) / f
             name = _ollama_name(mpath.relative_to(manifests).parts)
             try:
-                doc = json.loads(mpath.read_text())
-                layers = [x for x in doc["layers"] if x.get("mediaType") == OLLAMA_MODEL_LAYER]
-            except (OSError, ValueError, KeyError, TypeError) as e:
+                layers = read_manifest(mpath)
+            except FitcheckError as e:
                 problem(name, "ollama", str(mpath), f"unreadable manifest: {e}")
                 continue
             if not layers:
@@ -122,7 +149,7 @@ def ollama_candidates(root: Path, problem: Callable[[str, str, str, str], None])
                 if not blob.exists() and (root / "blobs" / digest).exists():
                     blob = root / "blobs" / digest  # older Ollama kept the colon
                 size = layer.get("size")
-                yield Candidate(str(blob), name, "ollama", size if isinstance(size, int) else None)
+                yield Candidate(str(blob), name, "ollama", size if isinstance(size, int) else None, str(root))
 
 
 def _has_gguf_magic(p: Path) -> bool:
@@ -147,7 +174,7 @@ def tree_candidates(root: Path, source: str, hf: bool = False, sniff: bool = Fal
         for f in sorted(files):
             p = Path(dirpath) / f
             if f.lower().endswith(".gguf") or (sniff and _has_gguf_magic(p)):
-                yield Candidate(str(p), _display_name(p, root, hf), source)
+                yield Candidate(str(p), _display_name(p, root, hf), source, root=None if sniff else str(root))
 
 
 def _display_name(p: Path, root: Path, hf: bool) -> str:
@@ -177,8 +204,8 @@ def _split_key(path: Path) -> tuple | None:
 class _Scan:
     """Collects what a scan finds: each candidate is checked, deduplicated, read and evaluated on its own."""
 
-    def __init__(self, target, settings):
-        self.target, self.settings = target, settings
+    def __init__(self, target, settings, follow_links: bool = False):
+        self.target, self.settings, self.follow_links = target, settings, follow_links
         self.found: list[Found] = []
         self.by_file: dict[tuple, Found] = {}
         self.by_split: dict[tuple, Found] = {}
@@ -210,11 +237,17 @@ class _Scan:
         if c.declared_size is not None and st.st_size != c.declared_size:
             entry.error = f"blob holds {st.st_size} bytes, the manifest says {c.declared_size} (incomplete download?)"
             return
-        self._evaluate(entry, p)
+        try:
+            self._evaluate(entry, p)
+        except Exception as e:  # one model's unexpected failure must not sink the others' answers
+            entry.error = f"could not be evaluated ({type(e).__name__})"
 
     def _regular_file(self, c: Candidate, p: Path) -> os.stat_result | None:
         if p.is_symlink() and not p.exists():
             self.problem(c.name, c.source, c.path, "dangling symlink")
+            return None
+        if c.root and not self.follow_links and not _inside(p, Path(c.root)):
+            self.problem(c.name, c.source, c.path, "links outside the store; not read (--follow-links reads it)")
             return None
         try:
             st = p.stat()
@@ -253,6 +286,13 @@ class _Scan:
         entry.needed_bytes, entry.verdict, entry.decode_tps = row["total_bytes"], row["verdict"], row["decode_tps"]
 
 
+def _inside(p: Path, root: Path) -> bool:
+    try:
+        return os.path.realpath(p).startswith(os.path.realpath(root) + os.sep)
+    except (OSError, ValueError):
+        return False
+
+
 def _streams(paths: Iterable[str], include_stores: bool, env, problem) -> tuple[list[Iterator[Candidate]], list[dict]]:
     searched, streams = [], []
     if include_stores:
@@ -266,13 +306,13 @@ def _streams(paths: Iterable[str], include_stores: bool, env, problem) -> tuple[
 
 
 def scan(paths: Iterable[str] = (), include_stores: bool = True, target=None, settings=None,
-         env: dict[str, str] | None = None) -> dict[str, Any]:
+         env: dict[str, str] | None = None, follow_links: bool = False) -> dict[str, Any]:
     """Find models, read their headers, evaluate each on `target` (a Target; None: memory only)."""
     from fitcheck.estimator.settings import RuntimeSettings
 
     t0 = time.perf_counter()
     s = settings or RuntimeSettings()
-    run = _Scan(target, s)
+    run = _Scan(target, s, follow_links)
     streams, searched = _streams(paths, include_stores, env, run.problem)
     for stream in streams:
         for c in stream:

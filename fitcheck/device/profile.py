@@ -22,6 +22,7 @@ from fitcheck.paths import user_dir
 SCHEMA = "fitcheck-profile"
 SCHEMA_VERSION = 1
 PROFILE_NAME = "profile.json"
+MAX_PROFILE_BYTES = 4 << 20  # a profile is a few kB; anything larger is not one fitcheck wrote
 BUSY_LOAD = 0.5  # 1-minute load per core above which figures are flagged
 
 
@@ -103,11 +104,13 @@ def save(prof: dict[str, Any], path: Path | None = None) -> Path:
         raise ProfileError(f"cannot write the profile in {path.parent}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(prof, f, indent=2, default=str)
+            from fitcheck.jsonio import dumps
+
+            f.write(dumps(prof, indent=2))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except (OSError, TypeError, ValueError) as e:  # I/O, or data JSON cannot hold
+    except (OSError, TypeError, ValueError, RecursionError) as e:  # I/O, or data JSON cannot hold
         try:
             os.unlink(tmp)
         except OSError:
@@ -117,20 +120,19 @@ def save(prof: dict[str, Any], path: Path | None = None) -> Path:
 
 
 def load(path: Path | None = None) -> dict[str, Any]:
-    """Read a saved profile; ProfileError if it is missing, corrupt or from another schema."""
+    """Read a saved profile; ProfileError if it is missing, corrupt, from another schema or out of range."""
+    from fitcheck.device.profile_schema import validate
+    from fitcheck.jsonio import read_json
+
     path = path or profile_path()
     try:
-        text = path.read_text()
+        prof = read_json(path, "the profile", MAX_PROFILE_BYTES, ProfileError)
     except FileNotFoundError:
         raise NoProfileError(f"no saved profile at {path}; run `fitcheck probe`") from None
-    except OSError as e:
-        raise ProfileError(f"cannot read the profile {path}: {e.strerror or e}") from None
-    try:
-        prof = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ProfileError(f"the saved profile {path} is corrupt ({e.msg} at line {e.lineno}); run `fitcheck probe` again") from None
+    except ProfileError as e:
+        raise ProfileError(f"{e}; run `fitcheck probe` again") from None
     if not isinstance(prof, dict) or prof.get("schema") != SCHEMA:
         raise ProfileError(f"{path} is not a fitcheck profile; run `fitcheck probe` again")
     if prof.get("version") != SCHEMA_VERSION:
-        raise ProfileError(f"{path} has profile version {prof.get('version')}, this fitcheck reads {SCHEMA_VERSION}; run `fitcheck probe` again")
-    return prof
+        raise ProfileError(f"{path} has profile version {prof.get('version')!r}, this fitcheck reads {SCHEMA_VERSION}; run `fitcheck probe` again")
+    return validate(prof, f"the profile {path.name}")

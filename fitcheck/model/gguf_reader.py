@@ -4,13 +4,14 @@ gguf-py's GGUFReader trusts the counts it reads (a 49-byte file declaring a
 2**63-element array makes it allocate without end), so fitcheck parses the
 header itself: every count is checked against the bytes left in the file
 before anything is allocated or skipped. Only the header and tensor table are
-read; tensor data is never touched (the file is mmapped, so only header pages
-become resident).
+read; tensor data is never touched. The file is read, not mapped: a prefix
+that grows as the parse needs it, up to MAX_HEADER_BYTES, so a file that
+shrinks while it is read is an error rather than a SIGBUS, an address-space
+limit does not matter, and a hostile count is refused before it is walked.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 import re
 import stat
@@ -36,6 +37,14 @@ INT64_MAX = 2**63 - 1
 # tokenizer vocabularies run to 262k entries and fitcheck needs only their size.
 KEEP_ARRAY_MAX = 4096
 MAX_ARRAY_DEPTH = 2
+# What a real header can need, with room: the largest vocabularies (262k tokens, 280k merges) make
+# headers of about 10 MB. Beyond these, a count is hostile, not a model.
+MAX_HEADER_BYTES = 64 << 20
+MAX_STRING_ITEMS = 1 << 22  # strings in one array: 16x the largest vocabulary
+MAX_NESTED_ITEMS = 1 << 10  # arrays inside one array (llama.cpp writes none)
+MAX_KV = 1 << 16  # metadata keys (models carry under a hundred)
+MAX_TENSORS = 1 << 17  # tensors in one file (the largest MoE models carry a few thousand)
+FIRST_READ = 1 << 20
 
 _SCALAR_FORMATS = {
     GGUFValueType.UINT8: "B",
@@ -119,14 +128,37 @@ def tensor_nbytes(ggml_type: GGMLQuantizationType, n_elements: int) -> int:
 
 
 class _Cursor:
-    """Bounds-checked reads from a buffer: nothing is read past `end`."""
+    """Bounds-checked reads: nothing is read past `end` (the file's size).
 
-    def __init__(self, buf, path: str, order: str = "<"):
+    `buf` holds the file's first bytes; with a file object it grows on demand
+    (doubling, at most MAX_HEADER_BYTES), so only what the parse walks is read.
+    """
+
+    def __init__(self, buf, path: str, order: str = "<", f=None, size: int | None = None):
         self.buf = buf
         self.path = path
         self.pos = 0
-        self.end = len(buf)
+        self.f = f
+        self.end = len(buf) if size is None else size
         self.set_order(order)
+
+    def ensure(self, upto: int) -> None:
+        """Make buf hold bytes [0, upto) of the file (upto <= end is checked by the caller)."""
+        have = len(self.buf)
+        if upto <= have or self.f is None:
+            return
+        if upto > MAX_HEADER_BYTES:
+            raise self.fail(f"header is larger than {MAX_HEADER_BYTES >> 20} MiB (at offset {self.pos}): "
+                            "not a model header fitcheck will read")
+        want = min(self.end, MAX_HEADER_BYTES, max(upto, 2 * have))
+        try:
+            self.f.seek(have)
+            chunk = self.f.read(want - have)
+        except OSError as e:
+            raise self.fail(f"cannot read: {e.strerror or e}") from None
+        if len(chunk) < upto - have:
+            raise self.fail("the file changed while it was read (shorter than its size)")
+        self.buf = self.buf + chunk
 
     def set_order(self, order: str) -> None:
         self.order = order
@@ -146,6 +178,7 @@ class _Cursor:
                 f"truncated: {what} needs {n} bytes at offset {self.pos}, "
                 f"only {self.end - self.pos} left"
             )
+        self.ensure(self.pos + n)
 
     def scalar(self, vtype: GGUFValueType, what: str):
         s = self._structs[vtype]
@@ -166,7 +199,8 @@ class _Cursor:
             raise self.fail(
                 f"{what} declares {n} bytes but only {self.end - self.pos} are left"
             )
-        b = self.buf[self.pos : self.pos + n]
+        self.ensure(self.pos + n)
+        b = bytes(self.buf[self.pos : self.pos + n])
         self.pos += n
         return b
 
@@ -178,27 +212,21 @@ class _Cursor:
             raise self.fail(f"{what} is not valid UTF-8") from None
 
     def skip_strings(self, count: int, what: str) -> None:
-        # Walk a long string array without building it. The fast loop lets
-        # unpack_from's own bounds check stop a runaway length; the checked
-        # walk below runs only on failure, to name the bad entry.
+        """Walk a long string array without building it (the buffer grows as the walk needs)."""
+        if count > MAX_STRING_ITEMS:
+            raise self.fail(f"{what} declares {count} strings (more than {MAX_STRING_ITEMS}): not a vocabulary")
         unpack = self._u64.unpack_from
-        pos = self.pos
-        try:
-            for _ in range(count):
-                pos += 8 + unpack(self.buf, pos)[0]
-        except (struct.error, OverflowError):
-            pos = self.end + 1
-        if pos <= self.end:
-            self.pos = pos
-            return
-        self._checked_skip(count, what)
-
-    def _checked_skip(self, count: int, what: str) -> None:
+        pos, buf = self.pos, self.buf
         for i in range(count):
-            n = self.u64(f"length of {what}[{i}]")
-            if n > self.end - self.pos:
-                raise self.fail(f"{what}[{i}] declares {n} bytes but only {self.end - self.pos} are left")
-            self.pos += n
+            if pos + 8 > len(buf):
+                self.pos = pos
+                self.need(8, f"length of {what}[{i}]")
+                buf = self.buf
+            n = unpack(buf, pos)[0]
+            if n > self.end - pos - 8:
+                raise self.fail(f"{what}[{i}] declares {n} bytes but only {self.end - pos - 8} are left")
+            pos += 8 + n
+        self.pos = pos
 
     def value_type(self, what: str) -> GGUFValueType:
         raw = self.u32(f"type of {what}")
@@ -221,6 +249,8 @@ class _Cursor:
                 f"{what} declares {count} items of {item.name} but only "
                 f"{self.left()} bytes are left"
             )
+        if item == GGUFValueType.ARRAY and count > MAX_NESTED_ITEMS:
+            raise self.fail(f"{what} declares {count} nested arrays (more than {MAX_NESTED_ITEMS})")
         if count > KEEP_ARRAY_MAX:
             if item == GGUFValueType.STRING:
                 self.skip_strings(count, what)
@@ -228,18 +258,19 @@ class _Cursor:
                 for i in range(count):
                     self.value(GGUFValueType.ARRAY, f"{what}[{i}]", depth + 1)
             else:
-                self.pos += count * _MIN_SIZE[item]
+                self.pos += count * _MIN_SIZE[item]  # skipped, not read
             return ArraySummary(item.name, count)
         if item in _SCALAR_FORMATS:
             size = _MIN_SIZE[item]
+            self.need(size * count, what)
             vals = struct.unpack_from(f"{self.order}{count}{_SCALAR_FORMATS[item]}", self.buf, self.pos)
             self.pos += size * count
             return list(vals)
         return [self.value(item, f"{what}[{i}]", depth + 1) for i in range(count)]
 
 
-def _open_buffer(path: Path):
-    """mmap a regular file read-only; returns (buffer, size, closer)."""
+def _open(path: Path):
+    """A regular file opened for reading, with its size."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -257,23 +288,19 @@ def _open_buffer(path: Path):
     if st.st_size == 0:
         f.close()
         raise GGUFError(path, "is empty, not a GGUF file")
-    try:
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError) as e:
-        f.close()
-        raise GGUFError(path, f"cannot map: {e}") from None
-    return mm, st.st_size, f
+    return f, st.st_size
 
 
 def read_header(path: str | os.PathLike) -> GGUFHeader:
     """Read one GGUF file's metadata and tensor table, checking every count."""
     path = Path(path)
-    mm, size, f = _open_buffer(path)
-    try:
-        return _parse(mm, size, str(path))
-    finally:
-        mm.close()
-        f.close()
+    f, size = _open(path)
+    with f:
+        try:
+            first = f.read(min(size, FIRST_READ))
+        except OSError as e:
+            raise GGUFError(path, f"cannot read: {e.strerror or e}") from None
+        return _parse(first, size, str(path), f)
 
 
 def parse_header_bytes(data: bytes, name: str = "<bytes>") -> GGUFHeader:
@@ -281,12 +308,12 @@ def parse_header_bytes(data: bytes, name: str = "<bytes>") -> GGUFHeader:
     return _parse(data, len(data), name)
 
 
-def _parse(buf, size: int, path: str) -> GGUFHeader:
-    cur = _Cursor(buf, path)
+def _parse(buf, size: int, path: str, f=None) -> GGUFHeader:
+    cur = _Cursor(buf, path, f=f, size=size)
     cur.need(4, "magic")
-    magic = struct.unpack_from("<I", buf, 0)[0]
+    magic = struct.unpack_from("<I", cur.buf, 0)[0]
     if magic != GGUF_MAGIC:
-        raise cur.fail(f"not a GGUF file (magic {bytes(buf[:4])!r}, expected b'GGUF')")
+        raise cur.fail("not a GGUF file (it does not start with GGUF's magic)")
     cur.pos = 4
     version = cur.u32("version")
     if version not in SUPPORTED_VERSIONS:
@@ -301,6 +328,10 @@ def _parse(buf, size: int, path: str) -> GGUFHeader:
 
     n_tensors = cur.u64("tensor count")
     n_kv = cur.u64("metadata key/value count")
+    if n_tensors > MAX_TENSORS:
+        raise cur.fail(f"declares {n_tensors} tensors (more than {MAX_TENSORS}): not a model header")
+    if n_kv > MAX_KV:
+        raise cur.fail(f"declares {n_kv} metadata keys (more than {MAX_KV}): not a model header")
     if n_kv > cur.left() // _MIN_KV_BYTES:
         raise cur.fail(f"declares {n_kv} metadata keys but only {cur.left()} bytes are left")
     if n_tensors > cur.left() // _MIN_TENSOR_INFO_BYTES:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from fitcheck.model.gguf_reader import ArraySummary, read_model
+from fitcheck.model.gguf_reader import ArraySummary, GGUFModel, read_model
 from fitcheck.model.model_spec import ModelSpec, spec_from_gguf
 
 
@@ -26,7 +26,11 @@ def load_spec(path: str | os.PathLike) -> ModelSpec:
 
 def inspect_gguf(path: str | os.PathLike) -> dict[str, Any]:
     """Everything `fitcheck inspect --json` prints about one model."""
-    model = read_model(path)
+    return describe(read_model(path))
+
+
+def describe(model: GGUFModel) -> dict[str, Any]:
+    """A model read from its header, summarised (the same dict for a file and for bytes in memory)."""
     spec = spec_from_gguf(model)
     params = spec.parameter_count
     return {

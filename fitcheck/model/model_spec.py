@@ -223,6 +223,12 @@ def spec_from_gguf(model: GGUFModel) -> ModelSpec:
     lo, hi = LIMITS["vocab_size"]
     if not lo <= nv <= hi:
         raise GGUFError(model.path, f"vocabulary size {nv} is outside the plausible range {lo}..{hi}")
+    n_expert, n_expert_used = m.int("expert_count", default=0), m.int("expert_used_count", default=0)
+    if n_expert_used > n_expert:
+        raise GGUFError(model.path, f"uses {n_expert_used} experts per token of only {n_expert}")
+    for t in model.tensors:
+        if "_exps." in t.name and len(t.shape) != 3:
+            raise GGUFError(model.path, f"expert tensor {t.name!r} has {len(t.shape)} dimensions, not 3")
     name = model.metadata.get("general.name")
     size_label = model.metadata.get("general.size_label")
     return ModelSpec(
@@ -238,8 +244,8 @@ def spec_from_gguf(model: GGUFModel) -> ModelSpec:
         head_dim_k=head_k,
         head_dim_v=head_v,
         n_ff=m.per_layer("feed_forward_length", "feed_forward_length", n_layer, default=0),
-        n_expert=m.int("expert_count", default=0),
-        n_expert_used=m.int("expert_used_count", default=0),
+        n_expert=n_expert,
+        n_expert_used=n_expert_used,
         sliding_window=window,
         swa_layers=swa_layers,
         tensors=tuple(TensorSpec(t.name, t.ggml_type, t.shape, t.n_elements, t.n_bytes) for t in model.tensors),

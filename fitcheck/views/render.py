@@ -11,8 +11,9 @@ import math
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+
+from fitcheck.views.text import esc
 
 
 def fmt_bytes(n: float | None) -> str:
@@ -39,11 +40,6 @@ def fmt_seconds(s: float | None) -> str:
     if s is None:
         return "unknown"
     return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.1f} s"
-
-
-def esc(v: Any) -> str:
-    """An outside string made safe for rich markup."""
-    return escape(str(v))
 
 
 def fmt_count(n: int) -> str:

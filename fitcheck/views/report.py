@@ -141,20 +141,30 @@ def _sources_section(d: dict, r, prof: dict | None) -> Section:
                    (["what", "item", "source", "verification"], rows))
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~:])")
+
+
+def md(text: Any) -> str:
+    """Text for Markdown: no HTML, no links or emphasis from outside strings, one line per cell."""
+    from fitcheck.views.text import clean
+
+    return _MD_SPECIAL.sub(r"\\\1", clean(text, 2000)).replace("&", "&amp;")
+
+
 def _md_table(head: list[str], rows: list[list[str]]) -> str:
-    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    return "\n".join(["| " + " | ".join(map(esc, head)) + " |", "|" + "---|" * len(head)]
-                     + ["| " + " | ".join(map(esc, r)) + " |" for r in rows])
+    lines = ["| " + " | ".join(md(h) for h in head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(md(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
 
 
 def to_markdown(title: str, sections: list[Section], images_dir: str) -> str:
-    out = [f"# {title}", ""]
+    out = [f"# {md(title)}", ""]
     for s in sections:
-        out += [f"## {s.title}", ""] + [p + "\n" for p in s.paragraphs]
+        out += [f"## {md(s.title)}", ""] + [md(p) + "\n" for p in s.paragraphs]
         if s.image:
-            out += [f"![{s.title}]({images_dir}/{s.image})", ""]
+            out += [f"![{md(s.title)}]({images_dir}/{s.image})", ""]
             if s.caption:
-                out += [f"*{s.caption}*", ""]
+                out += [f"*{md(s.caption)}*", ""]
         if s.table:
             out += [_md_table(*s.table), ""]
     return "\n".join(out)
