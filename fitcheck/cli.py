@@ -15,7 +15,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
-from fitcheck.errors import FitcheckError
+from fitcheck.errors import FitcheckError, Interrupted
 
 app = typer.Typer(
     help="Can this device run that LLM, at which quantization, and how fast?",
@@ -56,12 +56,14 @@ def guarded(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except Interrupted as e:
+            fail(str(e), 128 + e.signum)
         except FitcheckError as e:
             fail(str(e))
         except OSError as e:
             fail(f"{e.filename + ': ' if getattr(e, 'filename', None) else ''}{e.strerror or e}")
         except KeyboardInterrupt:
-            fail("interrupted", 130)
+            fail("interrupted (SIGINT)", 130)
 
     return wrapper
 

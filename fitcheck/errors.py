@@ -55,3 +55,13 @@ class CalibrationError(FitcheckError):
 
 class ForecastError(FitcheckError):
     """A forecast that cannot be made from the device data."""
+
+
+class Interrupted(FitcheckError):
+    """SIGINT, SIGTERM or SIGHUP arrived: everything started was cleaned up; exit 128 + the signal."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = signum
+        super().__init__(f"interrupted ({signal.Signals(signum).name})")

@@ -36,8 +36,35 @@ def _current_rss_bytes() -> int:
         return _peak_rss_bytes()
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Never outlive fitcheck: the kernel kills this process when the parent dies (Linux), and a watch
+    thread does it everywhere (the parent's pid changes when it is gone)."""
+    import os
+    import signal
+    import threading
+
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(0.2)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main() -> None:
     cfg = json.loads(sys.stdin.read())
+    if cfg.get("parent_pid"):
+        _die_with_parent(cfg["parent_pid"])
     import llama_cpp
     import llama_cpp.llama_cpp as C
 

@@ -107,10 +107,18 @@ def ensure_model(model, folder: Path) -> Path:
     sums = path.with_suffix(".sha256")
     if path.exists() and sums.exists() and sums.read_text().strip() == _sha256(path):
         return path
+    from fitcheck.calibration.llama_run import signals_raise
+
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.tmp.gguf"):  # left by a run that was killed outright
+        stale.unlink(missing_ok=True)
     tmp = path.with_suffix(".tmp.gguf")
-    write_synthetic(tmp, model)
-    os.replace(tmp, path)
+    with signals_raise():
+        try:
+            write_synthetic(tmp, model)
+            os.replace(tmp, path)
+        finally:  # interrupted or failed: no half-written model stays behind
+            tmp.unlink(missing_ok=True)
     sums.write_text(_sha256(path) + "\n")
     return path
 

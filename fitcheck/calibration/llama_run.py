@@ -9,6 +9,7 @@ gets the signal, and by default a retry with repacking off.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,7 +20,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fitcheck.errors import FitcheckError, LlamaRunError
+from fitcheck.errors import FitcheckError, Interrupted, LlamaRunError
 from fitcheck.estimator.settings import RuntimeSettings
 
 RunSettings = RuntimeSettings  # the run uses exactly the settings an estimate assumes
@@ -93,21 +94,50 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def _child(cfg: dict, timeout_s: float) -> tuple[int, str, str]:
-    # own session: on timeout the whole group is killed, leaving no orphans
-    proc = subprocess.Popen([sys.executable, "-m", "fitcheck.calibration._llama_child"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+@contextlib.contextmanager
+def signals_raise():
+    """SIGTERM and SIGHUP raise Interrupted here (as SIGINT raises KeyboardInterrupt), so every
+    cleanup path (killing the child's group, removing temp files) runs for them too."""
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    saved = {}
     try:
-        out, err = proc.communicate(json.dumps(cfg), timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise LlamaRunError(f"llama.cpp run on {cfg['model']} timed out after {timeout_s:.0f} s") from None
-    except BaseException:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            saved[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: signals stay as they are
+        pass
+    try:
+        yield
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
+
+
+def _child(cfg: dict, timeout_s: float) -> tuple[int, str, str]:
+    # own session: on timeout or interrupt the whole group is killed, leaving no orphans; the child also
+    # dies with this process (PR_SET_PDEATHSIG, and a watch on its parent) when this one is killed outright
+    cfg = {**cfg, "parent_pid": os.getpid()}
+    with signals_raise():
+        proc = subprocess.Popen([sys.executable, "-m", "fitcheck.calibration._llama_child"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            out, err = proc.communicate(json.dumps(cfg), timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise LlamaRunError(f"llama.cpp run on {cfg['model']} timed out after {timeout_s:.0f} s") from None
+        except BaseException:
+            _kill_group(proc)
+            raise
     return proc.returncode, out, err
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()
 
 
 def _ggml_type_id(name: str) -> int:

@@ -200,6 +200,22 @@ def to_html(title: str, sections: list[Section], image_bytes: dict[str, bytes]) 
     return "\n".join(parts)
 
 
+def _replace_dir(src: Path, dst: Path, trash_in: Path) -> None:
+    """Put folder src at dst. Another report run may be doing the same: an existing dst is moved aside
+    (atomically, into our temp folder) and the rename retried, so neither run fails or mixes files."""
+    for attempt in range(20):
+        try:
+            os.replace(src, dst)
+            return
+        except OSError:
+            if attempt == 19 or not dst.exists():
+                raise
+            try:
+                os.replace(dst, trash_in / f"old-{attempt}")
+            except OSError:
+                pass  # the other run moved it first
+
+
 def default_out(device: str) -> Path:
     slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-") or "this"
     return Path("reports") / f"fitcheck-{slug}.html"
@@ -255,9 +271,7 @@ def write_report(target: Target, device: str = "this", out: str | os.PathLike | 
         md_name = html_path.with_suffix(".md").name
         (tmp / md_name).write_text(to_markdown(title, sections, images_dir))
         final_images = parent / images_dir
-        if final_images.exists():
-            shutil.rmtree(final_images)
-        os.replace(tmp / images_dir, final_images)
+        _replace_dir(tmp / images_dir, final_images, tmp)
         os.replace(tmp / md_name, parent / md_name)
         os.replace(tmp / html_path.name, html_path)
     finally:

@@ -1,0 +1,124 @@
+"""A llama.cpp child never outlives fitcheck, and an interrupted calibration leaves nothing half-written.
+
+Real `fitcheck calibrate --quick` processes are signalled while llama.cpp runs (SIGINT, SIGTERM, SIGHUP,
+SIGKILL) or while a synthetic model is written; then no child may be left within 2 s, no temp file, the
+profile as it was, and the next calibration works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from .conftest import run_cli_process
+
+pytestmark = pytest.mark.slow  # real probes and llama.cpp runs
+
+
+def children_running() -> list[psutil.Process]:
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if "fitcheck.calibration._llama_child" in " ".join(p.info["cmdline"] or []):
+                out.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return out
+
+
+@pytest.fixture(scope="module")
+def probed_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("probed")
+    r = run_cli_process("probe", "--quick", "--json", env={"FITCHECK_HOME": str(home)}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return home
+
+
+def start_calibration(home: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "fitcheck", "calibrate", "--quick"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "FITCHECK_HOME": str(home)})
+
+
+def wait_for(cond, timeout: float = 120, step: float = 0.05):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    return None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGKILL])
+def test_no_llama_child_outlives_fitcheck(probed_home, tmp_path, sig):
+    home = tmp_path / "home"
+    shutil.copytree(probed_home, home)
+    before = (home / "profile.json").read_text()
+    assert not children_running()
+    proc = start_calibration(home)
+    try:
+        assert wait_for(children_running), "the llama.cpp child never started"
+        time.sleep(0.5)  # inside the run
+        proc.send_signal(sig)
+        proc.wait(timeout=10)
+        t0 = time.monotonic()
+        assert wait_for(lambda: not children_running(), timeout=2.0), f"a llama.cpp child outlived fitcheck ({sig.name})"
+        assert time.monotonic() - t0 <= 2.0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for c in children_running():
+            c.kill()
+    err = proc.stderr.read()
+    if sig != signal.SIGKILL:
+        assert proc.returncode == 128 + sig, (proc.returncode, err)
+        assert err.strip().splitlines()[-1] == f"fitcheck: error: interrupted ({sig.name})", err
+    assert (home / "profile.json").read_text() == before  # the calibration was not half-stored
+    assert not list(home.rglob("*.tmp*")), list(home.rglob("*.tmp*"))
+
+
+def test_interrupt_while_writing_a_calibration_model_leaves_no_temp_file(probed_home, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(probed_home / "profile.json", home / "profile.json")
+    proc = start_calibration(home)
+    try:
+        tmp = wait_for(lambda: next(iter((home / "calibration").glob("*.tmp.gguf")), None) if (home / "calibration").exists() else None)
+        assert tmp, "no model was being written"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert not list(home.rglob("*.tmp*"))
+    # the next calibration works, and stores its result
+    r = run_cli_process("calibrate", "--quick", "--json", env={"FITCHECK_HOME": str(home)}, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((home / "profile.json").read_text())["calibration"]["created"] == json.loads(r.stdout)["created"]
+
+
+def test_parallel_probes_and_reports_end_with_valid_files(probed_home, tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(probed_home, home)
+    env = {**os.environ, "FITCHECK_HOME": str(home)}
+    out = tmp_path / "r.html"
+    procs = [subprocess.Popen([sys.executable, "-m", "fitcheck", "probe", "--quick"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    procs += [subprocess.Popen([sys.executable, "-m", "fitcheck", "report", "-d", "iPhone 15", "-o", str(out)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    for p in procs:
+        p.wait(timeout=300)
+        assert p.returncode == 0, p.stderr.read()
+    assert json.loads((home / "profile.json").read_text())["schema"] == "fitcheck-profile"
+    assert out.read_text().rstrip().endswith("</html>")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".fitcheck-report-")]
