@@ -50,6 +50,12 @@ def estimate(model: str, target: Target, quant: str | None = None, settings: Run
     if not 1 <= n_prompt <= s.n_ctx:
         raise UsageError(f"--prompt must be between 1 and the context length {s.n_ctx}, got {n_prompt}")
     spec, model_basis = resolve_model(model, quant)
+    return estimate_spec(spec, model_basis, target, s, n_prompt)
+
+
+def estimate_spec(spec: ModelSpec, model_basis: dict[str, Any], target: Target, s: RuntimeSettings,
+                  n_prompt: int = DEFAULT_PROMPT) -> dict[str, Any]:
+    """What `fitcheck estimate --json` prints for a model already read."""
     ev = evaluate(spec, s, target, n_prompt=n_prompt)
     warnings = list(ev.memory.notes) + list(target.warnings)
     speed = ev.speed.to_dict() if ev.speed and ev.runs else None

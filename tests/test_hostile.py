@@ -119,10 +119,21 @@ def through_everything(data: bytes) -> str:
         from fitcheck.estimator.evaluate import evaluate
         from fitcheck.estimator.settings import RuntimeSettings
 
-        ev = evaluate(spec_from_gguf(model), RuntimeSettings(n_ctx=512), TARGET)
-        ev.row()
+        from fitcheck.estimate import estimate_spec
+
+        spec = spec_from_gguf(model)
+        evaluate(spec, RuntimeSettings(n_ctx=512), TARGET).row()
+        d = estimate_spec(spec, {"source": "gguf", "file": "fuzz.gguf"}, TARGET, RuntimeSettings(n_ctx=512))
     except FitcheckError:
         return "error"
+    render.estimate_view(con, d)
+    render.scan_view(con, {"models": [{"name": spec.name, "also": [spec.architecture], "splits": 1, "source": "path",
+                                       "quant": spec.file_type, "parameter_count": spec.parameter_count,
+                                       "needed_bytes": d["memory"]["total_bytes"], "verdict": d["fit"]["verdict"],
+                                       "decode_tps": (d["speed"] or {}).get("decode_tps")}],
+                           "problems": [{"name": spec.name, "source": "path", "error": spec.name}],
+                           "skipped": [], "searched": [], "usable_bytes": TARGET.usable_bytes, "n_ctx": 512,
+                           "elapsed_s": 0.0, "device": d["device"]})
     out = con.file.getvalue()
     for bad in ("\x1b]", "\x1b[2J", "\u202e", "\x07"):  # no OSC (links, title, clipboard), no clear, no bidi
         assert bad not in out, repr(bad)
@@ -173,6 +184,7 @@ def test_hostile_names_through_the_cli_are_plain_text(tmp_path):
 @pytest.mark.slow
 def test_a_sample_through_the_real_cli_is_one_line(tmp_path):
     rng = random.Random(7)
+    (tmp_path / "c").mkdir()
     sample = rng.sample(cases(tmp_path / "c"), 60)
     for i, (kind, data) in enumerate(sample):
         p = tmp_path / f"case{i}.gguf"
@@ -375,3 +387,53 @@ def test_json_out_is_strict():
     from fitcheck.jsonio import dumps
 
     assert dumps({"a": float("nan"), "b": [float("inf")]}) == '{"a": null, "b": [null]}'
+
+
+def test_markup_in_a_report_path_and_the_speed_line_survive(tmp_path):
+    out = tmp_path / "a[" / "]b[bold]" / "r[red].html"  # the path holds "a[/]b[bold]"
+    out.parent.mkdir(parents=True)
+    r = run_cli("report", "-d", "iPhone 15", "-o", str(out))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert out.exists() and "a[/]b[bold]/r[red].html" in r.stdout and "r[red].md" in r.stdout
+    r = run_cli("estimate", "-m", "1.8b", "-d", "MacBook Air M1 16GB")
+    assert "(metal, 68.2 GB/s, 2.62 TFLOPS; published specs)" in r.stdout  # brackets of rich markup never eat it
+
+
+def test_nan_metadata_gives_valid_json(tmp_path):
+    m = SynthModel(n_layer=1, n_embd=64, n_head=2, n_head_kv=1, n_ff=128, n_vocab=300,
+                   extra_metadata={"llama.rope.freq_base": float("nan"), "llama.rope.scaling.factor": float("inf")})
+    (path,) = write_synthetic(tmp_path / "nan.gguf", m)
+    r = run_cli("inspect", str(path), "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
+    assert d["rope"]["freq_base"] is None
+
+
+def test_a_file_rewritten_during_scans_is_an_error_not_a_crash(tmp_path):
+    import threading
+
+    (path,) = write_synthetic(tmp_path / "m.gguf", SynthModel(n_layer=2, n_embd=256, n_head=4, n_head_kv=2, n_ff=512,
+                                                              n_vocab=4000))
+    data = path.read_bytes()
+    stop = threading.Event()
+
+    def rewrite():
+        while not stop.is_set():
+            with open(path, "r+b") as f:  # in place, as a download tool or a careless copy does
+                f.truncate(len(data) // 3)
+                f.seek(0)
+                f.write(data)
+
+    t = threading.Thread(target=rewrite, daemon=True)
+    t.start()
+    try:
+        outcomes = set()
+        for _ in range(40):
+            r = run_cli("scan", "--no-stores", str(tmp_path), "--memory-gb", "8", "--json")
+            assert r.returncode == 0, r.stderr
+            d = json.loads(r.stdout)
+            outcomes.add("model" if d["models"] else "problem")
+    finally:
+        stop.set()
+        t.join()
+    assert outcomes  # each scan ended with the model listed or with its problem, never a signal
