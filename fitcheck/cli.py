@@ -108,8 +108,11 @@ def _profile_or_probe() -> dict:
     except ProfileError as e:
         if not isinstance(e, NoProfileError):
             warn(f"{e}; probing again")
-        with err_console.status("no usable profile: probing this device (quick, ~15 s) ..."):
+        with err_console.status("no usable profile: probing this device (quick, ~15 s) ...") as status:
             prof = prof_mod.collect(quick=True)
+            from fitcheck.calibration.kernels import add_to_profile
+
+            add_to_profile(prof, quick=True, on_step=lambda msg: status.update(f"probing {msg} ..."))
         try:
             prof_mod.save(prof)
         except FitcheckError as e:
@@ -180,6 +183,9 @@ def probe(
             bar.update(task, completed=done, description=f"probing {name}")
 
         prof = prof_mod.collect(quick=quick, on_step=on_step)
+        from fitcheck.calibration.kernels import add_to_profile
+
+        add_to_profile(prof, quick, on_step=lambda msg: bar.update(task, description=f"probing {msg}"))
         bar.update(task, completed=len(PROBES))
     saved = None
     if save:

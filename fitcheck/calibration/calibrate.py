@@ -73,21 +73,33 @@ class Calibration:
         return d
 
 
+LARGEST_LLC_MULTIPLE = 16  # the largest calibration model: at least 16x the last-level cache ...
+LARGEST_MIN_BYTES = 1 << 30  # ... and at least 1 GiB, so decode streams from RAM as a real model's does
+# (weight type, share of the largest size): the classes the advice ranks, at three sizes
+CALIBRATION_SET = (("Q4_K_M", 1.0), ("Q8_0", 0.5), ("Q4_0", 0.25))
+
+
 def calibration_shapes(llc_bytes: int | None, available_bytes: int):
-    """Two same-shape synthetic llamas (Q8_0, Q4_0), the Q4_0 one at least 4x the LLC."""
+    """Three synthetic llamas at three sizes: a Q4_K_M mix (the largest), Q8_0 at half, Q4_0 at a quarter."""
     from fitcheck.calibration.synth import SynthModel, spec_of
 
-    target = max(MODEL_LLC_MULTIPLE * (llc_bytes or 0), MIN_BYTES)
+    largest = max(LARGEST_LLC_MULTIPLE * (llc_bytes or 0), LARGEST_MIN_BYTES)
     cap = int(available_bytes * MAX_AVAILABLE_SHARE)
-    if target * 2 > cap:  # the Q8_0 twin is ~1.9x the Q4_0 one
+    if largest > cap:
         raise CalibrationError(
-            f"a calibration model of {target >> 20} MiB (4x the {(llc_bytes or 0) >> 20} MiB cache) needs more than "
-            f"{MAX_AVAILABLE_SHARE:.0%} of the {available_bytes >> 20} MiB available; free memory or use --model")
-    base = SynthModel(n_layer=1, n_embd=2048, n_head=16, n_head_kv=4, n_ff=5632, n_vocab=32000, weight_type="Q4_0", seed=101)
-    per_layer = spec_of(replace(base, n_layer=2)).weights_bytes - spec_of(base).weights_bytes
-    fixed = spec_of(base).weights_bytes - per_layer
-    n_layer = max(2, -(-(target - fixed) // per_layer))
-    return [replace(base, n_layer=n_layer, weight_type=t, name=f"calib-{t.lower()}") for t in ("Q8_0", "Q4_0")]
+            f"the largest calibration model ({largest >> 20} MiB: 1 GiB and 16x the {(llc_bytes or 0) >> 20} MiB cache) "
+            f"needs more than {MAX_AVAILABLE_SHARE:.0%} of the {available_bytes >> 20} MiB available; free memory or use --model")
+    out = []
+    for i, (quant, share) in enumerate(CALIBRATION_SET):
+        over = {"attn_v": "Q6_K", "ffn_down": "Q6_K"} if quant == "Q4_K_M" else {}
+        base = SynthModel(n_layer=1, n_embd=2048, n_head=16, n_head_kv=4, n_ff=5632, n_vocab=32000,
+                          weight_type=quant.removesuffix("_M"), type_overrides=over, seed=101 + i,
+                          name=f"calib-{quant.lower()}")
+        per_layer = spec_of(replace(base, n_layer=2)).weights_bytes - spec_of(base).weights_bytes
+        fixed = spec_of(base).weights_bytes - per_layer
+        target = max(largest * share, MODEL_LLC_MULTIPLE * (llc_bytes or 0), MIN_BYTES)
+        out.append(replace(base, n_layer=max(2, -(-(int(target) - fixed) // per_layer))))
+    return out
 
 
 def _sha256(path: Path) -> str:
@@ -169,6 +181,94 @@ def solve_params(base: BackendParams, runs: list[tuple[ModelSpec, CalibrationRun
     return replace(params, pp_eff=pp, source="calibrated on this device"), factors
 
 
+REPRODUCE_WITHIN = 0.10  # a calibration that misses its own runs by more is not stored
+
+
+def _kernel_residuals(kp, runs, dev) -> list[tuple[str, str, float]]:
+    """(run, metric, log error) of the kernel model with factors kp on each measured rate."""
+    import math
+
+    out = []
+    for s, r in runs:
+        est = estimate_speed(s, dev, kp, n_prompt=r.n_prompt or 512, depth=(r.n_gen or 0) // 2)
+        if r.generation_tps:
+            out.append((r.model, "decode", math.log(est.decode_tps / r.generation_tps)))
+        if r.prompt_tps and est.prefill_tps:
+            out.append((r.model, "prefill", math.log(est.prefill_tps / r.prompt_tps)))
+    return out
+
+
+PRIOR_LOG_SD = 0.5  # how far (log) a calibration may move a factor before the data must insist
+
+
+def _fit_kernel_model(base, runs, dev):
+    import math
+
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    x0 = [base.bw_eff, base.tg_scale, base.pp_scale]
+
+    def resid(x):
+        data = [e for _, _, e in _kernel_residuals(replace(base, bw_eff=x[0], tg_scale=x[1], pp_scale=x[2]), runs, dev)]
+        # a weak pull toward the fitted factors: bandwidth and compute can trade off on noisy runs, and three
+        # consecutive calibrations must agree
+        prior = [math.log(v / v0) / PRIOR_LOG_SD for v, v0 in zip(x, x0)]
+        return np.array(data + prior)
+
+    sol = least_squares(resid, x0=x0, bounds=([0.2, 0.2, 0.1], [1.5, 5.0, 5.0]))
+    kp = replace(base, bw_eff=float(sol.x[0]), tg_scale=float(sol.x[1]), pp_scale=float(sol.x[2]),
+                 source="calibrated on this device", pp_scale_by_class={}, tg_scale_by_class={})
+    # kernels differ by class (repacked Q4_0, K-quants): each measured class keeps its own scales, for decode
+    # where its run was compute-bound (a memory-bound run says nothing about its kernel)
+    pp_by, tg_by = {}, {}
+    for s, r in runs:
+        c = _dominant_kernel(s)
+        est = estimate_speed(s, dev, kp, n_prompt=r.n_prompt or 512, depth=(r.n_gen or 0) // 2)
+        if r.prompt_tps and est.prefill_tps:
+            pp_by.setdefault(c, []).append(kp.pp_scale * r.prompt_tps / est.prefill_tps)
+        b = est.decode_breakdown_s
+        if r.generation_tps and b["compute"] > b["bandwidth"]:
+            want = 1 / r.generation_tps - b["fixed"]  # the compute time the run implies
+            if want > b["bandwidth"]:
+                tg_by.setdefault(c, []).append(kp.tg_scale * b["compute"] / want)
+    return replace(kp, pp_scale_by_class={c: sum(v) / len(v) for c, v in pp_by.items()},
+                   tg_scale_by_class={c: sum(v) / len(v) for c, v in tg_by.items()})
+
+
+def _dominant_kernel(spec: ModelSpec) -> str:
+    from fitcheck.estimator.speed import active_by_kernel
+
+    elems = active_by_kernel(spec)[1]
+    return max(elems, key=elems.get)
+
+
+def solve_kernel_model(base, runs: list[tuple[ModelSpec, CalibrationRun]], dev: DeviceSpeedSpec):
+    """The kernel model's factors for this device (bounded least squares on log errors, scipy), with its
+    residuals and leave-one-run-out errors. Refuses (CalibrationError) a fit that misses its own runs by > 10 %."""
+    import math
+
+    kp = _fit_kernel_model(base, runs, dev)
+    res = _kernel_residuals(kp, runs, dev)
+    worst = max(res, key=lambda x: abs(x[2]))
+    loo = []
+    if len(runs) >= 3:
+        for i, (s, r) in enumerate(runs):
+            others = runs[:i] + runs[i + 1:]
+            for name, metric, e in _kernel_residuals(_fit_kernel_model(base, others, dev), [(s, r)], dev):
+                loo.append({"run": name, "metric": metric, "error": round(math.expm1(e), 4)})
+    factors = {"model": "llama.cpp kernel model", "bw_eff": round(kp.bw_eff, 4), "tg_scale": round(kp.tg_scale, 4),
+               "pp_scale": round(kp.pp_scale, 4), "probe_bw_gbps": dev.bw_gbps,
+               "residuals": [{"run": n, "metric": m, "error": round(math.expm1(e), 4)} for n, m, e in res],
+               "rms_log_error": round(math.sqrt(sum(e * e for *_, e in res) / len(res)), 4),
+               "leave_one_out": loo}
+    if abs(math.expm1(worst[2])) > REPRODUCE_WITHIN:
+        raise CalibrationError(
+            f"not stored: the fitted model misses its own {worst[1]} on {worst[0]} by {math.expm1(worst[2]):+.0%} "
+            f"(more than {REPRODUCE_WITHIN:.0%}); the machine may be busy or the runs too noisy; try again")
+    return kp, factors
+
+
 def _dominant_type(spec: ModelSpec) -> str:
     by: dict[str, int] = {}
     for t in spec.tensors:
@@ -186,7 +286,7 @@ def _run_one(spec: ModelSpec, path: Path, label: str, quick: bool, dev: DeviceSp
     if need > usable_bytes * MEMORY_MARGIN and not force:
         raise CalibrationError(f"{path}: needs {need / 1e9:.2f} GB, more than {MEMORY_MARGIN:.0%} of the "
                                f"{usable_bytes / 1e9:.2f} GB usable; refusing (use --force to run anyway)")
-    n_prompt, n_gen, reps = (128, 32, 2) if quick else (512, 128, 3)
+    n_prompt, n_gen, reps = (128, 32, 3) if quick else (512, 128, 5)
     res = run_llama(path, n_prompt=n_prompt, n_gen=n_gen, reps=reps, settings=settings, tg_depth=0)
     est = estimate_speed(spec, dev, base, n_prompt=n_prompt, depth=n_gen // 2)
     run = CalibrationRun(
@@ -205,9 +305,11 @@ def calibrate(profile: dict[str, Any], model: str | None = None, quick: bool = F
     from fitcheck.model.inspection import load_spec
     from fitcheck.paths import user_dir
 
+    from fitcheck.device.device_speed import kernel_params
+
     step = on_step or (lambda s: None)
     dev, _ = from_profile(profile)
-    base, _ = params_for(dev.backend)
+    base = kernel_params()[0] if dev.kernels else params_for(dev.backend)[0]
     from fitcheck.device.resolve import profile_usable
 
     usable, _ = profile_usable(profile)
@@ -234,17 +336,27 @@ def calibrate(profile: dict[str, Any], model: str | None = None, quick: bool = F
         crashed = crashed or res.crashed_first
         runs.append((spec, run))
         last = res
-    params, factors = solve_params(base, runs, dev)
+    params, factors = _solve(base, runs, dev)
     if crashed:
         notes.append(f"{crashed}; retried with weight repacking off (use_extra_bufts=False), results are from that run")
     return Calibration(
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        source="model" if model else "synthetic", runs=tuple(r for _, r in runs),
-        params={"bw_eff": params.bw_eff, "flops_per_weight": params.flops_per_weight, "t_layer_s": params.t_layer_s,
-                "pp_eff": params.pp_eff, "source": params.source, "backend": dev.backend},
+        source="model" if model else "synthetic", runs=tuple(r for _, r in runs), params=params,
         factors=factors, system_info=last.system_info if last else "", llama_cpp_python=last.llama_cpp_python if last else "",
         crashed_first=crashed, notes=tuple(notes),
     )
+
+
+def _solve(base, runs, dev) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The stored parameters: the kernel model's factors where the profile has kernels, else the class model's."""
+    from fitcheck.estimator.speed import CpuKernelParams
+
+    if isinstance(base, CpuKernelParams):
+        kp, factors = solve_kernel_model(base, runs, dev)
+        return {"kernel_model": asdict(kp), "backend": dev.backend, "source": kp.source}, factors
+    params, factors = solve_params(base, runs, dev)
+    return {"bw_eff": params.bw_eff, "flops_per_weight": params.flops_per_weight, "t_layer_s": params.t_layer_s,
+            "pp_eff": params.pp_eff, "source": params.source, "backend": dev.backend}, factors
 
 
 def to_llama_bench(cal: Calibration) -> list[dict[str, Any]]:
@@ -267,8 +379,10 @@ def from_llama_bench(records: Any, profile: dict[str, Any]) -> Calibration:
 
     if not isinstance(records, list) or not records:
         raise CalibrationError("llama-bench JSON must be a non-empty list of records")
+    from fitcheck.device.device_speed import kernel_params
+
     dev, _ = from_profile(profile)
-    base, _ = params_for(dev.backend)
+    base = kernel_params()[0] if dev.kernels else params_for(dev.backend)[0]
     by_model: dict[str, dict[str, Any]] = {}
     skipped = []
     for i, rec in enumerate(records):
@@ -295,10 +409,8 @@ def from_llama_bench(records: Any, profile: dict[str, Any]) -> Calibration:
             generation_tps_std=tg.get("stddev_ts") if tg else None, ttft_s=None, load_s=None, peak_memory_bytes=None)))
     if not runs:
         raise CalibrationError("no usable llama-bench record: " + "; ".join(skipped[:3]))
-    params, factors = solve_params(base, runs, dev)
+    params, factors = _solve(base, runs, dev)
+    params["source"] = "calibrated from llama-bench output"
     return Calibration(
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), source="llama-bench",
-        runs=tuple(r for _, r in runs),
-        params={"bw_eff": params.bw_eff, "flops_per_weight": params.flops_per_weight, "t_layer_s": params.t_layer_s,
-                "pp_eff": params.pp_eff, "source": "calibrated from llama-bench output", "backend": dev.backend},
-        factors=factors, notes=tuple(skipped))
+        runs=tuple(r for _, r in runs), params=params, factors=factors, notes=tuple(skipped))

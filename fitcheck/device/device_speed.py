@@ -14,7 +14,8 @@ from importlib.resources import files
 from typing import Any
 
 from fitcheck.errors import NoSpeedError, UsageError
-from fitcheck.estimator.speed import BackendParams, DeviceSpeedSpec, params_from_dict
+from fitcheck.estimator.speed import (BackendParams, CpuKernelParams, CpuKernels, DeviceSpeedSpec, KERNEL_CLASSES,
+                                      params_from_dict)
 
 # classes a device can name; those without fitted parameters borrow FALLBACK_BACKEND's (said in the note)
 BACKENDS = ("cpu", "metal", "cuda", "vulkan", "mobile-gpu")
@@ -51,21 +52,57 @@ def _positive(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e7 else None
 
 
+def kernels_from_profile(prof: dict[str, Any]) -> CpuKernels | None:
+    """The llama.cpp kernel probe's rates, when it ran and every rate it reports is a positive number."""
+    k = _ok(prof.get("kernels"))
+    rates = (k or {}).get("rates")
+    if not isinstance(rates, dict) or not isinstance(k.get("threads"), int) or k["threads"] < 1:
+        return None
+    tg, pp, cvs = {}, {}, []
+    for c in KERNEL_CLASSES:
+        r = rates.get(c)
+        if isinstance(r, dict) and _positive(r.get("tg_elems_per_s") and r["tg_elems_per_s"] / 1e9) \
+                and _positive(r.get("pp_elems_per_s") and r["pp_elems_per_s"] / 1e9):
+            tg[c], pp[c] = float(r["tg_elems_per_s"]), float(r["pp_elems_per_s"])
+            cvs += [v for v in (r.get("tg_cv"), r.get("pp_cv")) if _positive(v)]
+    if not tg:
+        return None
+    fixed = k.get("fixed_costs") if isinstance(k.get("fixed_costs"), dict) else {}
+    per_token, per_layer = (v if isinstance(v, (int, float)) and 0 <= v < 1 else 0.0
+                            for v in (fixed.get("per_token_s"), fixed.get("per_layer_s")))
+    return CpuKernels(k["threads"], tg, pp, bool(k.get("repack", True)), max(cvs) if cvs else 0.0, per_token, per_layer)
+
+
+def bandwidth_at(bw: dict[str, Any], threads: int | None) -> float | None:
+    """Read bandwidth at the thread count llama.cpp uses (the probe's thread scaling), else its best."""
+    scaling = bw.get("thread_scaling_read_gbps")
+    if threads and isinstance(scaling, dict):
+        v = _positive(scaling.get(str(threads)))
+        if v:
+            return v
+    return _positive(bw.get("read_gbps"))
+
+
 def from_profile(prof: dict[str, Any]) -> tuple[DeviceSpeedSpec, dict[str, Any]]:
     bw, comp, disk = _ok(prof.get("bandwidth")), _ok(prof.get("compute")) or {}, _ok(prof.get("disk")) or {}
-    read = _positive((bw or {}).get("read_gbps"))
+    kernels = kernels_from_profile(prof)
+    read = bandwidth_at(bw or {}, kernels.threads if kernels else None)
     if read is None:
         raise NoSpeedError("the saved profile has no bandwidth measurement; run `fitcheck probe` again")
     gflops = _positive(comp.get("fp32_gflops"))
     spec = DeviceSpeedSpec(backend="cpu", bw_gbps=read, peak_tflops=gflops / 1000 if gflops else None,
                            disk_gbps=_positive(disk.get("read_gbps")), name="this",
-                           flops_kind="fp32 GEMM (numpy, probed)")
-    basis = {"bandwidth": f"probed read {read:.1f} GB/s ({bw.get('method')})",
-             "compute": f"probed fp32 GEMM {gflops:.0f} GFLOP/s" if gflops else "not probed",
+                           flops_kind="fp32 GEMM (numpy, probed)", kernels=kernels)
+    threads = f" at {kernels.threads} threads" if kernels else ""
+    basis = {"bandwidth": f"probed read {read:.1f} GB/s{threads} ({bw.get('method')})",
+             "compute": (f"llama.cpp's own kernels, probed ({', '.join(f'{c} {v / 1e9:.0f}' for c, v in kernels.tg_elems_per_s.items())}"
+                         f" G weights/s decode{'; repacked' if kernels.repack else ''})") if kernels else
+                        (f"probed fp32 GEMM {gflops:.0f} GFLOP/s (no kernel probe: run `fitcheck probe`)" if gflops else "not probed"),
              "backend": "cpu (llama.cpp CPU)"}
     cal = prof.get("calibration")
     if isinstance(cal, dict) and isinstance(cal.get("params"), dict):
-        basis["calibration"] = {"created": cal.get("created"), "source": cal.get("source"), "params": cal["params"]}
+        basis["calibration"] = {"created": cal.get("created"), "source": cal.get("source"), "params": cal["params"],
+                                "stale": cal.get("stale"), "uncertainty": cal.get("factors", {}).get("rms_log_error")}
     return spec, basis
 
 
@@ -105,10 +142,32 @@ def with_overrides(spec: DeviceSpeedSpec | None, basis: dict, bandwidth_gbps: fl
     return spec, basis
 
 
-def params_for_basis(backend: str, basis: dict) -> tuple[BackendParams, str, bool]:
-    """Calibrated parameters when the profile has them (and the backend is the CPU it was made on), else the class's."""
+def kernel_params(d: dict[str, Any] | None = None) -> tuple[CpuKernelParams, str]:
+    """The CPU kernel model's carry-over factors: a calibration's, else the fitted ones."""
+    src = d or fitted_params()["cpu_kernels"]
+    pp_by, tg_by = (src.get(k) if isinstance(src.get(k), dict) else {} for k in ("pp_scale_by_class", "tg_scale_by_class"))
+    return CpuKernelParams(float(src["bw_eff"]), float(src["tg_scale"]), float(src["pp_scale"]),
+                           float(src.get("t_token_s", 0.0)), str(src.get("source", "")),
+                           {str(c): float(v) for c, v in pp_by.items()},
+                           {str(c): float(v) for c, v in tg_by.items()}), str(src.get("source", ""))
+
+
+def params_for_basis(backend: str, basis: dict, kernels: CpuKernels | None = None
+                     ) -> tuple[BackendParams | CpuKernelParams, str, bool]:
+    """Calibrated parameters when the profile has them (and the backend is the CPU it was made on), else the class's.
+
+    With measured llama.cpp kernels the CPU kernel model applies (its factors calibrated or fitted)."""
     cal = basis.get("calibration")
-    if cal and backend == "cpu":
+    stale = f"; the calibration is stale ({cal['stale']}): run `fitcheck calibrate`" if cal and cal.get("stale") else ""
+    calibrated = bool(cal) and backend == "cpu" and not stale
+    kernel_cal = calibrated and isinstance(cal["params"].get("kernel_model"), dict)
+    if backend == "cpu" and kernels is not None:
+        if kernel_cal:
+            p, _ = kernel_params(cal["params"]["kernel_model"])
+            return p, f"llama.cpp kernel model, calibrated on this device ({cal['source']}, {cal['created']})", True
+        p, src = kernel_params()
+        return p, f"llama.cpp kernel model ({src}){stale}", False
+    if calibrated and not kernel_cal:
         return params_from_dict(cal["params"]), f"calibrated on this device ({cal['source']}, {cal['created']})", True
     params, note = params_for(backend)
-    return params, note, False
+    return params, note + stale, False

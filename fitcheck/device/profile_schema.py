@@ -57,6 +57,10 @@ PARAMS = (
 )
 
 
+KERNEL_PARAMS = (("bw_eff", lambda v: _num(v, 0.05, 2.0)), ("tg_scale", lambda v: _num(v, 0.05, 10.0)),
+                 ("pp_scale", lambda v: _num(v, 0.05, 10.0)), ("t_token_s", lambda v: _num(v, 0.0, 1.0)))
+
+
 def validate(prof: Any, where: str = "the saved profile") -> dict[str, Any]:
     if not isinstance(prof, dict):
         raise ProfileError(f"{where} is not a JSON object; run `fitcheck probe` again")
@@ -73,7 +77,11 @@ def validate(prof: Any, where: str = "the saved profile") -> dict[str, Any]:
     cal = prof.get("calibration")
     if cal is not None:
         params = cal.get("params") if isinstance(cal, dict) else None
-        bad = "params" if not isinstance(params, dict) else next((k for k, ok in PARAMS if not ok(params.get(k))), None)
+        if isinstance(params, dict) and "kernel_model" in params:
+            km = params["kernel_model"]
+            bad = next((k for k, ok in KERNEL_PARAMS if not (isinstance(km, dict) and ok(km.get(k)))), None)
+        else:
+            bad = "params" if not isinstance(params, dict) else next((k for k, ok in PARAMS if not ok(params.get(k))), None)
         if bad:
             raise ProfileError(f"{where}: the calibration's {bad} is missing or out of range; run `fitcheck calibrate` again")
     return prof

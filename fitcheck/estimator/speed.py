@@ -41,6 +41,55 @@ def _per_class(table: dict[str, float], c: str) -> float:
     return table.get(c, table["q4"])
 
 
+# the llama.cpp CPU kernel each GGML type runs on, as the kernel probe measures them
+KERNEL_CLASSES = ("f16", "q8_0", "q4_0", "q4_k", "q6_k")
+
+
+def kernel_class(ggml_type: str) -> str:
+    t = ggml_type.upper()
+    if t in ("F32", "F16", "BF16"):
+        return "f16"
+    if t in ("Q8_0", "Q8_1"):
+        return "q8_0"
+    if t == "Q6_K":
+        return "q6_k"
+    if t.endswith("_K") or t.startswith("IQ") or t.startswith("TQ"):
+        return "q4_k"
+    return "q4_0"  # Q4_0/Q4_1/Q5_0/Q5_1/MXFP4 and group formats: 32-element blocks
+
+
+@dataclass(frozen=True)
+class CpuKernels:
+    """llama.cpp's CPU kernel rates on this machine (weight elements per second), from `fitcheck probe`."""
+
+    threads: int
+    tg_elems_per_s: dict[str, float]
+    pp_elems_per_s: dict[str, float]
+    repack: bool = True
+    spread: float = 0.0  # relative spread of the probe's repetitions (for the interval)
+    per_token_s: float = 0.0  # llama.cpp's fixed cost per decoded token (graph, thread sync) ...
+    per_layer_s: float = 0.0  # ... and per layer
+
+
+@dataclass(frozen=True)
+class CpuKernelParams:
+    """How rates on the small probe model carry to real models (fitted; replaced by a calibration)."""
+
+    bw_eff: float  # share of the probed read bandwidth llama.cpp's decode streams at
+    tg_scale: float  # decode compute rate of a large model / the probe model's
+    pp_scale: float  # prefill likewise (more layers: more per-layer work beside the matmuls)
+    t_token_s: float = 0.0  # per-token fixed cost beyond the probe model's
+    source: str = ""
+    pp_scale_by_class: dict[str, float] = field(default_factory=dict, hash=False)  # a calibration's, per kernel
+    tg_scale_by_class: dict[str, float] = field(default_factory=dict, hash=False)
+
+    def pp(self, c: str) -> float:
+        return self.pp_scale_by_class.get(c, self.pp_scale)
+
+    def tg(self, c: str) -> float:
+        return self.tg_scale_by_class.get(c, self.tg_scale)
+
+
 @dataclass(frozen=True)
 class DeviceSpeedSpec:
     """What the speed model needs to know about a device."""
@@ -51,6 +100,7 @@ class DeviceSpeedSpec:
     disk_gbps: float | None = None
     name: str = ""
     flops_kind: str = ""  # "fp16 GPU", "fp32 non-tensor CUDA", "fp32 GEMM (numpy, probed)"
+    kernels: CpuKernels | None = None  # measured llama.cpp CPU kernels: the CPU kernel model applies
 
 
 @dataclass(frozen=True)
@@ -109,8 +159,61 @@ def kv_bytes_read(spec: ModelSpec, depth: int, kv_type_bytes: float = 2.0) -> in
     return int(total * kv_type_bytes)
 
 
-def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams, n_prompt: int = 512,
+def active_by_kernel(spec: ModelSpec) -> tuple[int, dict[str, int]]:
+    """(bytes, elements by kernel class) read for one decoded token (as active_weights)."""
+    tied = not any(t.name == "output.weight" for t in spec.tensors)
+    frac = spec.n_expert_used / spec.n_expert if spec.n_expert else 1.0
+    nbytes, elems = 0, {c: 0 for c in KERNEL_CLASSES}
+    for t in spec.tensors:
+        if t.name == "token_embd.weight" and not tied:
+            continue
+        f = frac if _is_expert(t.name) else 1.0
+        nbytes += int(t.n_bytes * f)
+        elems[kernel_class(t.ggml_type)] += int(t.n_elements * f)
+    return nbytes, elems
+
+
+def _rate(rates: dict[str, float], c: str) -> float:
+    # a class the probe did not measure takes the legacy 4-bit rate (the closest kernels)
+    return rates.get(c) or rates.get("q4_0") or max(rates.values())
+
+
+def cpu_kernel_speed(spec: ModelSpec, dev: DeviceSpeedSpec, kp: CpuKernelParams, n_prompt: int = 512,
+                     depth: int = 0, n_ubatch: int = 512) -> SpeedEstimate:
+    """llama.cpp on a CPU, from its own measured kernels.
+
+    decode = max(bytes / (bw_eff * bandwidth at N threads), sum over kernel classes of elements / rate) + fixed:
+    a matrix-vector product streams its weights and computes on them at once, so the slower of the two sets
+    the pace. Prefill: n tokens of matmuls at the prefill rates (weights read once per ubatch), plus attention.
+    """
+    k = dev.kernels
+    wbytes, elems = active_by_kernel(spec)
+    read = wbytes + kv_bytes_read(spec, depth)
+    bw = dev.bw_gbps * 1e9
+    t_bw = read / (kp.bw_eff * bw)
+    t_compute = sum(n / (kp.tg(c) * _rate(k.tg_elems_per_s, c)) for c, n in elems.items() if n)
+    t_fixed = k.per_token_s + spec.n_layer * k.per_layer_s + kp.t_token_s
+    decode_s = max(t_bw, t_compute) + t_fixed
+    prefill = None
+    if n_prompt:
+        head = max(spec.n_head) * spec.head_dim_k
+        attn_macs = spec.n_layer * head * n_prompt * n_prompt  # QK^T and PV over a causal prompt (half of n^2 each)
+        t_mm = sum(n * n_prompt / (kp.pp(c) * _rate(k.pp_elems_per_s, c)) for c, n in elems.items() if n)
+        t_attn = attn_macs / (kp.pp("f16") * _rate(k.pp_elems_per_s, "f16"))
+        passes = math.ceil(n_prompt / n_ubatch)
+        prefill = n_prompt / (t_mm + t_attn + passes * wbytes / bw)
+    load = spec.weights_bytes / (dev.disk_gbps * 1e9) if dev.disk_gbps else None
+    ttft = (load or 0) + n_prompt / prefill if prefill else None
+    return SpeedEstimate(decode_tps=1 / decode_s, prefill_tps=prefill, ttft_s=ttft, load_s=load, bytes_per_token=read,
+                         decode_breakdown_s={"bandwidth": t_bw, "compute": t_compute, "fixed": t_fixed})
+
+
+def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | CpuKernelParams, n_prompt: int = 512,
                    depth: int = 0, n_ubatch: int = 512) -> SpeedEstimate:
+    if isinstance(p, CpuKernelParams):
+        if dev.kernels is None:
+            raise ValueError("CPU kernel parameters need measured kernels")
+        return cpu_kernel_speed(spec, dev, p, n_prompt, depth, n_ubatch)
     wbytes, elems, n_active = active_weights(spec)
     read = wbytes + kv_bytes_read(spec, depth)
     bw = dev.bw_gbps * 1e9

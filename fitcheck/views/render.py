@@ -304,9 +304,19 @@ def calibration_view(console: Console, c: dict[str, Any]) -> None:
         t.add_row(r["model"], r["weight_type"], fmt_bytes(r["weights_bytes"]), pp, tg, pred, fmt_bytes(r["peak_memory_bytes"]))
     console.print(t)
     f = c["factors"]
-    console.print(f"bandwidth efficiency {f['bw_eff']:.2f} of the probed {f['probe_bw_gbps']} GB/s, compute/fixed-cost scale "
-                  f"{f['compute_scale']:.2f}, prefill efficiency " + ", ".join(f"{k} {v:.2f}" for k, v in f["pp_eff"].items()),
-                  soft_wrap=True, highlight=False)
+    if f.get("model") == "llama.cpp kernel model":
+        console.print(f"llama.cpp kernel model for this device: bandwidth efficiency {f['bw_eff']:.2f} of the probed "
+                      f"{f['probe_bw_gbps']:.1f} GB/s, decode rate x{f['tg_scale']:.2f} and prefill rate x{f['pp_scale']:.2f} "
+                      f"of the kernel probe's", soft_wrap=True, highlight=False)
+        res = ", ".join(f"{esc(r['run'])} {r['metric']} {r['error']:+.1%}" for r in f["residuals"])
+        console.print(f"reproduces its own runs: {res} (rms {f['rms_log_error']:.1%})", soft_wrap=True, highlight=False)
+        if f.get("leave_one_out"):
+            loo = ", ".join(f"{esc(r['run'])} {r['metric']} {r['error']:+.1%}" for r in f["leave_one_out"])
+            console.print(f"each run predicted from the others (leave one out): {loo}", soft_wrap=True, highlight=False)
+    else:
+        console.print(f"bandwidth efficiency {f['bw_eff']:.2f} of the probed {f['probe_bw_gbps']} GB/s, compute/fixed-cost "
+                      f"scale {f['compute_scale']:.2f}, prefill efficiency "
+                      + ", ".join(f"{k} {v:.2f}" for k, v in f["pp_eff"].items()), soft_wrap=True, highlight=False)
     console.print("saved in the profile: `fitcheck estimate --device this` and `fitcheck` now use it", soft_wrap=True)
 
 

@@ -1,0 +1,103 @@
+"""The CPU kernel probe: a few seconds of llama.cpp's own kernels, per weight type, at the thread count it uses.
+
+numpy's fp32 GEMM says little about how fast llama.cpp's quantized dot
+products run: that depends on the ISA path it takes (AVX2, AVX-512 VNNI, AMX,
+NEON dotprod / i8mm) and on whether it repacks weights for it. So `fitcheck
+probe` runs llama.cpp itself on one small synthetic model per kernel class
+(2 layers of a 2048-wide llama, 8k vocabulary: 107 M weights read per token)
+and records the elements per second decode and prefill reach. Big models
+are then predicted from these rates and the probed bandwidth
+(fitcheck.estimator.speed, the CPU kernel model).
+
+The probe models are written once into FITCHECK_HOME/kernels (checksummed);
+runs use llama.cpp's defaults (weight repacking on), and repacking off after
+a crash, as a user's llama.cpp would.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from fitcheck.errors import FitcheckError
+
+# kernel class -> the GGML type its probe model is written in (fitcheck.estimator.speed.kernel_class maps the rest)
+PROBE_TYPES = {"f16": "F16", "q8_0": "Q8_0", "q4_0": "Q4_0", "q4_k": "Q4_K", "q6_k": "Q6_K"}
+
+
+def probe_model(ggml_type: str):
+    from fitcheck.calibration.synth import SynthModel
+
+    return SynthModel(n_layer=2, n_embd=2048, n_head=16, n_head_kv=4, n_ff=5632, n_vocab=8000, weight_type=ggml_type,
+                      name=f"kernel-{ggml_type.lower()}", seed=31)
+
+
+def overhead_model(n_layer: int):
+    """A tiny model whose decode time is nearly all llama.cpp's fixed costs (graph, threads, per-layer ops)."""
+    from fitcheck.calibration.synth import SynthModel
+
+    return SynthModel(n_layer=n_layer, n_embd=256, n_head=4, n_head_kv=2, n_ff=512, n_vocab=1000, weight_type="Q8_0",
+                      name=f"overhead-{n_layer}", seed=33)
+
+
+OVERHEAD_LAYERS = (1, 9)
+
+
+def measure(threads: int, quick: bool = False, on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Decode and prefill rates (weight elements per second) per kernel class; a profile section."""
+    from fitcheck.calibration.calibrate import ensure_model
+    from fitcheck.calibration.llama_run import RunSettings, run_llama
+    from fitcheck.calibration.synth import spec_of
+    from fitcheck.estimator.speed import active_weights
+    from fitcheck.paths import user_dir
+
+    t0 = time.perf_counter()
+    folder = user_dir() / "kernels"
+    reps = 3 if quick else 5
+    repack = True
+    rates: dict[str, Any] = {}
+    crashed = None
+    # fixed costs first: per token and per layer, from two tiny models that differ only in depth
+    step = on_step or (lambda s: None)
+    step("llama.cpp fixed costs")
+    t_tiny = []
+    for n in OVERHEAD_LAYERS:
+        res = run_llama(ensure_model(overhead_model(n), folder), n_prompt=16, n_gen=64, reps=reps,
+                        settings=RunSettings(n_ctx=256, n_threads=threads, use_extra_bufts=repack), timeout_s=120)
+        t_tiny.append(1 / res.generation_tps)
+    per_layer = max((t_tiny[1] - t_tiny[0]) / (OVERHEAD_LAYERS[1] - OVERHEAD_LAYERS[0]), 0.0)
+    per_token = max(t_tiny[0] - per_layer * OVERHEAD_LAYERS[0], 0.0)
+    for cls, gtype in PROBE_TYPES.items():
+        (on_step or (lambda s: None))(f"llama.cpp kernels: {gtype}")
+        m = probe_model(gtype)
+        path = ensure_model(m, folder)
+        elems = active_weights(spec_of(m))[2]
+        settings = RunSettings(n_ctx=256, n_threads=threads, use_extra_bufts=repack)
+        res = run_llama(path, n_prompt=64, n_gen=32, reps=reps, settings=settings, timeout_s=120)
+        if res.crashed_first:  # repacked kernels crashed (AMX on some CPUs): the rest run as the retry did
+            crashed, repack = res.crashed_first, False
+        tg, pp = res.generation_tps or 0, res.prompt_tps or 0
+        # the probe model's own fixed costs are not its kernels' work
+        t_work = max(1 / tg - per_token - 2 * per_layer, 0.5 / tg) if tg else 0
+        rates[cls] = {"type": gtype, "tg_tps": round(tg, 2), "pp_tps": round(pp, 1),
+                      "tg_elems_per_s": elems / t_work if t_work else 0, "pp_elems_per_s": elems * pp,
+                      "tg_cv": round((res.generation_tps_std or 0) / tg, 4) if tg else None,
+                      "pp_cv": round((res.prompt_tps_std or 0) / pp, 4) if pp else None}
+    return {"status": "ok", "threads": threads, "repack": repack, "crashed_first": crashed,
+            "fixed_costs": {"per_token_s": per_token, "per_layer_s": per_layer},
+            "probe_model": {"n_layer": 2, "n_embd": 2048, "n_ff": 5632, "n_vocab": 8000},
+            "rates": rates, "elapsed_s": round(time.perf_counter() - t0, 2)}
+
+
+def add_to_profile(prof: dict[str, Any], quick: bool = False, on_step=None) -> dict[str, Any]:
+    """Measure the kernels into prof["kernels"]; a failure is recorded, never fatal (as for every probe)."""
+    from fitcheck.calibration.llama_run import default_threads
+
+    try:
+        prof["kernels"] = measure(default_threads(), quick, on_step)
+    except FitcheckError as e:
+        prof["kernels"] = {"status": "error", "reason": str(e)}
+    except (OSError, ValueError) as e:
+        prof["kernels"] = {"status": "error", "reason": f"{type(e).__name__}: {e}"}
+    return prof
+
