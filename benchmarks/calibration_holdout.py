@@ -1,15 +1,18 @@
 """Calibrate on the default models, then predict two models calibration never saw, and measure them.
 
-1. `calibrate` (full: pp512, tg128, 3 repetitions) on fitcheck's synthetic Q8_0/Q4_0 pair.
+0. Probes this machine (quick, with llama.cpp's kernel probe) in the same run.
+1. `calibrate` (full: pp512, tg128, 5 repetitions; `--quick`: pp128, tg32, 3) on fitcheck's three synthetic
+   calibration models (Q4_K_M at the largest size, >= 1 GiB and 16x the LLC; Q8_0 at half; Q4_0 at a quarter).
 2. Writes llamas of other shapes: a Q4_0 and a ~2 GB Q8_0, both at least 4x
    the last-level cache (the model's domain: weights streamed from DRAM), and
    a ~0.3 GB Q4_0 that sits about the size of this VM's 300 MiB L3, reported
    beside them to show what the model does not cover (cache-resident weights).
 3. Predicts their decode, prefill and peak RSS with the calibrated parameters,
    then measures them with llama.cpp in the same run.
-Targets (issue #6): decode within 10 %, prefill within 20 %, peak RSS within 10 %.
+Targets: decode within 10 %, prefill within 20 %, peak RSS within 10 %. Run it again under `taskset -c 0`
+(one core: llama.cpp then runs one thread) to see it hold on another shape of machine.
 
-    python benchmarks/calibration_holdout.py [--keep DIR]
+    python benchmarks/calibration_holdout.py [--keep DIR] [--quick]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ sys.path.insert(0, str(HERE.parent))
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keep", type=Path)
+    ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     from fitcheck.device import profile
     from fitcheck.calibration.calibrate import calibrate
@@ -33,16 +37,15 @@ def main() -> None:
     from fitcheck.model.inspection import load_spec
     from fitcheck.calibration.llama_run import RunSettings, run_llama
     from fitcheck.estimator.memory import estimate_memory
-    from fitcheck.estimator.speed import estimate_speed, params_from_dict
+    from fitcheck.calibration.kernels import add_to_profile
+    from fitcheck.device.device_speed import params_for_basis
+    from fitcheck.estimator.speed import estimate_speed
     from fitcheck.calibration.synth import SynthModel, write_synthetic
 
-    try:
-        prof = profile.load()
-    except Exception:
-        prof = profile.collect(quick=True)
-    cal = calibrate(prof, quick=False, on_step=lambda m: print(m, file=sys.stderr))
-    params = params_from_dict(cal.params)
-    dev, _ = from_profile(prof)
+    prof = add_to_profile(profile.collect(quick=True), quick=True)
+    cal = calibrate(prof, quick=args.quick, on_step=lambda m: print(m, file=sys.stderr))
+    dev, basis = from_profile({**prof, "calibration": cal.to_dict()})
+    params, note, _ = params_for_basis(dev.backend, basis, dev.kernels)
     held_out = {
         "1.4 GB Q4_0 (30 x 2560)": SynthModel(n_layer=30, n_embd=2560, n_head=20, n_head_kv=5, n_ff=6912, n_vocab=48000, weight_type="Q4_0", seed=23),
         "2 GB Q8_0 (28 x 2304)": SynthModel(n_layer=28, n_embd=2304, n_head=18, n_head_kv=6, n_ff=6144, n_vocab=32000, weight_type="Q8_0", seed=22),
@@ -57,13 +60,15 @@ def main() -> None:
             if not path.exists():
                 write_synthetic(path, m)
             spec = load_spec(path)
-            s = RunSettings(n_ctx=1024, use_extra_bufts=cal.crashed_first is None)
+            s = RunSettings(n_ctx=1024, use_extra_bufts=cal.crashed_first is None,
+                            n_threads=dev.kernels.threads if dev.kernels else None)
             est = estimate_speed(spec, dev, params, n_prompt=512, depth=64)
             mem = estimate_memory(spec, s, n_prompt=512)
             run = run_llama(path, n_prompt=512, n_gen=128, reps=3, settings=s)
             rows.append((label, est, mem, run))
-    print(f"calibrated on {', '.join(f'{r.model} ({r.weight_type})' for r in cal.runs)}: "
-          f"bw_eff {cal.factors['bw_eff']}, compute scale {cal.factors['compute_scale']}")
+    print(f"{dev.kernels.threads if dev.kernels else '?'} threads, read {dev.bw_gbps:.1f} GB/s; calibrated on "
+          f"{', '.join(f'{r.model} ({r.weight_type})' for r in cal.runs)}: {note}; factors "
+          + ", ".join(f"{k} {v}" for k, v in cal.factors.items() if k in ("bw_eff", "tg_scale", "pp_scale", "compute_scale")))
     for r in cal.runs:
         print(f"  calibration run {r.model}: pp {r.prompt_tps:.1f} t/s, tg {r.generation_tps:.2f} t/s")
     print(f"{'held-out model':<32}{'metric':<9}{'predicted':>11}{'measured':>18}{'error':>9}{'target':>8}")

@@ -65,8 +65,10 @@ def _speed(ev: Evaluation) -> str:
     sp = ev.speed
     if sp is None:
         return "speed unknown"
-    pre = f", ~{sp.prefill_tps:.0f} t/s prefill" if sp.prefill_tps else ""
-    return f"~{sp.decode_tps:.1f} t/s decode{pre}"
+    ud, up = ev.uncertainty
+    pre = f", ~{sp.prefill_tps:.0f} t/s prefill ({sp.prefill_tps / (1 + up):.0f}–{sp.prefill_tps * (1 + up):.0f})" \
+        if sp.prefill_tps else ""
+    return f"~{sp.decode_tps:.1f} t/s decode ({sp.decode_tps / (1 + ud):.1f}–{sp.decode_tps * (1 + ud):.1f}){pre}"
 
 
 def _line(label: str, evals: list[Evaluation], target: Target, target_tps: float) -> dict[str, Any]:

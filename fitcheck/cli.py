@@ -190,6 +190,13 @@ def probe(
     saved = None
     if save:
         try:
+            old = prof_mod.load()
+        except FitcheckError:
+            old = None
+        note = prof_mod.carry_calibration(prof, old)  # re-probing never drops a calibration silently
+        if note:
+            prof["warnings"].append(note)
+        try:
             saved = prof_mod.save(prof)
         except FitcheckError as e:
             prof["warnings"].append(f"profile not saved: {e}")
@@ -389,9 +396,18 @@ def calibrate(
     force: bool = typer.Option(False, "--force", help="Run even when the memory estimate says it would not fit with margin."),
     from_llama_bench: Optional[str] = typer.Option(None, "--from-llama-bench", help="Calibrate from llama-bench JSON output instead of running."),
     llama_bench_out: Optional[str] = typer.Option(None, "--llama-bench-out", help="Also write the runs as llama-bench JSON records."),
+    check: Optional[str] = typer.Option(None, "--check", help="Predict this GGUF's speed and memory, run it, print predicted vs measured (stores nothing)."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Run llama.cpp for real on this device and calibrate every later forecast with it."""
+    if check:
+        from fitcheck.calibration.calibrate import check as run_check
+        from fitcheck.views.render import check_view
+
+        with err_console.status("running llama.cpp ..."):
+            d = run_check(_profile_or_probe(), check, quick)
+        show(d, json_out, check_view)
+        return
     import json as _json
 
     from fitcheck.device import profile as prof_mod

@@ -59,6 +59,9 @@ def estimate_spec(spec: ModelSpec, model_basis: dict[str, Any], target: Target, 
     ev = evaluate(spec, s, target, n_prompt=n_prompt)
     warnings = list(ev.memory.notes) + list(target.warnings)
     speed = ev.speed.to_dict() if ev.speed and ev.runs else None
+    if speed:
+        row = ev.row()
+        speed.update(decode_tps_range=row["decode_tps_range"], prefill_tps_range=row["prefill_tps_range"])
     return {
         "model": {"name": spec.name, "architecture": spec.architecture, "parameter_count": spec.parameter_count,
                   "quant": spec.file_type, "bits_per_weight": round(spec.bits_per_weight, 4), "n_layer": spec.n_layer,

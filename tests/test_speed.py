@@ -115,3 +115,49 @@ def test_device_can_be_a_saved_profile_file(tmp_path):
     p.write_text("{broken")
     r = run_cli("estimate", "-m", "1.8b", "-d", str(p))
     assert r.returncode == 1 and "corrupt" in r.stderr
+
+
+def test_cpu_kernel_model_is_the_slower_of_streaming_and_computing():
+    from fitcheck.estimator.speed import CpuKernelParams, CpuKernels
+
+    k = CpuKernels(2, {"q4_0": 40e9, "q8_0": 40e9, "f16": 40e9, "q4_k": 40e9, "q6_k": 40e9},
+                   {c: 300e9 for c in ("q4_0", "q8_0", "f16", "q4_k", "q6_k")})
+    kp = CpuKernelParams(1.0, 1.0, 1.0)
+    e = entries()["llama-2-7b"]
+    fast_mem = DeviceSpeedSpec("cpu", 1000.0, None, kernels=k)
+    slow_mem = DeviceSpeedSpec("cpu", 5.0, None, kernels=k)
+    q4 = spec_from_catalog(e, "Q4_0")
+    a, b = estimate_speed(q4, fast_mem, kp), estimate_speed(q4, slow_mem, kp)
+    assert a.decode_breakdown_s["compute"] > a.decode_breakdown_s["bandwidth"]  # compute-bound with fast memory
+    assert b.decode_breakdown_s["bandwidth"] > b.decode_breakdown_s["compute"]  # memory-bound with slow memory
+    assert a.decode_tps == pytest.approx(1 / a.decode_breakdown_s["compute"], rel=1e-9)
+    assert b.decode_tps == pytest.approx(q4.weights_bytes / 5e9 * 0 + 1 / b.decode_breakdown_s["bandwidth"], rel=1e-9)
+    f16 = spec_from_catalog(e, "F16")
+    assert estimate_speed(f16, slow_mem, kp).decode_tps < b.decode_tps / 3  # 3.4x the bytes
+
+
+def test_speed_answers_carry_an_interval(tmp_path):
+    prof = {"schema": "fitcheck-profile", "version": 1, "memory": {"available_bytes": 8 << 30, "limit_bytes": 16 << 30},
+            "bandwidth": {"status": "ok", "read_gbps": 40.0, "stats": {"read_gbps": {"spread": 0.2}}},
+            "compute": {"fp32_gflops": 500.0}}
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps(prof))
+    d = json.loads(run_cli("estimate", "-m", "1.8b", "-d", str(p), "--json").stdout)
+    lo, hi = d["speed"]["decode_tps_range"]
+    assert lo < d["speed"]["decode_tps"] < hi and d["device"]["speed_uncertainty"]["decode"] > 0.2
+    out = run_cli("estimate", "-m", "1.8b", "-d", str(p)).stdout
+    assert f"({lo:.1f}–{hi:.1f})" in out
+    noisy = {**prof, "bandwidth": {**prof["bandwidth"], "stats": {"read_gbps": {"spread": 0.6}}}}
+    p.write_text(json.dumps(noisy))
+    wide = json.loads(run_cli("estimate", "-m", "1.8b", "-d", str(p), "--json").stdout)["speed"]["decode_tps_range"]
+    assert wide[1] / wide[0] > hi / lo  # a noisier probe gives a wider interval
+
+
+def test_a_calibration_from_other_hardware_is_kept_but_marked_stale():
+    from fitcheck.device.profile import carry_calibration
+
+    old = {"cpu": {"model": "CPU A"}, "runtime": {"llama_cpp_python": "0.3.36"}, "calibration": {"params": {}, "created": "x"}}
+    same = {"cpu": {"model": "CPU A"}, "runtime": {"llama_cpp_python": "0.3.36"}}
+    assert carry_calibration(same, old) is None and same["calibration"] == old["calibration"]
+    other = {"cpu": {"model": "CPU B"}, "runtime": {"llama_cpp_python": "0.3.36"}}
+    assert "CPU CPU A -> CPU B" in carry_calibration(other, old) and "CPU B" in other["calibration"]["stale"]

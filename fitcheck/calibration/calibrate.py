@@ -414,3 +414,34 @@ def from_llama_bench(records: Any, profile: dict[str, Any]) -> Calibration:
     return Calibration(
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), source="llama-bench",
         runs=tuple(r for _, r in runs), params=params, factors=factors, notes=tuple(skipped))
+
+
+def check(profile: dict[str, Any], model: str, quick: bool = False) -> dict[str, Any]:
+    """Predict a model's decode, prefill and memory on this device, run it, and compare (nothing is stored)."""
+    from fitcheck.device.device_speed import from_profile, params_for_basis
+    from fitcheck.device.resolve import profile_usable
+    from fitcheck.estimator.memory import estimate_memory
+    from fitcheck.model.inspection import load_spec
+
+    spec = load_spec(model)
+    dev, basis = from_profile(profile)
+    params, note, calibrated = params_for_basis(dev.backend, basis, dev.kernels)
+    usable, _ = profile_usable(profile)
+    n_prompt, n_gen, reps = (128, 32, 3) if quick else (512, 128, 5)
+    settings = RunSettings(n_ctx=1024, use_extra_bufts=dev.kernels.repack if dev.kernels else True,
+                           n_threads=dev.kernels.threads if dev.kernels else None)
+    need = estimate_memory(spec, settings, n_prompt=n_prompt)
+    if need.total_bytes > usable * MEMORY_MARGIN:
+        raise CalibrationError(f"{Path(model).name}: needs {need.total_bytes / 1e9:.2f} GB, more than {MEMORY_MARGIN:.0%} "
+                               f"of the {usable / 1e9:.2f} GB usable; not run")
+    est = estimate_speed(spec, dev, params, n_prompt=n_prompt, depth=n_gen // 2)
+    res = run_llama(model, n_prompt=n_prompt, n_gen=n_gen, reps=reps, settings=settings)
+    rows = []
+    for metric, pred, meas, sd in (("decode t/s", est.decode_tps, res.generation_tps, res.generation_tps_std),
+                                   ("prefill t/s", est.prefill_tps, res.prompt_tps, res.prompt_tps_std),
+                                   ("peak RSS GB", need.resident_bytes / 1e9, res.peak_memory_bytes / 1e9, 0.0)):
+        rows.append({"metric": metric, "predicted": pred, "measured": meas, "measured_sd": sd,
+                     "error": (pred / meas - 1) if pred and meas else None})
+    return {"model": Path(model).name, "weights_bytes": spec.weights_bytes, "n_prompt": n_prompt, "n_gen": n_gen,
+            "threads": res.settings.n_threads, "calibrated": calibrated, "parameters": note, "rows": rows,
+            "crashed_first": res.crashed_first}

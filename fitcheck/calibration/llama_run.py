@@ -80,12 +80,17 @@ def parse_buffers(log: str) -> dict[str, int]:
 
 
 def default_threads() -> int:
+    """llama.cpp's default (physical cores), within the CPUs this process may run on (taskset, cgroups)."""
     try:
         import psutil
 
-        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+        physical = psutil.cpu_count(logical=False) or os.cpu_count() or 1
     except ImportError:
-        return os.cpu_count() or 1
+        physical = os.cpu_count() or 1
+    try:
+        return max(1, min(physical, len(os.sched_getaffinity(0))))
+    except (AttributeError, OSError):
+        return physical
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:

@@ -136,3 +136,21 @@ def load(path: Path | None = None) -> dict[str, Any]:
     if prof.get("version") != SCHEMA_VERSION:
         raise ProfileError(f"{path} has profile version {prof.get('version')!r}, this fitcheck reads {SCHEMA_VERSION}; run `fitcheck probe` again")
     return validate(prof, f"the profile {path.name}")
+
+
+def carry_calibration(new: dict[str, Any], old: dict[str, Any] | None) -> str | None:
+    """Keep the old profile's calibration in a new one; mark it stale (with why) when the hardware or the
+    llama.cpp build it was made on changed. Returns a warning to show, or None."""
+    cal = (old or {}).get("calibration")
+    if not isinstance(cal, dict):
+        return None
+    changes = []
+    for what, path in (("CPU", ("cpu", "model")), ("llama-cpp-python", ("runtime", "llama_cpp_python")),
+                       ("llama.cpp threads", ("kernels", "threads")), ("weight repacking", ("kernels", "repack"))):
+        a, b = (d.get(path[0], {}).get(path[1]) if isinstance(d.get(path[0]), dict) else None for d in (old, new))
+        if a != b:
+            changes.append(f"{what} {a} -> {b}")
+    new["calibration"] = {**cal, "stale": "; ".join(changes) or cal.get("stale")} if changes else cal
+    if changes:
+        return f"the calibration was made on other hardware or software ({'; '.join(changes)}): kept but not used; run `fitcheck calibrate`"
+    return None

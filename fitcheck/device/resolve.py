@@ -49,6 +49,40 @@ def _profile_warnings(prof: dict[str, Any]) -> tuple[str, ...]:
     return tuple(w for w in prof.get("warnings", []) if isinstance(w, str) and "load" in w)
 
 
+# how far the speed model is off where it was checked, before any probe noise (decode, prefill); see README
+MODEL_UNCERTAINTY = {"cpu-kernels": (0.12, 0.2), "cpu": (0.5, 0.6)}
+BUSY_WIDENING = 1.5
+
+
+def uncertainty(spec, params, calibrated: bool, basis: dict, prof: dict | None, busy: bool) -> tuple[float, float]:
+    """Relative uncertainty of decode and prefill: the model's own error (a calibration's residuals, else
+    what held-out checks measured) combined with the probe's spread; wider on a busy machine."""
+    import math
+
+    from fitcheck.estimator.speed import CpuKernelParams
+
+    if spec is None:
+        return (0.0, 0.0)
+    if calibrated:
+        rms = (basis.get("calibration") or {}).get("uncertainty") or 0.1
+        model = (max(rms * 2, 0.05), max(rms * 3, 0.1))  # a calibration reproduces its runs better than new models
+    elif isinstance(params, CpuKernelParams):
+        model = MODEL_UNCERTAINTY["cpu-kernels"]
+    elif spec.backend == "cpu":
+        model = MODEL_UNCERTAINTY["cpu"]
+    else:
+        lofo = device_speed.fitted_params()["backends"].get(spec.backend, {}).get("lofo_mape") or {}
+        model = (lofo.get("decode", 0.3), lofo.get("prefill", 0.4))
+    probe = 0.0
+    if prof is not None:
+        stats = ((prof.get("bandwidth") or {}).get("stats") or {}).get("read_gbps") or {}
+        probe = float(stats.get("spread") or 0.0) if isinstance(stats.get("spread"), (int, float)) else 0.0
+        if spec.kernels is not None:
+            probe = max(probe, spec.kernels.spread)
+    u = tuple(math.hypot(m, probe) * (BUSY_WIDENING if busy else 1.0) for m in model)
+    return (min(u[0], 2.0), min(u[1], 2.0))
+
+
 def _speed(spec, basis, overrides) -> tuple[Any, Any, bool, str]:
     spec, basis = device_speed.with_overrides(spec, basis, *overrides)
     if spec is None:
@@ -88,9 +122,11 @@ def _this(prof: dict[str, Any] | None, where: str, overrides) -> Target:
     sspec, params, calibrated, note = _speed(spec, basis, overrides)
     if sspec is not None and not calibrated and sspec.backend == "cpu":
         warnings.append("speed not calibrated on this device: `fitcheck calibrate` runs llama.cpp once to fix it")
+    busy = any("load" in w for w in warnings)
     return Target(label, usable, rule, sspec, params, calibrated, note or "no speed inputs", read, tuple(warnings),
                   basis={"source": "profile", "created": (prof or {}).get("created"),
-                         "cpu": (prof or {}).get("cpu", {}).get("model") if isinstance((prof or {}).get("cpu"), dict) else None})
+                         "cpu": (prof or {}).get("cpu", {}).get("model") if isinstance((prof or {}).get("cpu"), dict) else None},
+                  uncertainty=uncertainty(sspec, params, calibrated, basis, prof, busy))
 
 
 def device_target(dev, ram_gb: int, entitlement: bool = False, overrides=(None, None, None),
@@ -119,7 +155,7 @@ def device_target(dev, ram_gb: int, entitlement: bool = False, overrides=(None, 
              "release": dev.release or (str(dev.year) if dev.year else ""), "backend": dev.backend,
              "device_source": dev.source, "device_verification": dev.verification}
     return Target(f"{dev.name}, {ram_gb} GB", usable, rule, sspec, params, calibrated, note or "no speed inputs", None,
-                  tuple(warnings), alt, facts)
+                  tuple(warnings), alt, facts, uncertainty(sspec, params, False, basis, None, False))
 
 
 def _database(name: str, entitlement: bool, overrides, host_memory_gb: float | None) -> Target:

@@ -54,6 +54,8 @@ class Target:
     warnings: tuple[str, ...] = ()
     alternatives: Alternatives = Alternatives()
     basis: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # facts and sources for views
+    # relative uncertainty of decode and prefill (0.15: the true rate is likely within /1.15 .. x1.15)
+    uncertainty: tuple[float, float] = (0.3, 0.4)
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "usable_bytes": self.usable_bytes, "memory_rule": self.memory_rule,
@@ -61,6 +63,7 @@ class Target:
                 "bw_gbps": self.speed.bw_gbps if self.speed else None,
                 "peak_tflops": self.speed.peak_tflops if self.speed else None,
                 "calibrated": self.calibrated, "speed_note": self.speed_note, "warnings": list(self.warnings),
+                "speed_uncertainty": {"decode": round(self.uncertainty[0], 3), "prefill": round(self.uncertainty[1], 3)},
                 **self.basis}
 
 
@@ -70,6 +73,7 @@ class Evaluation:
     memory: MemoryEstimate
     fit: FitResult
     speed: SpeedEstimate | None  # as if it ran in memory; `row()` withholds it when it does not fit
+    uncertainty: tuple[float, float] = (0.3, 0.4)
 
     @property
     def runs(self) -> bool:
@@ -91,6 +95,8 @@ class Evaluation:
                 "breakdown": {"weights_bytes": m.weights_bytes, "kv_bytes": m.kv_cache_bytes,
                               "compute_bytes": m.compute_bytes, "other_bytes": m.output_bytes + m.overhead_bytes},
                 "decode_tps": sp.decode_tps if sp else None, "prefill_tps": sp.prefill_tps if sp else None,
+                "decode_tps_range": rate_range(sp.decode_tps if sp else None, self.uncertainty[0]),
+                "prefill_tps_range": rate_range(sp.prefill_tps if sp else None, self.uncertainty[1]),
                 "ttft_s": sp.ttft_s if sp else None}
 
 
@@ -105,4 +111,9 @@ def evaluate(spec: ModelSpec, settings: RuntimeSettings, target: Target, n_promp
     sp = None
     if target.speed is not None and target.params is not None and spec.weights_bytes > 0:  # nothing to stream, no rate
         sp = estimate_speed(spec, target.speed, target.params, n_prompt=n_prompt, depth=depth, n_ubatch=settings.n_ubatch)
-    return Evaluation(spec, mem, fit, sp)
+    return Evaluation(spec, mem, fit, sp, target.uncertainty)
+
+
+def rate_range(v: float | None, u: float) -> list[float] | None:
+    """[low, high] for a rate with relative uncertainty u (symmetric in log: v/(1+u) .. v*(1+u))."""
+    return None if v is None else [v / (1 + u), v * (1 + u)]

@@ -181,7 +181,7 @@ def estimate_view(console: Console, d: dict[str, Any]) -> None:
     else:
         console.print("speed: unknown — " + esc(dev.get("speed_note") or "no speed inputs"), soft_wrap=True, highlight=False)
     console.print(f"[dim]context {s['n_ctx']}, flash attention {'on' if s['flash_attn'] else 'off'}, swa_full {s['swa_full']}; "
-                  f"memory: {esc(b['memory'])}[/dim]", soft_wrap=True, highlight=False)
+                  f"memory: {esc(b['memory'], 1000)}[/dim]", soft_wrap=True, highlight=False)
     if "alias" in b:
         console.print(f"[dim]{esc(b['alias'])}[/dim]", highlight=False)
 
@@ -232,8 +232,8 @@ def answer_view(console: Console, d: dict[str, Any]) -> None:
         style = {"yes": "green", "slow": "yellow", "fits": "yellow", "tight": "yellow", "no": "red"}[a["verdict"]]
         console.print(f"[{style}]{esc(a['text'])}[/{style}]", soft_wrap=True, highlight=False)
     console.print(f"[dim]'yes' = fits with headroom and decodes at >= {d['target_tps']:g} t/s (--target-tps). "
-                  f"Prefill of a 512-token prompt. Speed: {esc(d['speed_basis'])}. "
-                  f"Memory: {esc(d['device']['memory_rule'])}.[/dim]", soft_wrap=True, highlight=False)
+                  f"Prefill of a 512-token prompt. Speed: {esc(d['speed_basis'], 2000)}. "
+                  f"Memory: {esc(d['device']['memory_rule'], 1000)}.[/dim]", soft_wrap=True, highlight=False)
 
 
 def devices_view(console: Console, devs: list) -> None:
@@ -253,10 +253,13 @@ def devices_view(console: Console, devs: list) -> None:
 def speed_line(d: dict[str, Any]) -> str:
     """Plain text (printed with markup off): decode, prefill, TTFT and what they rest on."""
     sp, si, dev = d["speed"], d["basis"]["speed_inputs"], d["device"]
-    pre = f"prefill ~{sp['prefill_tps']:.0f} t/s" if sp.get("prefill_tps") else "prefill unknown (no FLOPS)"
+    ud, up = dev["speed_uncertainty"]["decode"], dev["speed_uncertainty"]["prefill"]
+    pre = (f"prefill ~{sp['prefill_tps']:.0f} t/s ({sp['prefill_tps'] / (1 + up):.0f}–{sp['prefill_tps'] * (1 + up):.0f})"
+           if sp.get("prefill_tps") else "prefill unknown (no FLOPS)")
     ttft = f", first token after {fmt_seconds(sp['ttft_s'])} for {si['n_prompt']} tokens" if sp.get("ttft_s") else ""
     tf = f"{dev['peak_tflops']:.3g} TFLOPS" if dev.get("peak_tflops") else "FLOPS unknown"
-    return (f"speed: decode ~{sp['decode_tps']:.1f} t/s, {pre}{ttft} "
+    return (f"speed: decode ~{sp['decode_tps']:.1f} t/s ({sp['decode_tps'] / (1 + ud):.1f}–{sp['decode_tps'] * (1 + ud):.1f}), "
+            f"{pre}{ttft} "
             f"({dev['backend']}, {dev['bw_gbps']:.1f} GB/s, {tf}; {_speed_source(dev, si['calibrated'])})")
 
 
@@ -318,6 +321,19 @@ def calibration_view(console: Console, c: dict[str, Any]) -> None:
                       f"scale {f['compute_scale']:.2f}, prefill efficiency "
                       + ", ".join(f"{k} {v:.2f}" for k, v in f["pp_eff"].items()), soft_wrap=True, highlight=False)
     console.print("saved in the profile: `fitcheck estimate --device this` and `fitcheck` now use it", soft_wrap=True)
+
+
+def check_view(console: Console, d: dict[str, Any]) -> None:
+    t = Table(title=f"{esc(d['model'])}: predicted vs measured ({d['threads']} threads, pp{d['n_prompt']}, tg{d['n_gen']})",
+              title_justify="left")
+    for c in ("metric", "predicted", "measured", "error"):
+        t.add_column(c, justify="left" if c == "metric" else "right", no_wrap=True)
+    for r in d["rows"]:
+        meas = f"{r['measured']:.2f}" + (f" ± {r['measured_sd']:.2f}" if r["measured_sd"] else "")
+        t.add_row(r["metric"], f"{r['predicted']:.2f}" if r["predicted"] else "unknown", meas,
+                  f"{r['error']:+.1%}" if r["error"] is not None else "-")
+    console.print(t)
+    console.print(f"[dim]{esc(d['parameters'])}[/dim]", soft_wrap=True, highlight=False)
 
 
 def advise_view(console: Console, d: dict[str, Any]) -> None:
