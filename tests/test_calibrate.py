@@ -19,7 +19,10 @@ def calibrated_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("cal-home")
     env = {"FITCHECK_HOME": str(home)}
     out = home / "bench.json"
-    r = run_cli("calibrate", "--quick", "--json", "--llama-bench-out", str(out), env=env, timeout=1200)
+    for _ in range(3):  # a shared CI machine can be too noisy for a calibration to reproduce itself: it says so
+        r = run_cli("calibrate", "--quick", "--json", "--llama-bench-out", str(out), env=env, timeout=1200)
+        if "not stored" not in r.stderr:
+            break
     assert r.returncode == 0, r.stderr[-2000:]
     return home, env, json.loads(r.stdout), r.stderr, out
 

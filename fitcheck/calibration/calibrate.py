@@ -128,6 +128,8 @@ def ensure_model(model, folder: Path) -> Path:
     with signals_raise():
         try:
             write_synthetic(tmp, model)
+            with open(tmp, "rb+") as f:  # on disk before any run: writeback must not compete with the measurement
+                os.fsync(f.fileno())
             os.replace(tmp, path)
         finally:  # interrupted or failed: no half-written model stays behind
             tmp.unlink(missing_ok=True)
@@ -182,6 +184,20 @@ def solve_params(base: BackendParams, runs: list[tuple[ModelSpec, CalibrationRun
 
 
 REPRODUCE_WITHIN = 0.10  # a calibration that misses its own runs by more is not stored
+REMEASURE = 3  # ... after measuring the run it missed again this many times
+
+
+class MissedOwnRun(CalibrationError):
+    def __init__(self, run: str, metric: str, error: float):
+        self.run, self.metric, self.error = run, metric, error
+        super().__init__(f"not stored: the fitted model misses its own {metric} on {run} by {error:+.0%} (more than "
+                         f"{REPRODUCE_WITHIN:.0%}); the machine may be busy or the runs too noisy; try again")
+
+
+def _best_of(a: CalibrationRun, b: CalibrationRun) -> CalibrationRun:
+    """Two measurements of one run: the faster of each (noise on a shared machine only ever slows a run)."""
+    best = lambda x, y: max((v for v in (x, y) if v), default=None)  # noqa: E731
+    return replace(a, generation_tps=best(a.generation_tps, b.generation_tps), prompt_tps=best(a.prompt_tps, b.prompt_tps))
 
 
 def _kernel_residuals(kp, runs, dev) -> list[tuple[str, str, float]]:
@@ -221,19 +237,20 @@ def _fit_kernel_model(base, runs, dev):
                  source="calibrated on this device", pp_scale_by_class={}, tg_scale_by_class={})
     # kernels differ by class (repacked Q4_0, K-quants): each measured class keeps its own scales, for decode
     # where its run was compute-bound (a memory-bound run says nothing about its kernel)
-    pp_by, tg_by = {}, {}
+    pp_by, tg_by, bw_by = {}, {}, {}
     for s, r in runs:
         c = _dominant_kernel(s)
         est = estimate_speed(s, dev, kp, n_prompt=r.n_prompt or 512, depth=(r.n_gen or 0) // 2)
         if r.prompt_tps and est.prefill_tps:
             pp_by.setdefault(c, []).append(kp.pp_scale * r.prompt_tps / est.prefill_tps)
         b = est.decode_breakdown_s
-        if r.generation_tps and b["compute"] > b["bandwidth"]:
-            want = 1 / r.generation_tps - b["fixed"]  # the compute time the run implies
-            if want > b["bandwidth"]:
-                tg_by.setdefault(c, []).append(kp.tg_scale * b["compute"] / want)
-    return replace(kp, pp_scale_by_class={c: sum(v) / len(v) for c, v in pp_by.items()},
-                   tg_scale_by_class={c: sum(v) / len(v) for c, v in tg_by.items()})
+        want = 1 / r.generation_tps - b["fixed"] if r.generation_tps else 0  # the streaming-or-compute time implied
+        if want > 0 and b["compute"] > b["bandwidth"]:  # compute-bound: this class's kernel rate
+            tg_by.setdefault(c, []).append(kp.tg_scale * b["compute"] / max(want, b["bandwidth"]))
+        elif want > 0:  # memory-bound: the bandwidth this class's kernel streams at
+            bw_by.setdefault(c, []).append(kp.bw_eff * b["bandwidth"] / max(want, b["compute"]))
+    mean = lambda d: {c: sum(v) / len(v) for c, v in d.items()}  # noqa: E731
+    return replace(kp, pp_scale_by_class=mean(pp_by), tg_scale_by_class=mean(tg_by), bw_eff_by_class=mean(bw_by))
 
 
 def _dominant_kernel(spec: ModelSpec) -> str:
@@ -263,9 +280,7 @@ def solve_kernel_model(base, runs: list[tuple[ModelSpec, CalibrationRun]], dev: 
                "rms_log_error": round(math.sqrt(sum(e * e for *_, e in res) / len(res)), 4),
                "leave_one_out": loo}
     if abs(math.expm1(worst[2])) > REPRODUCE_WITHIN:
-        raise CalibrationError(
-            f"not stored: the fitted model misses its own {worst[1]} on {worst[0]} by {math.expm1(worst[2]):+.0%} "
-            f"(more than {REPRODUCE_WITHIN:.0%}); the machine may be busy or the runs too noisy; try again")
+        raise MissedOwnRun(worst[0], worst[1], math.expm1(worst[2]))
     return kp, factors
 
 
@@ -286,7 +301,7 @@ def _run_one(spec: ModelSpec, path: Path, label: str, quick: bool, dev: DeviceSp
     if need > usable_bytes * MEMORY_MARGIN and not force:
         raise CalibrationError(f"{path}: needs {need / 1e9:.2f} GB, more than {MEMORY_MARGIN:.0%} of the "
                                f"{usable_bytes / 1e9:.2f} GB usable; refusing (use --force to run anyway)")
-    n_prompt, n_gen, reps = (128, 32, 3) if quick else (512, 128, 5)
+    n_prompt, n_gen, reps = (128, 64, 3) if quick else (512, 128, 5)
     res = run_llama(path, n_prompt=n_prompt, n_gen=n_gen, reps=reps, settings=settings, tg_depth=0)
     est = estimate_speed(spec, dev, base, n_prompt=n_prompt, depth=n_gen // 2)
     run = CalibrationRun(
@@ -336,7 +351,22 @@ def calibrate(profile: dict[str, Any], model: str | None = None, quick: bool = F
         crashed = crashed or res.crashed_first
         runs.append((spec, run))
         last = res
-    params, factors = _solve(base, runs, dev)
+    for attempt in range(REMEASURE + 1):
+        try:
+            params, factors = _solve(base, runs, dev)
+            break
+        except MissedOwnRun as e:
+            # a noisy machine: measure the run the fit missed once more (the best of both), then fit again
+            if attempt == REMEASURE:
+                raise
+            i = next(k for k, (_, r) in enumerate(runs) if r.model == e.run)
+            spec, path, label = targets[i]
+            step(f"measuring {label} again ({e.metric} missed by {e.error:+.0%})")
+            again, last = _run_one(spec, path, label, quick, dev, base, usable, force, repack=crashed is None)
+            runs[i] = (spec, _best_of(runs[i][1], again))
+    if REMEASURE and attempt:
+        notes.append(f"{attempt} run(s) measured again: the first measurements disagreed by more than "
+                     f"{REPRODUCE_WITHIN:.0%} (a busy or noisy machine)")
     if crashed:
         notes.append(f"{crashed}; retried with weight repacking off (use_extra_bufts=False), results are from that run")
     return Calibration(
@@ -427,7 +457,7 @@ def check(profile: dict[str, Any], model: str, quick: bool = False) -> dict[str,
     dev, basis = from_profile(profile)
     params, note, calibrated = params_for_basis(dev.backend, basis, dev.kernels)
     usable, _ = profile_usable(profile)
-    n_prompt, n_gen, reps = (128, 32, 3) if quick else (512, 128, 5)
+    n_prompt, n_gen, reps = (128, 64, 3) if quick else (512, 128, 5)
     settings = RunSettings(n_ctx=1024, use_extra_bufts=dev.kernels.repack if dev.kernels else True,
                            n_threads=dev.kernels.threads if dev.kernels else None)
     need = estimate_memory(spec, settings, n_prompt=n_prompt)

@@ -145,11 +145,12 @@ def with_overrides(spec: DeviceSpeedSpec | None, basis: dict, bandwidth_gbps: fl
 def kernel_params(d: dict[str, Any] | None = None) -> tuple[CpuKernelParams, str]:
     """The CPU kernel model's carry-over factors: a calibration's, else the fitted ones."""
     src = d or fitted_params()["cpu_kernels"]
-    pp_by, tg_by = (src.get(k) if isinstance(src.get(k), dict) else {} for k in ("pp_scale_by_class", "tg_scale_by_class"))
+    pp_by, tg_by, bw_by = (src.get(k) if isinstance(src.get(k), dict) else {}
+                           for k in ("pp_scale_by_class", "tg_scale_by_class", "bw_eff_by_class"))
+    as_floats = lambda d: {str(c): float(v) for c, v in d.items()}  # noqa: E731
     return CpuKernelParams(float(src["bw_eff"]), float(src["tg_scale"]), float(src["pp_scale"]),
                            float(src.get("t_token_s", 0.0)), str(src.get("source", "")),
-                           {str(c): float(v) for c, v in pp_by.items()},
-                           {str(c): float(v) for c, v in tg_by.items()}), str(src.get("source", ""))
+                           as_floats(pp_by), as_floats(tg_by), as_floats(bw_by)), str(src.get("source", ""))
 
 
 def params_for_basis(backend: str, basis: dict, kernels: CpuKernels | None = None

@@ -82,6 +82,10 @@ class CpuKernelParams:
     source: str = ""
     pp_scale_by_class: dict[str, float] = field(default_factory=dict, hash=False)  # a calibration's, per kernel
     tg_scale_by_class: dict[str, float] = field(default_factory=dict, hash=False)
+    bw_eff_by_class: dict[str, float] = field(default_factory=dict, hash=False)
+
+    def bw(self, c: str) -> float:
+        return self.bw_eff_by_class.get(c, self.bw_eff)
 
     def pp(self, c: str) -> float:
         return self.pp_scale_by_class.get(c, self.pp_scale)
@@ -159,17 +163,18 @@ def kv_bytes_read(spec: ModelSpec, depth: int, kv_type_bytes: float = 2.0) -> in
     return int(total * kv_type_bytes)
 
 
-def active_by_kernel(spec: ModelSpec) -> tuple[int, dict[str, int]]:
-    """(bytes, elements by kernel class) read for one decoded token (as active_weights)."""
+def active_by_kernel(spec: ModelSpec) -> tuple[dict[str, int], dict[str, int]]:
+    """(bytes, elements) by kernel class read for one decoded token (as active_weights)."""
     tied = not any(t.name == "output.weight" for t in spec.tensors)
     frac = spec.n_expert_used / spec.n_expert if spec.n_expert else 1.0
-    nbytes, elems = 0, {c: 0 for c in KERNEL_CLASSES}
+    nbytes, elems = {c: 0 for c in KERNEL_CLASSES}, {c: 0 for c in KERNEL_CLASSES}
     for t in spec.tensors:
         if t.name == "token_embd.weight" and not tied:
             continue
         f = frac if _is_expert(t.name) else 1.0
-        nbytes += int(t.n_bytes * f)
-        elems[kernel_class(t.ggml_type)] += int(t.n_elements * f)
+        c = kernel_class(t.ggml_type)
+        nbytes[c] += int(t.n_bytes * f)
+        elems[c] += int(t.n_elements * f)
     return nbytes, elems
 
 
@@ -187,10 +192,11 @@ def cpu_kernel_speed(spec: ModelSpec, dev: DeviceSpeedSpec, kp: CpuKernelParams,
     the pace. Prefill: n tokens of matmuls at the prefill rates (weights read once per ubatch), plus attention.
     """
     k = dev.kernels
-    wbytes, elems = active_by_kernel(spec)
-    read = wbytes + kv_bytes_read(spec, depth)
+    by_bytes, elems = active_by_kernel(spec)
+    wbytes, kv = sum(by_bytes.values()), kv_bytes_read(spec, depth)
+    read = wbytes + kv
     bw = dev.bw_gbps * 1e9
-    t_bw = read / (kp.bw_eff * bw)
+    t_bw = sum(b / (kp.bw(c) * bw) for c, b in by_bytes.items() if b) + kv / (kp.bw_eff * bw)
     t_compute = sum(n / (kp.tg(c) * _rate(k.tg_elems_per_s, c)) for c, n in elems.items() if n)
     t_fixed = k.per_token_s + spec.n_layer * k.per_layer_s + kp.t_token_s
     decode_s = max(t_bw, t_compute) + t_fixed
