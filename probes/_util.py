@@ -27,6 +27,58 @@ def summarize(values: list[float], higher_is_better: bool = True) -> dict:
     }
 
 
+def median_ci_halfwidth(values: list[float], n_boot: int = 300, seed: int = 1) -> float:
+    """Half the 90 % bootstrap interval of the median, relative to the median (0 for < 3 values: unknown)."""
+    import random
+
+    if len(values) < 3:
+        return float("inf")
+    rng = random.Random(seed)
+    meds = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(n_boot))
+    lo, hi = meds[int(0.05 * n_boot)], meds[int(0.95 * n_boot) - 1]
+    med = statistics.median(values)
+    return (hi - lo) / 2 / med if med else float("inf")
+
+
+def repeat_until_stable(measure: Callable[[], float], min_reps: int, max_reps: int, budget_s: float,
+                        within: float = 0.05) -> tuple[list[float], bool]:
+    """Repeat a measurement until the median's bootstrap interval is within +-`within`, or the budget ends.
+
+    Returns the values and whether they settled."""
+    import time
+
+    values: list[float] = []
+    t0 = time.perf_counter()
+    while len(values) < max_reps:
+        values.append(measure())
+        if len(values) >= min_reps and median_ci_halfwidth(values) <= within:
+            return values, True
+        if len(values) >= min_reps and time.perf_counter() - t0 > budget_s:
+            break
+    return values, False
+
+
+def cpu_times() -> dict[str, int] | None:
+    """Aggregate CPU times from /proc/stat (user ... steal), or None where there is none."""
+    try:
+        with open("/proc/stat") as f:
+            parts = f.readline().split()
+    except OSError:
+        return None
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    if not parts or parts[0] != "cpu":
+        return None
+    return {k: int(v) for k, v in zip(names, parts[1:])}
+
+
+def steal_fraction(before: dict | None, after: dict | None) -> float | None:
+    """Share of CPU time the hypervisor took from this VM between two cpu_times() readings."""
+    if not before or not after:
+        return None
+    total = sum(after.values()) - sum(before.values())
+    return (after.get("steal", 0) - before.get("steal", 0)) / total if total > 0 else None
+
+
 def noisy_warnings(name: str, stats: dict[str, dict]) -> list[str]:
     return [
         f"{name}.{k}: spread {v['spread'] * 100:.0f} % over {v['n']} runs (noisy machine?)"

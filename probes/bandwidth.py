@@ -14,7 +14,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ._util import noisy_warnings, run_main, summarize, unavailable
+from ._util import median_ci_halfwidth, noisy_warnings, repeat_until_stable, run_main, summarize, unavailable
 
 ARRAY_LLC_MULTIPLE = 8  # each STREAM array is this many times the last-level cache, so it streams from RAM
 MIN_ARRAY_BYTES = 64 << 20
@@ -149,13 +149,24 @@ def probe(quick: bool = False, llc_bytes: int | None = None, threads: int | None
             _timed(pool, k.fill, n, threads)  # touch every page in parallel before timing
             init_s = time.perf_counter() - t0
             results = {name: [] for name in BYTES_PER_ELEMENT}
-            for _ in range(reps):
+
+            def one_round() -> float:
                 for name in BYTES_PER_ELEMENT:
                     dt = _timed(pool, getattr(k, name), n, threads)
                     results[name].append(BYTES_PER_ELEMENT[name] * n / dt / 1e9)
+                return results["read"][-1]
+
+            # repeat until the read median is stable (bootstrap interval within +-5 %) or the time budget ends
+            _, settled = repeat_until_stable(one_round, reps, 4 * reps, 2.0 if quick else 6.0)
+            reps = len(results["read"])
             stats = {f"{name}_gbps": summarize(v) for name, v in results.items()}
+            stats["read_gbps"]["settled"] = settled
+            stats["read_gbps"]["median_ci"] = round(median_ci_halfwidth(results["read"]), 4)
             scaling = {}
             for t in _thread_counts(threads, quick):
+                if t == threads:  # the main measurement is at this count already
+                    scaling[str(t)] = round(stats["read_gbps"]["best"], 3)
+                    continue
                 vals = [8 * n / _timed(pool, k.read, n, t) / 1e9 for _ in range(2 if quick else 3)]
                 scaling[str(t)] = round(max(vals), 3)
             # cache-resident read: a quarter of the LLC, many passes

@@ -239,25 +239,29 @@ def _fit_kernel_model(base, runs, dev):
     # where its run was compute-bound (a memory-bound run says nothing about its kernel)
     pp_by, tg_by, bw_by = {}, {}, {}
     for s, r in runs:
-        c = _dominant_kernel(s)
+        classes = _main_kernels(s)  # a run speaks for the kernels that carry most of its weights
         est = estimate_speed(s, dev, kp, n_prompt=r.n_prompt or 512, depth=(r.n_gen or 0) // 2)
         if r.prompt_tps and est.prefill_tps:
-            pp_by.setdefault(c, []).append(kp.pp_scale * r.prompt_tps / est.prefill_tps)
+            for c in classes:
+                pp_by.setdefault(c, []).append(kp.pp_scale * r.prompt_tps / est.prefill_tps)
         b = est.decode_breakdown_s
         want = 1 / r.generation_tps - b["fixed"] if r.generation_tps else 0  # the streaming-or-compute time implied
-        if want > 0 and b["compute"] > b["bandwidth"]:  # compute-bound: this class's kernel rate
-            tg_by.setdefault(c, []).append(kp.tg_scale * b["compute"] / max(want, b["bandwidth"]))
-        elif want > 0:  # memory-bound: the bandwidth this class's kernel streams at
-            bw_by.setdefault(c, []).append(kp.bw_eff * b["bandwidth"] / max(want, b["compute"]))
+        for c in classes:
+            if want > 0 and b["compute"] > b["bandwidth"]:  # compute-bound: these kernels' rate
+                tg_by.setdefault(c, []).append(kp.tg_scale * b["compute"] / max(want, b["bandwidth"]))
+            elif want > 0:  # memory-bound: the bandwidth these kernels stream at
+                bw_by.setdefault(c, []).append(kp.bw_eff * b["bandwidth"] / max(want, b["compute"]))
     mean = lambda d: {c: sum(v) / len(v) for c, v in d.items()}  # noqa: E731
     return replace(kp, pp_scale_by_class=mean(pp_by), tg_scale_by_class=mean(tg_by), bw_eff_by_class=mean(bw_by))
 
 
-def _dominant_kernel(spec: ModelSpec) -> str:
+def _main_kernels(spec: ModelSpec, share: float = 0.1) -> list[str]:
+    """Kernel classes holding at least `share` of the weights read per token."""
     from fitcheck.estimator.speed import active_by_kernel
 
     elems = active_by_kernel(spec)[1]
-    return max(elems, key=elems.get)
+    total = sum(elems.values()) or 1
+    return [c for c, n in elems.items() if n / total >= share]
 
 
 def solve_kernel_model(base, runs: list[tuple[ModelSpec, CalibrationRun]], dev: DeviceSpeedSpec):

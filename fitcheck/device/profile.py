@@ -24,6 +24,7 @@ SCHEMA_VERSION = 1
 PROFILE_NAME = "profile.json"
 MAX_PROFILE_BYTES = 4 << 20  # a profile is a few kB; anything larger is not one fitcheck wrote
 BUSY_LOAD = 0.5  # 1-minute load per core above which figures are flagged
+STEAL_WARN = 0.05  # CPU steal above this share while probing: a busy host
 
 
 def profile_path() -> Path:
@@ -78,6 +79,9 @@ def collect(quick: bool = False, on_step: Callable[[str], None] | None = None) -
             warnings.extend(result.pop("warnings", []) or [])
         return result
 
+    from probes._util import cpu_times, steal_fraction
+
+    times0 = cpu_times()
     prof["memory"] = run("memory", lambda: memory.probe(quick))
     prof["cpu"] = run("cpu", lambda: cpu.probe(quick))
     cores = prof["cpu"].get("usable_cores") or os.cpu_count() or 1
@@ -90,6 +94,15 @@ def collect(quick: bool = False, on_step: Callable[[str], None] | None = None) -
     prof["accelerators"] = acc.get("devices", [acc]) if isinstance(acc, dict) else []
     prof["disk"] = run("disk", lambda: disk.probe(quick))
     prof["runtime"] = run("runtime", lambda: runtime.probe(quick))
+    steal = steal_fraction(times0, cpu_times())
+    prof["cpu_steal"] = round(steal, 4) if steal is not None else None
+    if steal is not None and steal > STEAL_WARN:
+        warnings.append(f"machine under load: the hypervisor took {steal:.0%} of CPU time (steal) while probing; "
+                        "bandwidth and compute may read low")
+    read = (prof.get("bandwidth") or {}).get("stats", {}).get("read_gbps", {}) if isinstance(prof.get("bandwidth"), dict) else {}
+    if read and read.get("settled") is False:
+        warnings.append(f"bandwidth did not settle within +-5 % (median interval +-{read.get('median_ci', 0):.0%}): "
+                        "a noisy machine; speed intervals are wider")
     prof["warnings"] = warnings
     return prof
 

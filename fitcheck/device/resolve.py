@@ -46,7 +46,8 @@ def profile_usable(prof: dict[str, Any]) -> tuple[int, str]:
 
 
 def _profile_warnings(prof: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(w for w in prof.get("warnings", []) if isinstance(w, str) and "load" in w)
+    """The probe's warnings every answer resting on it repeats: a busy machine, a measurement that did not settle."""
+    return tuple(w for w in prof.get("warnings", []) if isinstance(w, str) and ("under load" in w or "did not settle" in w))
 
 
 # how far the speed model is off where it was checked, before any probe noise (decode, prefill); see README
@@ -122,7 +123,7 @@ def _this(prof: dict[str, Any] | None, where: str, overrides) -> Target:
     sspec, params, calibrated, note = _speed(spec, basis, overrides)
     if sspec is not None and not calibrated and sspec.backend == "cpu":
         warnings.append("speed not calibrated on this device: `fitcheck calibrate` runs llama.cpp once to fix it")
-    busy = any("load" in w for w in warnings)
+    busy = any("under load" in w or "did not settle" in w for w in warnings)
     return Target(label, usable, rule, sspec, params, calibrated, note or "no speed inputs", read, tuple(warnings),
                   basis={"source": "profile", "created": (prof or {}).get("created"),
                          "cpu": (prof or {}).get("cpu", {}).get("model") if isinstance((prof or {}).get("cpu"), dict) else None},

@@ -135,6 +135,17 @@ def profile_view(console: Console, p: dict[str, Any]) -> None:
                          + ("" if acc.get("throughput_reference") else " — CPU, not a throughput reference")))
         else:
             rows.append((acc.get("kind", "gpu"), f"{acc.get('name')} {fmt_bytes(acc.get('memory_bytes'))}, driver {acc.get('driver')}"))
+    k = p.get("kernels")
+    if isinstance(k, dict):
+        if k.get("status") != "ok":
+            rows.append(("llama.cpp kernels", _status(k)))
+        else:
+            rates = ", ".join(f"{c} {r['tg_elems_per_s'] / 1e9:.0f}/{r['pp_elems_per_s'] / 1e9:.0f}"
+                              for c, r in (k.get("rates") or {}).items() if isinstance(r, dict))
+            fixed = k.get("fixed_costs") or {}
+            rows.append(("llama.cpp kernels", f"{rates} G weights/s decode/prefill at {k.get('threads')} threads"
+                         f"{', repacked' if k.get('repack') else ''}; fixed {1e3 * (fixed.get('per_token_s') or 0):.2f} ms/token "
+                         f"+ {1e3 * (fixed.get('per_layer_s') or 0):.3f} ms/layer ({k.get('elapsed_s')} s)"))
     rows.append(("disk read", _status(disk) or f"{_gbps(disk.get('read_gbps'))} (cache dropped: {disk.get('cache_drop')})"))
     rows.append(("llama.cpp", _status(rt) or f"llama-cpp-python {rt.get('llama_cpp_python')}, backends {', '.join(rt.get('backends', []))}"
                  + (", AMX" if rt.get("amx") else "")))
