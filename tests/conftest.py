@@ -10,6 +10,19 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fitcheck_cache(tmp_path_factory):
+    """One model cache for the whole run (probe and calibration models are deterministic), never the user's."""
+    cache = tmp_path_factory.mktemp("fitcheck-cache")
+    old = os.environ.get("FITCHECK_CACHE")
+    os.environ["FITCHECK_CACHE"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("FITCHECK_CACHE", None)
+    else:
+        os.environ["FITCHECK_CACHE"] = old
+
+
 @pytest.fixture(autouse=True)
 def fitcheck_home(tmp_path, monkeypatch):
     """Every test gets its own FITCHECK_HOME so nothing touches the user's profile."""

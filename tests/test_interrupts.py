@@ -43,9 +43,14 @@ def probed_home(tmp_path_factory) -> Path:
     return home
 
 
-def start_calibration(home: Path) -> subprocess.Popen:
+def start_calibration(home: Path, cache: Path | None = None) -> subprocess.Popen:
+    env = {**os.environ, "FITCHECK_HOME": str(home), **({"FITCHECK_CACHE": str(cache)} if cache else {})}
     return subprocess.Popen([sys.executable, "-m", "fitcheck", "calibrate", "--quick"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "FITCHECK_HOME": str(home)})
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def temp_files() -> list[Path]:
+    return list(Path(os.environ["FITCHECK_CACHE"]).rglob("*.tmp*"))
 
 
 def wait_for(cond, timeout: float = 120, step: float = 0.05):
@@ -83,16 +88,19 @@ def test_no_llama_child_outlives_fitcheck(probed_home, tmp_path, sig):
         assert proc.returncode == 128 + sig, (proc.returncode, err)
         assert err.strip().splitlines()[-1] == f"fitcheck: error: interrupted ({sig.name})", err
     assert (home / "profile.json").read_text() == before  # the calibration was not half-stored
-    assert not list(home.rglob("*.tmp*")), list(home.rglob("*.tmp*"))
+    assert not list(home.rglob("*.tmp*")) and not temp_files(), temp_files()
 
 
 def test_interrupt_while_writing_a_calibration_model_leaves_no_temp_file(probed_home, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy(probed_home / "profile.json", home / "profile.json")
-    proc = start_calibration(home)
+    cache = tmp_path / "cache"  # empty: the calibration models must be written
+    cache.mkdir()
+    (cache / "kernels").symlink_to(Path(os.environ["FITCHECK_CACHE"]) / "kernels")  # the probe's models, not rewritten
+    proc = start_calibration(home, cache)
     try:
-        tmp = wait_for(lambda: next(iter((home / "calibration").glob("*.tmp.gguf")), None) if (home / "calibration").exists() else None)
+        tmp = wait_for(lambda: next(iter((cache / "calibration").glob("*.tmp.gguf")), None) if (cache / "calibration").exists() else None)
         assert tmp, "no model was being written"
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
@@ -100,9 +108,10 @@ def test_interrupt_while_writing_a_calibration_model_leaves_no_temp_file(probed_
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM
-    assert not list(home.rglob("*.tmp*"))
+    assert not list(home.rglob("*.tmp*")) and not list(cache.rglob("*.tmp*"))
     # the next calibration works, and stores its result
-    r = run_cli_process("calibrate", "--quick", "--json", env={"FITCHECK_HOME": str(home)}, timeout=600)
+    r = run_cli_process("calibrate", "--quick", "--json", env={"FITCHECK_HOME": str(home), "FITCHECK_CACHE": str(cache)},
+                        timeout=600)
     assert r.returncode == 0, r.stderr
     assert json.loads((home / "profile.json").read_text())["calibration"]["created"] == json.loads(r.stdout)["created"]
 

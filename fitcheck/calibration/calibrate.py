@@ -110,6 +110,17 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _writer_alive(tmp: Path) -> bool:
+    try:
+        pid = int(tmp.name.split(".")[-3])
+        os.kill(pid, 0)
+        return True
+    except (ValueError, IndexError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+
+
 def ensure_model(model, folder: Path) -> Path:
     """The cached GGUF for `model`, (re)written when missing or when its checksum does not match."""
     from fitcheck.calibration.synth import write_synthetic
@@ -122,9 +133,10 @@ def ensure_model(model, folder: Path) -> Path:
     from fitcheck.calibration.llama_run import signals_raise
 
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("*.tmp.gguf"):  # left by a run that was killed outright
-        stale.unlink(missing_ok=True)
-    tmp = path.with_suffix(".tmp.gguf")
+    for stale in folder.glob("*.tmp.gguf"):  # left by a run that was killed outright (its writer is gone)
+        if not _writer_alive(stale):
+            stale.unlink(missing_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.gguf")  # the cache is shared: one temp file per writer
     with signals_raise():
         try:
             write_synthetic(tmp, model)
@@ -322,7 +334,7 @@ def calibrate(profile: dict[str, Any], model: str | None = None, quick: bool = F
     """Run llama.cpp on the calibration models (or `model`) and derive this device's speed parameters."""
     from fitcheck.device.device_speed import from_profile, params_for
     from fitcheck.model.inspection import load_spec
-    from fitcheck.paths import user_dir
+    from fitcheck.paths import cache_dir
 
     from fitcheck.device.device_speed import kernel_params
 
@@ -341,7 +353,7 @@ def calibrate(profile: dict[str, Any], model: str | None = None, quick: bool = F
             notes.append(f"WARNING: {Path(model).name} ({targets[0][0].weights_bytes >> 20} MiB) is under 4x the "
                          f"{llc >> 20} MiB last-level cache: it decodes partly from cache, so bandwidth reads high")
     else:
-        folder = user_dir() / "calibration"
+        folder = cache_dir() / "calibration"
         targets = []
         for m in calibration_shapes(llc, mem["available_bytes"]):
             step(f"preparing {m.name}")

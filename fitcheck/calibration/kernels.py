@@ -9,7 +9,7 @@ and records the elements per second decode and prefill reach. Big models
 are then predicted from these rates and the probed bandwidth
 (fitcheck.estimator.speed, the CPU kernel model).
 
-The probe models are written once into FITCHECK_HOME/kernels (checksummed);
+The probe models are written once into the cache (FITCHECK_CACHE, ~/.cache/fitcheck; checksummed);
 runs use llama.cpp's defaults (weight repacking on), and repacking off after
 a crash, as a user's llama.cpp would.
 """
@@ -49,10 +49,10 @@ def measure(threads: int, quick: bool = False, on_step: Callable[[str], None] | 
     from fitcheck.calibration.llama_run import RunSettings, run_llama
     from fitcheck.calibration.synth import spec_of
     from fitcheck.estimator.speed import active_weights
-    from fitcheck.paths import user_dir
+    from fitcheck.paths import cache_dir
 
     t0 = time.perf_counter()
-    folder = user_dir() / "kernels"
+    folder = cache_dir() / "kernels"
     reps = 3 if quick else 5
     repack = True
     rates: dict[str, Any] = {}
