@@ -22,15 +22,17 @@ from rich.console import Console
 from fitcheck.calibration.synth import SynthModel, write_synthetic
 from fitcheck.device.device_speed import backend_params
 from fitcheck.errors import FitcheckError
-from fitcheck.estimate import estimate
+from fitcheck.estimate import estimate_spec
 from fitcheck.estimator.evaluate import Target
+from fitcheck.estimator.settings import RuntimeSettings
 from fitcheck.estimator.speed import DeviceSpeedSpec
 from fitcheck.model.gguf_reader import model_from_header, parse_header_bytes
 from fitcheck.model.inspection import describe
+from fitcheck.model.model_spec import spec_from_gguf
 from fitcheck.views import render
 
 from .conftest import run_cli, run_cli_process
-from .test_inspect_fuzz import count_offsets
+from .test_inspect_fuzz import _alarm, _Timeout, count_offsets
 
 HOSTILE = ["[/]", "[bold red]x[/bold red]", "[link=https://evil.example]click[/link]", "\x1b[2J\x1b[H", "\x1b]0;pwned\x07",
            "\x1b]52;c;cHduZWQ=\x07", "a\u202eexe.gguf", "\r\noverwritten", "x" * 5000, "\x00nul", "[", "]", "\\[/]"]
@@ -97,14 +99,6 @@ def cases(tmp) -> list[tuple[str, bytes]]:
     return out
 
 
-class _Timeout(Exception):
-    pass
-
-
-def _alarm(signum, frame):
-    raise _Timeout
-
-
 def through_everything(data: bytes) -> str:
     """Header -> summary -> estimate -> terminal views. Returns 'ok' or 'error'; anything else escapes."""
     try:
@@ -115,14 +109,7 @@ def through_everything(data: bytes) -> str:
     con = Console(file=io.StringIO(), width=80, force_terminal=True)
     render.inspect_view(con, info)
     try:
-        from fitcheck.model.model_spec import spec_from_gguf
-        from fitcheck.estimator.evaluate import evaluate
-        from fitcheck.estimator.settings import RuntimeSettings
-
-        from fitcheck.estimate import estimate_spec
-
         spec = spec_from_gguf(model)
-        evaluate(spec, RuntimeSettings(n_ctx=512), TARGET).row()
         d = estimate_spec(spec, {"source": "gguf", "file": "fuzz.gguf"}, TARGET, RuntimeSettings(n_ctx=512))
     except FitcheckError:
         return "error"

@@ -61,9 +61,12 @@ def kernels_from_profile(prof: dict[str, Any]) -> CpuKernels | None:
     tg, pp, cvs = {}, {}, []
     for c in KERNEL_CLASSES:
         r = rates.get(c)
-        if isinstance(r, dict) and _positive(r.get("tg_elems_per_s") and r["tg_elems_per_s"] / 1e9) \
-                and _positive(r.get("pp_elems_per_s") and r["pp_elems_per_s"] / 1e9):
-            tg[c], pp[c] = float(r["tg_elems_per_s"]), float(r["pp_elems_per_s"])
+        if not isinstance(r, dict):
+            continue
+        t_rate, p_rate = (v if isinstance(v, (int, float)) and 0 < v < 1e16 else None
+                          for v in (r.get("tg_elems_per_s"), r.get("pp_elems_per_s")))
+        if t_rate and p_rate:
+            tg[c], pp[c] = float(t_rate), float(p_rate)
             cvs += [v for v in (r.get("tg_cv"), r.get("pp_cv")) if _positive(v)]
     if not tg:
         return None

@@ -99,6 +99,7 @@ def _speed(spec, basis, overrides) -> tuple[Any, Any, bool, str]:
 def _this(prof: dict[str, Any] | None, where: str, overrides) -> Target:
     """This machine: from a profile when there is one, else a live memory probe (and no speed unless given)."""
     warnings: list[str] = []
+    cpu = prof.get("cpu") if isinstance((prof or {}).get("cpu"), dict) else {}
     if prof is None:
         from probes import memory
 
@@ -112,7 +113,6 @@ def _this(prof: dict[str, Any] | None, where: str, overrides) -> Target:
         usable, rule = profile_usable(prof)
         rule = f"{where}: {rule}"
         warnings += _profile_warnings(prof)
-        cpu = prof.get("cpu") if isinstance(prof.get("cpu"), dict) else {}
         label = f"this device ({cpu.get('model') or 'unknown CPU'}, probed {str(prof.get('created', '?'))[:10]})"
         try:
             spec, basis = device_speed.from_profile(prof)
@@ -125,8 +125,7 @@ def _this(prof: dict[str, Any] | None, where: str, overrides) -> Target:
         warnings.append("speed not calibrated on this device: `fitcheck calibrate` runs llama.cpp once to fix it")
     busy = any("under load" in w or "did not settle" in w for w in warnings)
     return Target(label, usable, rule, sspec, params, calibrated, note or "no speed inputs", read, tuple(warnings),
-                  basis={"source": "profile", "created": (prof or {}).get("created"),
-                         "cpu": (prof or {}).get("cpu", {}).get("model") if isinstance((prof or {}).get("cpu"), dict) else None},
+                  basis={"source": "profile", "created": (prof or {}).get("created"), "cpu": cpu.get("model")},
                   uncertainty=uncertainty(sspec, params, calibrated, basis, prof, busy))
 
 

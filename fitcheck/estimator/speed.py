@@ -133,8 +133,8 @@ def _is_expert(name: str) -> bool:
     return "_exps." in name
 
 
-def active_weights(spec: ModelSpec) -> tuple[int, dict[str, int], int]:
-    """(bytes, elements by weight class, elements) read for one decoded token.
+def _read_per_token(spec: ModelSpec):
+    """(tensor, share of it read) for one decoded token.
 
     Every weight is read once per token except the token-embedding table (one
     row, unless it doubles as the output layer) and, in MoE models, the
@@ -142,11 +142,16 @@ def active_weights(spec: ModelSpec) -> tuple[int, dict[str, int], int]:
     """
     tied = not any(t.name == "output.weight" for t in spec.tensors)
     frac = spec.n_expert_used / spec.n_expert if spec.n_expert else 1.0
-    nbytes, elems, total = 0, {c: 0 for c in WEIGHT_CLASSES}, 0
     for t in spec.tensors:
         if t.name == "token_embd.weight" and not tied:
             continue
-        f = frac if _is_expert(t.name) else 1.0
+        yield t, (frac if _is_expert(t.name) else 1.0)
+
+
+def active_weights(spec: ModelSpec) -> tuple[int, dict[str, int], int]:
+    """(bytes, elements by weight class, elements) read for one decoded token."""
+    nbytes, elems, total = 0, {c: 0 for c in WEIGHT_CLASSES}, 0
+    for t, f in _read_per_token(spec):
         nbytes += int(t.n_bytes * f)
         n = int(t.n_elements * f)
         elems[weight_class(t.ggml_type)] += n
@@ -164,14 +169,9 @@ def kv_bytes_read(spec: ModelSpec, depth: int, kv_type_bytes: float = 2.0) -> in
 
 
 def active_by_kernel(spec: ModelSpec) -> tuple[dict[str, int], dict[str, int]]:
-    """(bytes, elements) by kernel class read for one decoded token (as active_weights)."""
-    tied = not any(t.name == "output.weight" for t in spec.tensors)
-    frac = spec.n_expert_used / spec.n_expert if spec.n_expert else 1.0
+    """(bytes, elements) by kernel class read for one decoded token."""
     nbytes, elems = {c: 0 for c in KERNEL_CLASSES}, {c: 0 for c in KERNEL_CLASSES}
-    for t in spec.tensors:
-        if t.name == "token_embd.weight" and not tied:
-            continue
-        f = frac if _is_expert(t.name) else 1.0
+    for t, f in _read_per_token(spec):
         c = kernel_class(t.ggml_type)
         nbytes[c] += int(t.n_bytes * f)
         elems[c] += int(t.n_elements * f)
