@@ -110,8 +110,11 @@ def test_interrupt_while_writing_a_calibration_model_leaves_no_temp_file(probed_
     assert proc.returncode == 128 + signal.SIGTERM
     assert not list(home.rglob("*.tmp*")) and not list(cache.rglob("*.tmp*"))
     # the next calibration works, and stores its result
-    r = run_cli_process("calibrate", "--quick", "--json", env={"FITCHECK_HOME": str(home), "FITCHECK_CACHE": str(cache)},
-                        timeout=600)
+    for _ in range(3):  # a calibration on a noisy machine may refuse itself ("not stored"): it says so
+        r = run_cli_process("calibrate", "--quick", "--json", env={"FITCHECK_HOME": str(home), "FITCHECK_CACHE": str(cache)},
+                            timeout=600)
+        if "not stored" not in r.stderr:
+            break
     assert r.returncode == 0, r.stderr
     assert json.loads((home / "profile.json").read_text())["calibration"]["created"] == json.loads(r.stdout)["created"]
 
