@@ -93,3 +93,25 @@ def os_rules() -> tuple[OSRule, ...]:
                         r["source"], r["tag"]) for r in csv.DictReader(text.splitlines()))
 
 
+
+
+@dataclass(frozen=True)
+class StorageFact:
+    match_kind: str  # device | family | storage
+    match: str
+    storage: str
+    seq_read_gbps: float | None
+    source: str
+    verification: str
+    notes: str
+
+
+@lru_cache(maxsize=1)
+def storage_facts() -> tuple[StorageFact, ...]:
+    """Storage read bandwidth of devices, families and storage classes (storage.csv), each with its source."""
+    try:
+        text = files("device_db").joinpath("storage.csv").read_text()
+    except FileNotFoundError:
+        return ()
+    return tuple(StorageFact(r["match_kind"], r["match"], r["storage"], _float(r["seq_read_gbps"]), r["source"],
+                             r["verification"], r.get("notes", "")) for r in csv.DictReader(text.splitlines()))

@@ -18,7 +18,7 @@ from typing import Any
 
 from fitcheck.answer import check_target_tps
 from fitcheck.errors import NoSpeedError
-from fitcheck.estimator.evaluate import Target, evaluate
+from fitcheck.estimator.evaluate import USABLE_TPS, Target, evaluate
 from fitcheck.estimator.fit import TIGHT_MARGIN
 from fitcheck.estimator.memory import estimate_memory, layer_of
 from fitcheck.estimator.settings import RuntimeSettings
@@ -122,12 +122,27 @@ def _offload_way(entry, s, target: Target, target_tps) -> dict[str, Any] | None:
     return None
 
 
+def _paging_way(entry, s: RuntimeSettings, target: Target, target_tps) -> dict[str, Any] | None:
+    """Paging from storage is a way out only when its (slow) speed still meets the target; else it is said so."""
+    rows = [r for r in (_evaluate(entry, q, s, target) for q in ("Q4_K_M", "Q3_K_M", "Q2_K")) if r["verdict"] == "pages"]
+    if not rows:
+        return None
+    best = max(rows, key=lambda r: r["decode_tps"] or 0)
+    rate = f"~{best['decode_tps']:.2f} t/s" if best["decode_tps"] else "an unknown speed"
+    need = USABLE_TPS if target_tps is None else target_tps  # paging is a way out only at a usable pace
+    if best["decode_tps"] is not None and best["decode_tps"] >= need:
+        return {"way": f"let it page from storage at {best['quant']}: runs at {rate}, meeting {need:g} t/s", **best}
+    return {"way": f"not a way out: paging from storage at {best['quant']} runs at {rate}, under {need:g} t/s",
+            "not_a_way": True, **best}
+
+
 def ways_out(entry, s: RuntimeSettings, target: Target, target_tps) -> list[dict[str, Any]]:
     """Nearest changes that make a run fit (and meet the target), each with its numbers."""
     q = "Q4_K_M"
     alt = target.alternatives
     found = [w for w in (_entitlement_way(entry, s, target, target_tps),
-                         _offload_way(entry, s, target, target_tps) if alt.host else None) if w]
+                         _offload_way(entry, s, target, target_tps) if alt.host else None,
+                         _paging_way(entry, s, target, target_tps)) if w]
     for ctx in sorted({c for c in (s.n_ctx // 2, s.n_ctx // 4, 2048, 1024, 512) if 256 <= c < s.n_ctx}, reverse=True):
         row = _evaluate(entry, q, replace(s, n_ctx=ctx), target)
         if _ok(row, target_tps):
@@ -151,9 +166,9 @@ def ways_out(entry, s: RuntimeSettings, target: Target, target_tps) -> list[dict
         if _ok(row, target_tps):
             found.append({"way": f"smaller model: {e.name} at {q}", **row})
             break
-    if not found:
+    if not [w for w in found if not w.get("not_a_way")]:
         found.append({"way": "none of: shorter context, q8_0 KV cache, Q3_K_M/Q2_K, a smaller model"
                              + (", the entitlement" if alt.entitlement_usable_bytes else "")
                              + (", partial offload" if alt.host else ""),
-                      "verdict": "does_not_fit"})
+                      "verdict": "killed"})
     return found

@@ -92,4 +92,9 @@ def _line(label: str, evals: list[Evaluation], target: Target, target_tps: float
     else:
         verdict, ev = "no", evals[-1]
         text = f"no — needs {_gb(ev.fit.needed_bytes)} even at {ev.spec.file_type}, {usable} usable"
+        paged = [e for e in evals if e.fit.verdict == "pages" and e.speed is not None]
+        if paged:
+            p = max(paged, key=lambda e: e.speed.decode_tps)
+            use = "usable" if p.speed.decode_tps >= target_tps else "unusable"
+            text += f"; it would page from storage at ~{p.speed.decode_tps:.2f} t/s at {p.spec.file_type} ({use})"
     return {"size": label, "verdict": verdict, "quant": ev.spec.file_type, "text": f"{label}: {text}"}

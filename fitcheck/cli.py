@@ -129,6 +129,15 @@ def _target(device: str, **kw):
     return resolve_target(device, profile=prof, **kw), prof
 
 
+def _repacking(target, repack: bool):
+    """--no-repack: llama.cpp run with use_extra_bufts=false, every weight used from the mapping."""
+    if repack or target.paging is None:
+        return target
+    from dataclasses import replace
+
+    return replace(target, paging=replace(target.paging, repacked_types=frozenset()))
+
+
 def _warnings(d: dict) -> None:
     for w in dict.fromkeys(d.get("warnings", [])):
         warn(w)
@@ -148,7 +157,7 @@ def _main_job(device: str, target_tps: float | None, json_out: bool) -> None:
 @app.command()
 @guarded
 def inspect(
-    path: str = typer.Argument(..., help="GGUF file (any part of a split model)."),
+    path: str = typer.Argument(..., help="GGUF file or URL (https://…, hf://org/repo/file.gguf; header only), any part of a split model."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Read a GGUF model's header and tensor table (never its tensor data)."""
@@ -164,6 +173,8 @@ def inspect(
 def probe(
     quick: bool = typer.Option(False, "--quick", help="Fewer repetitions (under 15 s)."),
     save: bool = typer.Option(True, "--save/--no-save", help="Save the profile as device 'this'."),
+    disk_dir: Optional[str] = typer.Option(None, "--disk-dir", help="Folder for the disk test: where your models live "
+                                           "(their storage sets load time and paging speed). Default: fitcheck's data folder."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Measure this device: RAM and limits, CPU, memory bandwidth, compute, accelerators, disk, llama.cpp."""
@@ -182,7 +193,7 @@ def probe(
             done = list(PROBES).index(name) if name in PROBES else 0
             bar.update(task, completed=done, description=f"probing {name}")
 
-        prof = prof_mod.collect(quick=quick, on_step=on_step)
+        prof = prof_mod.collect(quick=quick, on_step=on_step, disk_dir=disk_dir)
         from fitcheck.calibration.kernels import add_to_profile
 
         add_to_profile(prof, quick, on_step=lambda msg: bar.update(task, description=f"probing {msg}"))
@@ -210,7 +221,7 @@ def probe(
 @app.command()
 @guarded
 def estimate(
-    model: str = typer.Option(..., "--model", "-m", help="GGUF path, catalog id (see `fitcheck models`) or size alias (1.8b, 4b, 7b ...)."),
+    model: str = typer.Option(..., "--model", "-m", help="GGUF path or URL (https://…, hf://org/repo/file.gguf: header only), catalog id (see `fitcheck models`) or size alias (1.8b, 4b, 7b ...)."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization for catalog models (default Q4_K_M)."),
     ctx: int = typer.Option(4096, "--ctx", help="Context length (tokens)."),
     kv_type: str = typer.Option("f16", "--kv-type", help="KV cache type for K and V: f16, q8_0, q4_0 ..."),
@@ -226,6 +237,8 @@ def estimate(
     tflops: Optional[float] = typer.Option(None, "--tflops", help="Override peak compute (TFLOPS, the kind the backend was fitted on)."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Override the backend class: cpu, metal, cuda, vulkan, mobile-gpu."),
     n_prompt: int = typer.Option(512, "--prompt", help="Prompt length for prefill and TTFT."),
+    mmap: bool = typer.Option(True, "--mmap/--no-mmap", help="The runtime maps the weights (llama.cpp's default) or loads them (MLC, some apps): only mapped weights can page."),
+    repack: bool = typer.Option(True, "--repack/--no-repack", help="llama.cpp repacks some weight types for its CPU kernels (its default): repacked copies cannot page."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Will it fit, and how fast? Memory llama.cpp needs (weights, KV cache, compute, overhead), a verdict, t/s."""
@@ -234,10 +247,14 @@ def estimate(
     from fitcheck.views.render import estimate_view
 
     s = RuntimeSettings(n_ctx=ctx, n_batch=batch, n_ubatch=ubatch, n_gpu_layers=gpu_layers, flash_attn=flash_attn,
-                        type_k=kv_type.lower(), type_v=kv_type.lower(), swa_full=swa_full)
-    target, _ = _target(device, memory_gb=memory_gb, entitlement=entitlement, bandwidth_gbps=bandwidth_gbs,
-                        tflops=tflops, backend=backend)
-    d = run_estimate(model, target, quant, s, n_prompt=n_prompt)
+                        type_k=kv_type.lower(), type_v=kv_type.lower(), swa_full=swa_full, use_mmap=mmap)
+    opts = dict(memory_gb=memory_gb, entitlement=entitlement, bandwidth_gbps=bandwidth_gbs, tflops=tflops)
+    target, _ = _target(device, backend=backend, **opts)
+    target = _repacking(target, repack)
+    cpu_target = None
+    if target.speed is not None and target.speed.backend != "cpu" and not gpu_layers:  # the mmap way out runs on the CPU
+        cpu_target = _target(device, backend="cpu", **opts)[0]
+    d = run_estimate(model, target, quant, s, n_prompt=n_prompt, cpu_target=cpu_target)
     show(d, json_out, estimate_view)
     _warnings(d)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,9 @@ DEFAULT_QUANT = "Q4_K_M"
 
 
 def _looks_like_path(model: str) -> bool:
-    return model.endswith(".gguf") or os.sep in model or Path(model).exists()
+    from fitcheck.model.remote import is_remote
+
+    return is_remote(model) or model.endswith(".gguf") or os.sep in model or Path(model).exists()
 
 
 def resolve_model(model: str, quant: str | None) -> tuple[ModelSpec, dict[str, Any]]:
@@ -45,16 +47,43 @@ def resolve_model(model: str, quant: str | None) -> tuple[ModelSpec, dict[str, A
 
 
 def estimate(model: str, target: Target, quant: str | None = None, settings: RuntimeSettings | None = None,
-             n_prompt: int = DEFAULT_PROMPT) -> dict[str, Any]:
+             n_prompt: int = DEFAULT_PROMPT, cpu_target: Target | None = None) -> dict[str, Any]:
     s = settings or RuntimeSettings()
     if not 1 <= n_prompt <= s.n_ctx:
         raise UsageError(f"--prompt must be between 1 and the context length {s.n_ctx}, got {n_prompt}")
     spec, model_basis = resolve_model(model, quant)
-    return estimate_spec(spec, model_basis, target, s, n_prompt)
+    return estimate_spec(spec, model_basis, target, s, n_prompt, cpu_target)
+
+
+MMAP_APP = "an app that maps the weights and runs them on the CPU without repacking (LLMFarm-style; llama.cpp use_mmap, use_extra_bufts=false)"
+
+
+def paging_ways_out(spec: ModelSpec, s: RuntimeSettings, target: Target, cpu_target: Target | None,
+                    n_prompt: int) -> list[dict[str, Any]]:
+    """When the setup asked about is killed: what an mmap app on the CPU gets (it pages, or is killed too),
+    with the iOS increased-memory entitlement too where there is one (LLMFarm-style apps have it)."""
+    base = cpu_target or target
+    if base.paging is None or (base.speed and base.speed.backend != "cpu"):
+        return []
+    alt = replace(base, paging=replace(base.paging, repacked_types=frozenset()))
+    s = replace(s, use_mmap=True, n_gpu_layers=0)
+    ent = base.alternatives.entitlement_usable_bytes
+    out = []
+    for usable, how in ((None, MMAP_APP), (ent, MMAP_APP + ", with the increased-memory-limit entitlement")):
+        if how != MMAP_APP and usable is None:
+            continue
+        ev = evaluate(spec, s, alt, n_prompt=n_prompt, usable_bytes=usable)
+        if ev.fit.verdict in ("pages", "fits", "tight"):
+            sp = ev.speed
+            out.append({"how": how, "verdict": ev.fit.verdict, "decode_tps": sp.decode_tps if sp else None,
+                        "prefill_tps": sp.prefill_tps if sp else None,
+                        "paging": ev.paging.to_dict() if ev.paging else None,
+                        "decode_tps_range": ev.row()["decode_tps_range"]})
+    return out
 
 
 def estimate_spec(spec: ModelSpec, model_basis: dict[str, Any], target: Target, s: RuntimeSettings,
-                  n_prompt: int = DEFAULT_PROMPT) -> dict[str, Any]:
+                  n_prompt: int = DEFAULT_PROMPT, cpu_target: Target | None = None) -> dict[str, Any]:
     """What `fitcheck estimate --json` prints for a model already read."""
     ev = evaluate(spec, s, target, n_prompt=n_prompt)
     warnings = list(ev.memory.notes) + list(target.warnings)
@@ -69,6 +98,8 @@ def estimate_spec(spec: ModelSpec, model_basis: dict[str, Any], target: Target, 
         "device": target.to_dict(),
         "memory": ev.memory.to_dict(),
         "fit": ev.fit.to_dict(),
+        "paging": ev.paging.to_dict() if ev.paging else None,
+        "ways_out": paging_ways_out(spec, s, target, cpu_target, n_prompt) if ev.fit.verdict == "killed" else [],
         "speed": speed,
         "warnings": warnings,
         "basis": {

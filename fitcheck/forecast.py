@@ -202,11 +202,15 @@ def _evaluate(dev, ram_gb: int, spec, s: RuntimeSettings, target_tps: float) -> 
     target = device_target(dev, ram_gb)
     ev = evaluate(spec, s, target)
     needed, usable, verdict = ev.fit.needed_bytes, target.usable_bytes, ev.fit.verdict
-    decode = ev.speed.decode_tps if ev.speed else None  # the trend uses every device's rate, fitting or not
+    # the trend uses every device's in-memory rate, fitting or not
+    decode = ev.in_memory_speed.decode_tps if ev.in_memory_speed else None
     fits = verdict == "fits"
     fast = decode is not None and decode >= target_tps
     if fits and fast:
         reason = f"fits ({needed / 1e9:.1f} of {usable / 1e9:.1f} GB), ~{decode:.1f} t/s"
+    elif verdict == "pages" and ev.speed is not None:
+        reason = (f"does not fit ({needed / 1e9:.1f} GB, {usable / 1e9:.1f} GB usable): pages from storage at "
+                  f"~{ev.speed.decode_tps:.2f} t/s")
     elif not fits:
         reason = f"{verdict.replace('_', ' ')}: needs {needed / 1e9:.1f} GB, {usable / 1e9:.1f} GB usable"
     elif decode is None:

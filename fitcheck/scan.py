@@ -317,7 +317,7 @@ def scan(paths: Iterable[str] = (), include_stores: bool = True, target=None, se
     for stream in streams:
         for c in stream:
             run.add(c)
-    order = {"fits": 0, "tight": 1, "does_not_fit": 2, None: 3}
+    order = {"fits": 0, "tight": 1, "pages": 2, "killed": 3, None: 4}
     models = sorted((f for f in run.found if f.error is None),
                     key=lambda f: (order[f.verdict], -(f.parameter_count or 0), f.name))
     problems = sorted((f for f in run.found if f.error is not None), key=lambda f: (f.source, f.name))

@@ -57,7 +57,7 @@ def test_impossible_target():
     with pytest.raises(UsageError, match="--target-tps must be a speed between"):
         advise("7b", m1(16e9), target_tps=0)
     d = advise("7b", m1(64e9), target_tps=5000)
-    assert d["choice"] is None and d["ways_out"][-1]["verdict"] == "does_not_fit"
+    assert d["choice"] is None and d["ways_out"][-1]["verdict"] == "killed"
 
 
 def test_cli_seed_case_iphone():

@@ -72,7 +72,7 @@ def test_seed_case_a16_phone_in_the_ios_app_limit(phone):
     rows = {(r["size"], r["quant"]): r for r in d["rows"]}
     assert d["device"]["os"] == "iOS" and "iOS default" in d["device"]["memory_rule"]
     for q in ("Q4_K_M", "Q4_0"):
-        assert rows[("7b", q)]["verdict"] in ("does_not_fit", "tight")  # the seed saw an OOM
+        assert rows[("7b", q)]["verdict"] in ("killed", "tight")  # the seed saw an OOM (Metal: the weights cannot page)
     for q in ("Q4_K_M", "Q8_0"):
         assert rows[("1.8b", q)]["verdict"] == "fits"
     assert texts(d)[2].startswith("7B (Qwen2-7B): no")

@@ -83,7 +83,7 @@ def test_estimate_on_devices_from_the_seed():
     # A16 / 6 GB: 7B at Q4 does not fit in an iOS app; 1.8B fits with the increased-memory-limit entitlement
     r = run_cli("estimate", "-m", "7b", "-q", "Q4_0", "-d", "iphone 14 pro", "--ctx", "2048", "--json")
     d = json.loads(r.stdout)
-    assert d["fit"]["verdict"] == "does_not_fit" and d["device"]["id"] == "iphone-14-pro"
+    assert d["fit"]["verdict"] == "killed" and d["device"]["id"] == "iphone-14-pro"
     for q in ("Q4_K_M", "Q8_0"):
         r = run_cli("estimate", "-m", "1.8b", "-q", q, "-d", "iphone 15", "--ctx", "2048", "--ios-entitlement", "--json")
         assert json.loads(r.stdout)["fit"]["verdict"] in ("fits", "tight"), q

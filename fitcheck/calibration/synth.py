@@ -54,6 +54,8 @@ class SynthModel:
     name: str = "fitcheck-synthetic"
     extra_metadata: dict = field(default_factory=dict)
     seed: int = 0
+    n_expert: int = 0  # > 0: every FFN is a mixture of n_expert experts of width n_ff (Mixtral's layout)
+    n_expert_used: int = 0
 
     def heads(self, value) -> tuple[int, ...]:
         return tuple(value) if isinstance(value, (tuple, list)) else (value,) * self.n_layer
@@ -76,10 +78,17 @@ class SynthModel:
                 (b + "attn_v.weight", (self.n_embd, nkv * hd), t("attn_v")),
                 (b + "attn_output.weight", (nh * hd, self.n_embd), t("attn_output")),
                 (b + "ffn_norm.weight", (self.n_embd,), "F32"),
-                (b + "ffn_gate.weight", (self.n_embd, self.n_ff), t("ffn_gate")),
-                (b + "ffn_up.weight", (self.n_embd, self.n_ff), t("ffn_up")),
-                (b + "ffn_down.weight", (self.n_ff, self.n_embd), t("ffn_down")),
             ]
+            if self.n_expert:
+                ne = self.n_expert
+                plan += [(b + "ffn_gate_inp.weight", (self.n_embd, ne), "F32"),
+                         (b + "ffn_gate_exps.weight", (self.n_embd, self.n_ff, ne), t("ffn_gate")),
+                         (b + "ffn_up_exps.weight", (self.n_embd, self.n_ff, ne), t("ffn_up")),
+                         (b + "ffn_down_exps.weight", (self.n_ff, self.n_embd, ne), t("ffn_down"))]
+            else:
+                plan += [(b + "ffn_gate.weight", (self.n_embd, self.n_ff), t("ffn_gate")),
+                         (b + "ffn_up.weight", (self.n_embd, self.n_ff), t("ffn_up")),
+                         (b + "ffn_down.weight", (self.n_ff, self.n_embd), t("ffn_down"))]
         plan.append(("output_norm.weight", (self.n_embd,), "F32"))
         if not self.tied_embeddings:
             plan.append(("output.weight", (self.n_embd, self.n_vocab), t("output")))
@@ -156,6 +165,7 @@ def write_synthetic(
         f"{a}.rope.dimension_count": model.head_dim,
         f"{a}.rope.freq_base": 10000.0,
         f"{a}.attention.layer_norm_rms_epsilon": 1e-5,
+        **({f"{a}.expert_count": model.n_expert, f"{a}.expert_used_count": model.n_expert_used} if model.n_expert else {}),
         **model.extra_metadata,
     }
     return write_gguf(path, model.arch, model.tensor_plan(), meta, n_vocab=model.n_vocab, name=model.name,

@@ -50,8 +50,9 @@ def _load_warning(cores: int) -> str | None:
     return None
 
 
-def collect(quick: bool = False, on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run every probe and assemble the profile dict."""
+def collect(quick: bool = False, on_step: Callable[[str], None] | None = None,
+            disk_dir: str | None = None) -> dict[str, Any]:
+    """Run every probe and assemble the profile dict (the disk probe in `disk_dir`: where the models live)."""
     from fitcheck import __version__
     from probes import accelerators, bandwidth, compute, cpu, disk, memory, runtime
 
@@ -92,7 +93,7 @@ def collect(quick: bool = False, on_step: Callable[[str], None] | None = None) -
     prof["compute"] = run("compute", lambda: compute.probe(quick))
     acc = run("accelerators", lambda: accelerators.probe(quick))
     prof["accelerators"] = acc.get("devices", [acc]) if isinstance(acc, dict) else []
-    prof["disk"] = run("disk", lambda: disk.probe(quick))
+    prof["disk"] = run("disk", lambda: disk.probe(quick, disk_dir))
     prof["runtime"] = run("runtime", lambda: runtime.probe(quick))
     steal = steal_fraction(times0, cpu_times())
     prof["cpu_steal"] = round(steal, 4) if steal is not None else None

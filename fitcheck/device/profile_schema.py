@@ -47,6 +47,9 @@ FIELDS = (
     ("bandwidth", "read_gbps", lambda v: _num(v, 1e-3, 1e5), "a bandwidth in GB/s (0.001..100000)"),
     ("compute", "fp32_gflops", lambda v: v is None or _num(v, 1e-3, 1e7), "a rate in GFLOP/s"),
     ("disk", "read_gbps", lambda v: v is None or _num(v, 1e-4, 1e4), "a rate in GB/s"),
+    ("disk", "fault_read_gbps", lambda v: v is None or _num(v, 1e-4, 1e4), "a rate in GB/s"),
+    ("disk", "paging_read_gbps", lambda v: v is None or _num(v, 1e-4, 1e4), "a rate in GB/s"),
+    ("disk", "paging_random_read_gbps", lambda v: v is None or _num(v, 1e-4, 1e4), "a rate in GB/s"),
     ("cpu", "llc_bytes", lambda v: v is None or _int(v, 0, MAX_BYTES), "a byte count"),
 )
 PARAMS = (

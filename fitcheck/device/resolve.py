@@ -124,9 +124,11 @@ def _this(prof: dict[str, Any] | None, where: str, overrides) -> Target:
     if sspec is not None and not calibrated and sspec.backend == "cpu":
         warnings.append("speed not calibrated on this device: `fitcheck calibrate` runs llama.cpp once to fix it")
     busy = any("under load" in w or "did not settle" in w for w in warnings)
+    from fitcheck.device.paging_rules import profile_rule
+
     return Target(label, usable, rule, sspec, params, calibrated, note or "no speed inputs", read, tuple(warnings),
                   basis={"source": "profile", "created": (prof or {}).get("created"), "cpu": cpu.get("model")},
-                  uncertainty=uncertainty(sspec, params, calibrated, basis, prof, busy))
+                  uncertainty=uncertainty(sspec, params, calibrated, basis, prof, busy), paging=profile_rule(prof or {}))
 
 
 def device_target(dev, ram_gb: int, entitlement: bool = False, overrides=(None, None, None),
@@ -154,8 +156,11 @@ def device_target(dev, ram_gb: int, entitlement: bool = False, overrides=(None, 
              "bw_gbps": dev.bw_gbps, "fp16_tflops": dev.fp16_tflops, "fp32_tflops": dev.fp32_tflops,
              "release": dev.release or (str(dev.year) if dev.year else ""), "backend": dev.backend,
              "device_source": dev.source, "device_verification": dev.verification}
+    from fitcheck.device.paging_rules import device_rule
+
     return Target(f"{dev.name}, {ram_gb} GB", usable, rule, sspec, params, calibrated, note or "no speed inputs", None,
-                  tuple(warnings), alt, facts, uncertainty(sspec, params, False, basis, None, False))
+                  tuple(warnings), alt, facts, uncertainty(sspec, params, False, basis, None, False),
+                  paging=device_rule(dev, os_of(dev)))
 
 
 def _database(name: str, entitlement: bool, overrides, host_memory_gb: float | None) -> Target:

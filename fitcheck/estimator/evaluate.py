@@ -7,11 +7,12 @@ its device once into a `Target` (fitcheck.device.resolve) and calls
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fitcheck.estimator.fit import TIGHT_MARGIN, FitResult, fit_verdict
 from fitcheck.estimator.memory import MemoryEstimate, estimate_memory
+from fitcheck.estimator.paging import PagingEstimate, PagingRule, assess, paged_speed
 from fitcheck.estimator.settings import RuntimeSettings
 from fitcheck.estimator.speed import BackendParams, DeviceSpeedSpec, SpeedEstimate, estimate_speed
 from fitcheck.model.model_spec import ModelSpec
@@ -56,6 +57,7 @@ class Target:
     basis: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # facts and sources for views
     # relative uncertainty of decode and prefill (0.15: the true rate is likely within /1.15 .. x1.15)
     uncertainty: tuple[float, float] = (0.3, 0.4)
+    paging: PagingRule | None = None  # what happens when a model does not fit: paging from storage, or killed
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "usable_bytes": self.usable_bytes, "memory_rule": self.memory_rule,
@@ -64,6 +66,9 @@ class Target:
                 "peak_tflops": self.speed.peak_tflops if self.speed else None,
                 "calibrated": self.calibrated, "speed_note": self.speed_note, "warnings": list(self.warnings),
                 "speed_uncertainty": {"decode": round(self.uncertainty[0], 3), "prefill": round(self.uncertainty[1], 3)},
+                "paging": {"evicts_mapped_files": self.paging.evicts_mapped_files, "rule": self.paging.os_rule,
+                           "storage_read_gbps": self.paging.storage_read_gbps, "storage_source": self.paging.storage_source,
+                           "repacked_types": sorted(self.paging.repacked_types)} if self.paging else None,
                 **self.basis}
 
 
@@ -72,12 +77,19 @@ class Evaluation:
     spec: ModelSpec
     memory: MemoryEstimate
     fit: FitResult
-    speed: SpeedEstimate | None  # as if it ran in memory; `row()` withholds it when it does not fit
+    speed: SpeedEstimate | None  # in memory; paged when it pages; None when it is killed
     uncertainty: tuple[float, float] = (0.3, 0.4)
+    paging: PagingEstimate | None = None  # set when it does not fit in memory
+    in_memory_speed: SpeedEstimate | None = None  # the rates had it fitted (trends across devices use these)
+
+    @property
+    def in_memory(self) -> bool:
+        return self.fit.verdict in ("fits", "tight")
 
     @property
     def runs(self) -> bool:
-        return self.fit.verdict != "does_not_fit"
+        """In memory, or paging from storage (slowly)."""
+        return self.fit.verdict != "killed"
 
     def meets(self, target_tps: float | None) -> bool:
         """Fits with headroom and, when a target is given, reaches it."""
@@ -97,7 +109,8 @@ class Evaluation:
                 "decode_tps": sp.decode_tps if sp else None, "prefill_tps": sp.prefill_tps if sp else None,
                 "decode_tps_range": rate_range(sp.decode_tps if sp else None, self.uncertainty[0]),
                 "prefill_tps_range": rate_range(sp.prefill_tps if sp else None, self.uncertainty[1]),
-                "ttft_s": sp.ttft_s if sp else None}
+                "ttft_s": sp.ttft_s if sp else None,
+                "paging": self.paging.to_dict() if self.paging else None}
 
 
 def evaluate(spec: ModelSpec, settings: RuntimeSettings, target: Target, n_prompt: int = DEFAULT_PROMPT,
@@ -111,7 +124,13 @@ def evaluate(spec: ModelSpec, settings: RuntimeSettings, target: Target, n_promp
     sp = None
     if target.speed is not None and target.params is not None and spec.weights_bytes > 0:  # nothing to stream, no rate
         sp = estimate_speed(spec, target.speed, target.params, n_prompt=n_prompt, depth=depth, n_ubatch=settings.n_ubatch)
-    return Evaluation(spec, mem, fit, sp, target.uncertainty)
+    pg, sp_mem = None, sp
+    if fit.verdict == "does_not_fit":
+        backend = target.speed.backend if target.speed else "cpu"
+        pg = assess(spec, mem, settings, backend, fit.usable_bytes, target.paging)
+        fit = replace(fit, verdict=pg.regime)
+        sp = paged_speed(pg, sp, n_prompt, settings.n_ubatch)
+    return Evaluation(spec, mem, fit, sp, target.uncertainty, pg, sp_mem)
 
 
 def rate_range(v: float | None, u: float) -> list[float] | None:

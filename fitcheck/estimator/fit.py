@@ -9,7 +9,7 @@ TIGHT_MARGIN = 0.10  # within the last 10 % of usable memory the answer is "tigh
 
 @dataclass(frozen=True)
 class FitResult:
-    verdict: str  # fits | tight | does_not_fit
+    verdict: str  # fits | tight | does_not_fit; evaluate() makes does_not_fit pages or killed
     needed_bytes: int
     usable_bytes: int
     headroom_bytes: int

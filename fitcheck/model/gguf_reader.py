@@ -454,7 +454,13 @@ def read_model(path: str | os.PathLike) -> GGUFModel:
     missing = [p for p in parts if not p.exists()]
     if missing:
         raise GGUFError(path, f"split model is missing part {missing[0].name}")
-    headers = [read_header(p) for p in parts]
+    return merge_split(str(path), [read_header(p) for p in parts])
+
+
+def merge_split(src: str, headers: list[GGUFHeader]) -> GGUFModel:
+    """The parts of a split model (local or remote headers, in order) as one model, checked."""
+    from dataclasses import replace
+
     tensors: list[TensorInfo] = []
     seen: set[str] = set()
     for i, h in enumerate(headers):
@@ -465,17 +471,11 @@ def read_model(path: str | os.PathLike) -> GGUFModel:
             if t.name in seen:
                 raise GGUFError(h.path, f"tensor {t.name!r} appears in more than one split")
             seen.add(t.name)
-            tensors.append(TensorInfo(t.name, t.shape, t.ggml_type, t.offset, t.n_elements, t.n_bytes, i))
+            tensors.append(replace(t, split=i))
     first = headers[0]
     declared = first.metadata.get("split.tensors.count")
     if isinstance(declared, int) and declared != len(tensors):
-        raise GGUFError(path, f"split model declares {declared} tensors, parts hold {len(tensors)}")
-    return GGUFModel(
-        paths=tuple(str(p) for p in parts),
-        version=first.version,
-        metadata=first.metadata,
-        tensors=tuple(tensors),
-        file_size_bytes=sum(h.file_size_bytes for h in headers),
-        splits=len(parts),
-        headers=tuple(headers),
-    )
+        raise GGUFError(src, f"split model declares {declared} tensors, parts hold {len(tensors)}")
+    return GGUFModel(paths=tuple(h.path for h in headers), version=first.version, metadata=first.metadata,
+                     tensors=tuple(tensors), file_size_bytes=sum(h.file_size_bytes for h in headers),
+                     splits=len(headers), headers=tuple(headers))

@@ -21,12 +21,16 @@ def _jsonable(v: Any) -> Any:
 
 def load_spec(path: str | os.PathLike) -> ModelSpec:
     """Read a GGUF file (or split set) and return its ModelSpec."""
-    return spec_from_gguf(read_model(path))
+    from fitcheck.model.remote import read_any_model
+
+    return spec_from_gguf(read_any_model(path))
 
 
 def inspect_gguf(path: str | os.PathLike) -> dict[str, Any]:
     """Everything `fitcheck inspect --json` prints about one model."""
-    return describe(read_model(path))
+    from fitcheck.model.remote import read_any_model
+
+    return describe(read_any_model(path))
 
 
 def describe(model: GGUFModel) -> dict[str, Any]:

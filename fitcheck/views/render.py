@@ -152,7 +152,9 @@ def profile_view(console: Console, p: dict[str, Any]) -> None:
     console.print(kv_table(f"Device profile ({'quick' if p.get('quick') else 'full'}, {p.get('created')})", rows))
 
 
-VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "does_not_fit": "bold red"}
+VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "pages": "bold magenta", "killed": "bold red",
+                 "does_not_fit": "bold red"}
+VERDICT_WORD = {"fits": "fits", "tight": "tight", "pages": "pages", "killed": "no", "does_not_fit": "no"}
 
 
 def _device_line(dev: dict[str, Any]) -> str:
@@ -183,18 +185,31 @@ def estimate_view(console: Console, d: dict[str, Any]) -> None:
     style = VERDICT_STYLE[fit["verdict"]]
     room = fit["headroom_bytes"]
     margin = f"{fmt_gb(room, 2)} to spare" if room >= 0 else f"{fmt_gb(-room, 2)} short"
-    console.print(f"[{style}]{fit['verdict'].replace('_', ' ')}[/{style}]: needs {fmt_gb(fit['needed_bytes'], 2)} "
+    word = {"pages": "does not fit in memory — pages from storage", "killed": "does not fit — killed"}.get(
+        fit["verdict"], fit["verdict"])
+    console.print(f"[{style}]{word}[/{style}]: needs {fmt_gb(fit['needed_bytes'], 2)} "
                   f"(reserved) of {fmt_gb(fit['usable_bytes'], 2)} usable, {margin}", soft_wrap=True, highlight=False)
+    if d.get("paging"):
+        console.print(f"why: {d['paging']['reason']}", soft_wrap=True, highlight=False, markup=False)
     if d.get("speed"):
         console.print(speed_line(d), soft_wrap=True, highlight=False, markup=False)
-    elif fit["verdict"] == "does_not_fit":
-        console.print("speed: none given — it does not fit", highlight=False)
+        if fit["verdict"] == "pages":
+            console.print(f"paging: {d['paging']['storage_source']}", soft_wrap=True, highlight=False, markup=False)
+    elif fit["verdict"] == "killed":
+        console.print("speed: none — the OS kills it (out of memory) before it runs", highlight=False)
+    elif fit["verdict"] == "pages":
+        console.print(f"speed: unknown — {d['paging']['storage_source']}", soft_wrap=True, highlight=False, markup=False)
     else:
         console.print("speed: unknown — " + esc(dev.get("speed_note") or "no speed inputs"), soft_wrap=True, highlight=False)
     console.print(f"[dim]context {s['n_ctx']}, flash attention {'on' if s['flash_attn'] else 'off'}, swa_full {s['swa_full']}; "
                   f"memory: {esc(b['memory'], 1000)}[/dim]", soft_wrap=True, highlight=False)
     if "alias" in b:
         console.print(f"[dim]{esc(b['alias'])}[/dim]", highlight=False)
+    for w in d.get("ways_out") or []:
+        rate = f"~{w['decode_tps']:.2f} t/s decode" if w.get("decode_tps") else "speed unknown"
+        src = f" ({w['paging']['storage_source']})" if w.get("paging") else ""
+        how = "it pages at" if w["verdict"] == "pages" else "it fits, at"
+        console.print(f"way out: {w['how']} — {how} {rate}{src}", soft_wrap=True, highlight=False, markup=False)
 
 
 def models_view(console: Console, d: dict[str, Any]) -> None:
@@ -219,7 +234,7 @@ def answer_header(d: dict[str, Any]) -> str:
 
 def _cell(r: dict[str, Any]) -> str:
     style = VERDICT_STYLE[r["verdict"]].replace("bold ", "")
-    word = {"fits": "fits", "tight": "tight", "does_not_fit": "no"}[r["verdict"]]
+    word = VERDICT_WORD[r["verdict"]]
     speed = ""
     if r["decode_tps"] is not None:
         speed = f" {r['decode_tps']:.1f}" + (f"/{r['prefill_tps']:.0f}" if r["prefill_tps"] else "")
@@ -357,7 +372,7 @@ def advise_view(console: Console, d: dict[str, Any]) -> None:
         style = VERDICT_STYLE[r["verdict"]].replace("bold ", "")
         t.add_row(r["quant"], f"{r['bits_per_weight']:.2f}", f"{r['total_bytes'] / 1e9:.2f}",
                   f"[{style}]{r['verdict'].replace('_', ' ')}[/{style}]",
-                  f"{r['decode_tps']:.1f}" if r["decode_tps"] else ("-" if r["verdict"] == "does_not_fit" else "unknown"),
+                  f"{r['decode_tps']:.1f}" if r["decode_tps"] else ("-" if r["verdict"] in ("killed", "does_not_fit") else "unknown"),
                   f"{r['ppl_delta']:.3f}" if r["ppl_delta"] is not None else "-",
                   f"{r['kld_mean']:.4f}" if r["kld_mean"] is not None else "-")
     console.print(t)
@@ -446,7 +461,7 @@ def scan_view(console: Console, d: dict[str, Any]) -> None:
         t.add_row(name, *([m["source"]] if wide else []), esc(m["quant"] or "-"),
                   fmt_count(m["parameter_count"]) if m["parameter_count"] else "-", f"{m['needed_bytes'] / 1e9:.2f}",
                   f"[{style}]{(m['verdict'] or 'unknown').replace('_', ' ')}[/{style}]",
-                  f"{m['decode_tps']:.1f}" if m["decode_tps"] else ("-" if m["verdict"] == "does_not_fit" else "unknown"))
+                  f"{m['decode_tps']:.1f}" if m["decode_tps"] else ("-" if m["verdict"] in ("killed", "does_not_fit") else "unknown"))
     console.print(t)
     for p in d["problems"]:
         console.print(f"[red]unreadable[/red] {esc(p['name'])} ({p['source']}): {esc(p['error'])}",

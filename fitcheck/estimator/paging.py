@@ -1,0 +1,169 @@
+"""When a model does not fit: it pages its weights from storage, or it is killed. Pure: no I/O.
+
+llama.cpp maps the GGUF read-only (src/llama-mmap.cpp, llama_mmap) and a CPU
+backend computes straight from the mapping (the CPU_Mapped buffer in its
+load log), so the weights are clean file pages. When the memory an app may
+use is below the model, the OS drops those pages and the next access faults
+them in again from storage: the model runs, at storage speed. Everything else
+(KV cache, compute buffer, logits, the runtime, and weights llama.cpp copies
+into its CPU_REPACK buffer for faster kernels) is anonymous memory: with no
+swap it must fit, or the process is killed. Weights on a GPU backend, and
+runtimes that read the file instead of mapping it, cannot page either.
+
+What is read again per decoded token. A dense model reads all its weights
+every token in the same order: a scan larger than the cache. A pure LRU keeps
+nothing useful then; Linux's active/inactive lists protect part of the scan
+once the cache holds most of it. Measured here (benchmarks/paging_vs_llama.py,
+bytes read from the block device per token): all weights re-read with the
+cache at 0.35 and 0.7 of the weights, 0.43 of them at 0.92. So the share re-read
+falls from 1 at RETAIN_FROM of the weights to 0 when all fit. In an MoE model
+the always-used tensors (attention, router, shared experts) stay resident
+when they and one token's experts fit (within the retained share); the
+routed experts are found in the cache left for them with that cache's share
+of all experts (random references to an LRU). When one token's tensors do not stay,
+readahead around each fault pulls neighbouring experts in and the whole
+model is read again. Prefill reads the weights once per ubatch pass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+from fitcheck.estimator.memory import MemoryEstimate
+from fitcheck.estimator.settings import RuntimeSettings
+from fitcheck.estimator.speed import SpeedEstimate
+from fitcheck.model.model_spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class PagingRule:
+    """Whether a device's OS drops an app's clean mapped file pages instead of killing it, and from what storage."""
+
+    evicts_mapped_files: bool
+    os_rule: str  # the rule, with its source
+    storage_read_gbps: float | None = None  # read bandwidth under page faults (probed) or sequential (database)
+    storage_source: str = ""
+    random_read_gbps: float | None = None  # scattered 4 MiB re-reads (MoE experts); None: as sequential
+    repacked_types: frozenset[str] = frozenset()  # GGML types llama.cpp's CPU backend copies into CPU_REPACK here
+    repack_source: str = ""
+
+
+@dataclass(frozen=True)
+class PagingEstimate:
+    regime: str  # pages | killed
+    reason: str
+    pinned_bytes: int  # what must stay in memory
+    pageable_bytes: int  # mapped weights the OS may drop
+    cache_bytes: int  # memory left for weight pages
+    reread_token_bytes: int | None  # read again from storage per decoded token
+    reread_pass_bytes: int | None  # ... per prefill ubatch pass
+    storage_read_gbps: float | None
+    storage_source: str = ""
+    scattered: bool = False  # the per-token re-reads are routed experts, at the random-read rate
+    random_read_gbps: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _is_expert(name: str) -> bool:
+    return "_exps." in name
+
+
+def pageable_tensors(spec: ModelSpec, repacked: frozenset[str]):
+    """Tensors used from the mapping (not copied into repacked buffers)."""
+    return [t for t in spec.tensors if t.ggml_type.upper() not in repacked]
+
+
+def _hot_and_experts(spec: ModelSpec, repacked: frozenset[str]) -> tuple[int, int]:
+    """(bytes of mapped tensors read whole every token, bytes of mapped routed-expert tensors)."""
+    tied = not any(t.name == "output.weight" for t in spec.tensors)
+    hot = experts = 0
+    for t in pageable_tensors(spec, repacked):
+        if t.name == "token_embd.weight" and not tied:
+            continue  # one row per token: stays cached or costs a page
+        if _is_expert(t.name) and spec.n_expert:
+            experts += t.n_bytes
+        else:
+            hot += t.n_bytes
+    return hot, experts
+
+
+RETAIN_FROM = 0.85  # cache / scanned bytes below which a cyclic scan keeps nothing (measured here, Linux)
+
+
+def reread_share(cache_share: float) -> float:
+    """Share of a cyclically scanned set read again per pass, with the cache holding `cache_share` of it."""
+    return min(1.0, max(0.0, (1 - cache_share) / (1 - RETAIN_FROM)))
+
+
+def cannot_page(settings: RuntimeSettings, backend: str, rule: PagingRule | None) -> str | None:
+    """Why nothing of this setup can page, or None when mapped CPU weights can."""
+    if rule is None:
+        return "no paging rule known for this device"
+    if backend != "cpu" or settings.n_gpu_layers:
+        return (f"on the {backend if backend != 'cpu' else 'GPU'} backend the weights sit in GPU buffers (wired by "
+                "Metal, copied by CUDA/Vulkan/OpenCL), which the OS cannot drop and read again: an app that loads "
+                "them like this is killed")
+    if not settings.use_mmap:
+        return "the runtime reads the weights into memory (no mmap), so they cannot be dropped"
+    if not rule.evicts_mapped_files:
+        return rule.os_rule
+    return None
+
+
+def assess(spec: ModelSpec, mem: MemoryEstimate, settings: RuntimeSettings, backend: str, usable_bytes: int,
+           rule: PagingRule | None) -> PagingEstimate:
+    """For a setup whose reserved total exceeds usable memory: does it page, and how much is read again?"""
+    why = cannot_page(settings, backend, rule)
+    repacked = rule.repacked_types if rule else frozenset()
+    pageable = sum(t.n_bytes for t in pageable_tensors(spec, repacked)) if why is None else 0
+    # the OS counts touched pages: the compute buffer's untouched reservation does not press on the cache
+    pinned = mem.resident_bytes - pageable
+    gbps = rule.storage_read_gbps if rule else None
+    src = rule.storage_source if rule else ""
+    if why is not None:
+        return PagingEstimate("killed", why, pinned, 0, 0, None, None, gbps, src)
+    if pinned >= usable_bytes:
+        rep = spec.weights_bytes - pageable
+        extra = f", {rep / 1e9:.2f} GB of weights repacked into anonymous buffers ({rule.repack_source})" if rep else ""
+        return PagingEstimate("killed", f"even with every mapped weight left on storage it needs {pinned / 1e9:.2f} GB of "
+                              f"{usable_bytes / 1e9:.2f} GB usable (KV cache, compute buffer, runtime{extra})",
+                              pinned, pageable, 0, None, None, gbps, src)
+    cache = usable_bytes - pinned
+    hot, experts = _hot_and_experts(spec, repacked)
+    active = experts * spec.n_expert_used / spec.n_expert if spec.n_expert else 0
+    scattered = False
+    if not experts:
+        per_token = int(hot * reread_share(cache / hot)) if hot else 0
+    elif hot + active <= RETAIN_FROM * cache:
+        # experts are routed, not scanned: an LRU finds each in the cache with the cache's share of them
+        per_token, scattered = int(active * max(0.0, 1 - (cache - hot) / experts)), True
+    else:
+        per_token = hot + experts  # one token's tensors do not stay: readahead thrashes through everything
+    # one ubatch touches nearly every expert (each token routes to n_expert_used of them)
+    touched = hot + experts
+    per_pass = touched if touched > cache else 0
+    reason = (f"the mapped weights ({pageable / 1e9:.2f} GB) exceed the {cache / 1e9:.2f} GB left after what must stay "
+              f"in memory ({pinned / 1e9:.2f} GB): the OS drops their pages and reads {per_token / 1e9:.2f} GB again "
+              f"from storage per token — {rule.os_rule}")
+    return PagingEstimate("pages", reason, pinned, pageable, cache, per_token, per_pass, gbps, src, scattered,
+                          rule.random_read_gbps)
+
+
+def paged_speed(pg: PagingEstimate, in_memory: SpeedEstimate | None, n_prompt: int, n_ubatch: int) -> SpeedEstimate | None:
+    """Decode and prefill with the re-reads added (page faults stall the thread that takes them)."""
+    if pg.regime != "pages" or in_memory is None or not pg.storage_read_gbps:
+        return None
+    bps = pg.storage_read_gbps * 1e9
+    rate = (pg.random_read_gbps or pg.storage_read_gbps) * 1e9 if pg.scattered else bps
+    t_page = pg.reread_token_bytes / rate
+    decode_s = 1 / in_memory.decode_tps + t_page  # a decode step waits on each fault: little compute to hide it
+    prefill = None
+    if in_memory.prefill_tps and n_prompt:
+        passes = math.ceil(n_prompt / n_ubatch)
+        prefill = n_prompt / (n_prompt / in_memory.prefill_tps + passes * pg.reread_pass_bytes / bps)
+    ttft = n_prompt / prefill if prefill else None  # mapped lazily: loading is the first pass's faults
+    return replace(in_memory, decode_tps=1 / decode_s, prefill_tps=prefill, ttft_s=ttft, load_s=None,
+                   decode_breakdown_s={**in_memory.decode_breakdown_s, "paging": t_page})

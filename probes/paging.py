@@ -1,0 +1,94 @@
+"""Paging read rate: how fast a process re-reads a mapped file that does not fit in its memory limit.
+
+This is llama.cpp's access pattern when its mapped weights exceed what the OS
+grants: a scan of a file larger than the memory left, each page faulted in
+with the kernel's readahead while the kernel reclaims the pages before it.
+Measured in a child process moved into a fresh memory cgroup (v1 or v2)
+limited to a quarter of the file, so it needs root and a writable memory
+controller; elsewhere it says why it could not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ._util import unavailable
+
+CG1 = Path("/sys/fs/cgroup/memory")
+CG2 = Path("/sys/fs/cgroup")
+_CHILD = r"""
+import json, mmap, os, sys, time
+procs, name = sys.argv[1], sys.argv[2]
+open(procs, "w").write(str(os.getpid()))
+fd = os.open(name, os.O_RDONLY)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+size = os.fstat(fd).st_size
+m = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+import random
+times, rand = [], []
+for _ in range(3):
+    t = time.perf_counter(); acc = 0
+    for off in range(0, size, mmap.PAGESIZE):
+        acc += m[off]
+    times.append(time.perf_counter() - t)
+chunk = 4 << 20  # MoE experts: slices of a few MiB read in no order (readahead reads around them)
+starts = list(range(0, size - chunk + 1, chunk))
+for _ in range(2):
+    random.shuffle(starts)
+    t = time.perf_counter(); acc = 0
+    for s0 in starts:
+        for off in range(s0, s0 + chunk, mmap.PAGESIZE):
+            acc += m[off]
+    rand.append(time.perf_counter() - t)
+print(json.dumps({"size": size, "times": times, "random": rand, "random_bytes": len(starts) * chunk}))
+"""
+
+
+def _group(limit_bytes: int) -> tuple[Path, Path, str] | None:
+    """(group dir, its procs file, the limit file name) for a fresh memory cgroup, or None."""
+    name = f"fitcheck-paging-probe-{os.getpid()}"
+    if (CG1 / "memory.limit_in_bytes").exists():
+        g, limit_file = CG1 / name, "memory.limit_in_bytes"
+    elif "memory" in (CG2 / "cgroup.controllers").read_text(errors="ignore").split() if (CG2 / "cgroup.controllers").exists() else False:
+        g, limit_file = CG2 / name, "memory.max"
+    else:
+        return None
+    g.mkdir()
+    (g / limit_file).write_text(str(limit_bytes))
+    return g, g / "cgroup.procs", limit_file
+
+
+def probe(path: str, baseline_bytes: int = 24 << 20) -> dict:
+    """Re-read rate of `path` (a file on the storage to measure) under a limit of baseline + a quarter of it."""
+    if sys.platform != "linux":
+        return unavailable("needs Linux memory cgroups")
+    size = os.path.getsize(path)
+    try:
+        made = _group(baseline_bytes + size // 4)
+    except OSError as e:
+        return unavailable(f"cannot make a memory cgroup ({e.strerror or e}): needs root")
+    if made is None:
+        return unavailable("no memory cgroup controller")
+    group, procs, _ = made
+    try:
+        out = subprocess.run([sys.executable, "-c", _CHILD, str(procs), path], capture_output=True, text=True,
+                             timeout=120)
+        if out.returncode != 0:
+            why = "killed by the limit" if out.returncode < 0 else (out.stderr.strip().splitlines() or ["?"])[-1]
+            return unavailable(f"paging test failed: {why}")
+        d = json.loads(out.stdout)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as e:
+        return unavailable(f"paging test failed: {e}")
+    finally:
+        try:
+            group.rmdir()
+        except OSError:
+            pass
+    later = sorted(d["times"][1:])  # the first pass is a cold read; later ones re-read under the limit
+    return {"status": "ok", "paging_read_gbps": round(d["size"] / later[0] / 1e9, 3),
+            "paging_random_read_gbps": round(d["random_bytes"] / min(d["random"]) / 1e9, 3),
+            "passes_s": [round(t, 4) for t in d["times"]], "limit_bytes": baseline_bytes + size // 4}
