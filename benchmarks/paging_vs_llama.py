@@ -37,21 +37,18 @@ def memory_cgroup(limit_bytes: int | None):
     if limit_bytes is None:
         yield
         return
+    from probes.paging import memory_group
+
     own = next(ln.split(":", 2)[2] for ln in Path("/proc/self/cgroup").read_text().splitlines()
                if ln.split(":")[1] == "memory")
-    home = CG / own.lstrip("/")
-    group = CG / f"fitcheck-paging-{os.getpid()}"
-    group.mkdir(exist_ok=True)
-    try:
-        (group / "memory.limit_in_bytes").write_text(str(limit_bytes))
+    with memory_group(limit_bytes) as group:
         (group / "cgroup.procs").write_text(str(os.getpid()))
-        yield
-    finally:
-        (home / "cgroup.procs").write_text(str(os.getpid()))
-        with contextlib.suppress(OSError):
-            (group / "memory.force_empty").write_text("0")
-        with contextlib.suppress(OSError):
-            group.rmdir()
+        try:
+            yield
+        finally:  # back home, so the group can go
+            (CG / own.lstrip("/") / "cgroup.procs").write_text(str(os.getpid()))
+            with contextlib.suppress(OSError):
+                (group / "memory.force_empty").write_text("0")
 
 
 def drop_cache(path: Path) -> None:
@@ -63,7 +60,8 @@ def drop_cache(path: Path) -> None:
 
 
 def models(folder: Path):
-    from fitcheck.calibration.synth import SynthModel, write_synthetic
+    from fitcheck.calibration.calibrate import ensure_model
+    from fitcheck.calibration.synth import SynthModel
 
     plans = {
         "dense Q8_0": SynthModel(n_layer=16, n_embd=2048, n_head=16, n_head_kv=4, n_ff=5632, n_vocab=32000,
@@ -73,13 +71,7 @@ def models(folder: Path):
         "MoE 8x2 Q8_0": SynthModel(n_layer=12, n_embd=1024, n_head=8, n_head_kv=4, n_ff=2816, n_vocab=32000,
                                    weight_type="Q8_0", n_expert=8, n_expert_used=2, seed=7),
     }
-    out = {}
-    for label, m in plans.items():
-        path = folder / (label.replace(" ", "-") + ".gguf")
-        if not path.exists():
-            write_synthetic(path, m)
-        out[label] = path
-    return out
+    return {label: ensure_model(m, folder) for label, m in plans.items()}  # named by shape: a changed plan is rewritten
 
 
 def main() -> int:
@@ -114,9 +106,8 @@ def main() -> int:
             path = paths[label]
             spec = load_spec(path)
             s = RunSettings(n_ctx=512, use_mmap=True, use_extra_bufts=repack)
-            tgt = replace(target, paging=replace(rule, repacked_types=rule.repacked_types if repack else frozenset()))
+            tgt = replace(target, paging=rule if repack else rule.without_repacking())
             free = evaluate(spec, s, replace(tgt, usable_bytes=1 << 40), n_prompt=N_PROMPT)
-            pinned = free.memory.total_bytes - spec.weights_bytes
             limits = [None] if not repack else []
             pinned = free.memory.resident_bytes - spec.weights_bytes
             limits += [int(pinned + f * spec.weights_bytes) for f in ((0.3, 0.55, 0.8) if not repack else (0.6,))]

@@ -135,7 +135,7 @@ def _repacking(target, repack: bool):
         return target
     from dataclasses import replace
 
-    return replace(target, paging=replace(target.paging, repacked_types=frozenset()))
+    return replace(target, paging=target.paging.without_repacking())
 
 
 def _warnings(d: dict) -> None:

@@ -65,13 +65,13 @@ def paging_ways_out(spec: ModelSpec, s: RuntimeSettings, target: Target, cpu_tar
     base = cpu_target or target
     if base.paging is None or (base.speed and base.speed.backend != "cpu"):
         return []
-    alt = replace(base, paging=replace(base.paging, repacked_types=frozenset()))
+    alt = replace(base, paging=base.paging.without_repacking())
     s = replace(s, use_mmap=True, n_gpu_layers=0)
-    ent = base.alternatives.entitlement_usable_bytes
+    ways = [(None, MMAP_APP)]
+    if base.alternatives.entitlement_usable_bytes:
+        ways.append((base.alternatives.entitlement_usable_bytes, MMAP_APP + ", with the increased-memory-limit entitlement"))
     out = []
-    for usable, how in ((None, MMAP_APP), (ent, MMAP_APP + ", with the increased-memory-limit entitlement")):
-        if how != MMAP_APP and usable is None:
-            continue
+    for usable, how in ways:
         ev = evaluate(spec, s, alt, n_prompt=n_prompt, usable_bytes=usable)
         if ev.fit.verdict in ("pages", "fits", "tight"):
             sp = ev.speed

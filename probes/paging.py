@@ -10,6 +10,7 @@ controller; elsewhere it says why it could not.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -48,18 +49,36 @@ print(json.dumps({"size": size, "times": times, "random": rand, "random_bytes": 
 """
 
 
-def _group(limit_bytes: int) -> tuple[Path, Path, str] | None:
-    """(group dir, its procs file, the limit file name) for a fresh memory cgroup, or None."""
-    name = f"fitcheck-paging-probe-{os.getpid()}"
+def _controller() -> tuple[Path, str] | None:
+    """(hierarchy root, limit file) of the memory controller: cgroup v1, else v2; None without one."""
     if (CG1 / "memory.limit_in_bytes").exists():
-        g, limit_file = CG1 / name, "memory.limit_in_bytes"
-    elif "memory" in (CG2 / "cgroup.controllers").read_text(errors="ignore").split() if (CG2 / "cgroup.controllers").exists() else False:
-        g, limit_file = CG2 / name, "memory.max"
-    else:
-        return None
-    g.mkdir()
-    (g / limit_file).write_text(str(limit_bytes))
-    return g, g / "cgroup.procs", limit_file
+        return CG1, "memory.limit_in_bytes"
+    controllers = CG2 / "cgroup.controllers"
+    if controllers.exists() and "memory" in controllers.read_text(errors="ignore").split():
+        return CG2, "memory.max"
+    return None
+
+
+@contextlib.contextmanager
+def memory_group(limit_bytes: int, name: str = "fitcheck-paging"):
+    """A fresh memory cgroup limited to `limit_bytes` (its directory), removed afterwards.
+
+    Raises OSError when there is no controller or it is not writable (not root).
+    """
+    found = _controller()
+    if found is None:
+        raise OSError("no memory cgroup controller")
+    root, limit_file = found
+    group = root / f"{name}-{os.getpid()}"
+    group.mkdir()
+    try:
+        (group / limit_file).write_text(str(limit_bytes))
+        yield group
+    finally:
+        try:
+            group.rmdir()
+        except OSError:
+            pass
 
 
 def probe(path: str, baseline_bytes: int = 24 << 20) -> dict:
@@ -68,26 +87,20 @@ def probe(path: str, baseline_bytes: int = 24 << 20) -> dict:
         return unavailable("needs Linux memory cgroups")
     size = os.path.getsize(path)
     try:
-        made = _group(baseline_bytes + size // 4)
+        with memory_group(baseline_bytes + size // 4, "fitcheck-paging-probe") as group:
+            out = subprocess.run([sys.executable, "-c", _CHILD, str(group / "cgroup.procs"), path],
+                                 capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return unavailable("paging test timed out")
     except OSError as e:
-        return unavailable(f"cannot make a memory cgroup ({e.strerror or e}): needs root")
-    if made is None:
-        return unavailable("no memory cgroup controller")
-    group, procs, _ = made
+        return unavailable(f"cannot make a memory cgroup ({e.strerror or e}): needs root and a memory controller")
+    if out.returncode != 0:
+        why = "killed by the limit" if out.returncode < 0 else (out.stderr.strip().splitlines() or ["?"])[-1]
+        return unavailable(f"paging test failed: {why}")
     try:
-        out = subprocess.run([sys.executable, "-c", _CHILD, str(procs), path], capture_output=True, text=True,
-                             timeout=120)
-        if out.returncode != 0:
-            why = "killed by the limit" if out.returncode < 0 else (out.stderr.strip().splitlines() or ["?"])[-1]
-            return unavailable(f"paging test failed: {why}")
         d = json.loads(out.stdout)
-    except (OSError, ValueError, subprocess.TimeoutExpired) as e:
+    except ValueError as e:
         return unavailable(f"paging test failed: {e}")
-    finally:
-        try:
-            group.rmdir()
-        except OSError:
-            pass
     later = sorted(d["times"][1:])  # the first pass is a cold read; later ones re-read under the limit
     return {"status": "ok", "paging_read_gbps": round(d["size"] / later[0] / 1e9, 3),
             "paging_random_read_gbps": round(d["random_bytes"] / min(d["random"]) / 1e9, 3),

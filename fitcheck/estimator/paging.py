@@ -48,6 +48,10 @@ class PagingRule:
     repacked_types: frozenset[str] = frozenset()  # GGML types llama.cpp's CPU backend copies into CPU_REPACK here
     repack_source: str = ""
 
+    def without_repacking(self) -> "PagingRule":
+        """llama.cpp run with use_extra_bufts=false: every weight is used from the mapping."""
+        return replace(self, repacked_types=frozenset(), repack_source="")
+
 
 @dataclass(frozen=True)
 class PagingEstimate:
