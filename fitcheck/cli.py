@@ -223,13 +223,14 @@ def probe(
 def estimate(
     model: str = typer.Option(..., "--model", "-m", help="GGUF path or URL (https://…, hf://org/repo/file.gguf: header only), catalog id (see `fitcheck models`) or size alias (1.8b, 4b, 7b ...)."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization for catalog models (default Q4_K_M)."),
-    ctx: int = typer.Option(4096, "--ctx", help="Context length (tokens)."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", help="Take the context, batch, flash attention, SWA cache and mmap defaults of a runtime: ollama, llama-server, llama-cli, lm-studio, pocketpal, llama.rn, koboldcpp, jan, llama-cpp-python (options given here win)."),
+    ctx: Optional[int] = typer.Option(None, "--ctx", help="Context length (tokens). [default: 4096, or the runtime's]"),
     kv_type: str = typer.Option("f16", "--kv-type", help="KV cache type for K and V: f16, q8_0, q4_0 ..."),
     gpu_layers: int = typer.Option(0, "--gpu-layers", help="Layers offloaded to an accelerator."),
-    flash_attn: bool = typer.Option(False, "--flash-attn/--no-flash-attn", help="Flash attention (needed for a quantized V cache)."),
-    swa_full: bool = typer.Option(True, "--swa-full/--no-swa-full", help="Full-size KV on sliding-window layers (llama-cpp-python's default)."),
-    batch: int = typer.Option(512, "--batch", help="n_batch."),
-    ubatch: int = typer.Option(512, "--ubatch", help="n_ubatch: sets the compute buffer."),
+    flash_attn: Optional[bool] = typer.Option(None, "--flash-attn/--no-flash-attn", help="Flash attention (needed for a quantized V cache). [default: off, or the runtime's]"),
+    swa_full: Optional[bool] = typer.Option(None, "--swa-full/--no-swa-full", help="Full-size KV on sliding-window layers. [default: on (llama-cpp-python's), or the runtime's]"),
+    batch: Optional[int] = typer.Option(None, "--batch", help="n_batch. [default: 512, or the runtime's]"),
+    ubatch: Optional[int] = typer.Option(None, "--ubatch", help="n_ubatch: sets the compute buffer. [default: 512, or the runtime's]"),
     device: str = DEVICE_OPT,
     memory_gb: Optional[float] = MEMORY_GB_OPT,
     entitlement: bool = ENTITLEMENT_OPT,
@@ -237,7 +238,7 @@ def estimate(
     tflops: Optional[float] = typer.Option(None, "--tflops", help="Override peak compute (TFLOPS, the kind the backend was fitted on)."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Override the backend class: cpu, metal, cuda, vulkan, mobile-gpu."),
     n_prompt: int = typer.Option(512, "--prompt", help="Prompt length for prefill and TTFT."),
-    mmap: bool = typer.Option(True, "--mmap/--no-mmap", help="The runtime maps the weights (llama.cpp's default) or loads them (MLC, some apps): only mapped weights can page."),
+    mmap: Optional[bool] = typer.Option(None, "--mmap/--no-mmap", help="The runtime maps the weights (llama.cpp's default) or loads them (MLC, some apps): only mapped weights can page. [default: mmap, or the runtime's]"),
     repack: bool = typer.Option(True, "--repack/--no-repack", help="llama.cpp repacks some weight types for its CPU kernels (its default): repacked copies cannot page."),
     json_out: bool = JSON_OPT,
 ) -> None:
@@ -246,15 +247,26 @@ def estimate(
     from fitcheck.estimator.settings import RuntimeSettings
     from fitcheck.views.render import estimate_view
 
-    s = RuntimeSettings(n_ctx=ctx, n_batch=batch, n_ubatch=ubatch, n_gpu_layers=gpu_layers, flash_attn=flash_attn,
-                        type_k=kv_type.lower(), type_v=kv_type.lower(), swa_full=swa_full, use_mmap=mmap)
+    given = {"n_ctx": ctx, "n_batch": batch, "n_ubatch": ubatch, "flash_attn": flash_attn, "swa_full": swa_full,
+             "use_mmap": mmap}
+    kw = {"n_ctx": 4096, "n_batch": 512, "n_ubatch": 512, "flash_attn": False, "swa_full": True, "use_mmap": True}
+    preset = None
+    if runtime is not None:
+        from fitcheck.runtimes import find
+
+        preset = find(runtime)
+        kw.update(preset.defaults(), runtime=preset.id)
+    kw.update({k: v for k, v in given.items() if v is not None})
+    ctx_from_model = preset is not None and preset.n_ctx is None and ctx is None  # "model": the trained context
+    s = RuntimeSettings(n_gpu_layers=gpu_layers, type_k=kv_type.lower(), type_v=kv_type.lower(), **kw)
     opts = dict(memory_gb=memory_gb, entitlement=entitlement, bandwidth_gbps=bandwidth_gbs, tflops=tflops)
     target, _ = _target(device, backend=backend, **opts)
     target = _repacking(target, repack)
     cpu_target = None
     if target.speed is not None and target.speed.backend != "cpu" and not gpu_layers:  # the mmap way out runs on the CPU
         cpu_target = _target(device, backend="cpu", **opts)[0]
-    d = run_estimate(model, target, quant, s, n_prompt=n_prompt, cpu_target=cpu_target)
+    d = run_estimate(model, target, quant, s, n_prompt=n_prompt, cpu_target=cpu_target, preset=preset,
+                     ctx_from_model=ctx_from_model)
     show(d, json_out, estimate_view)
     _warnings(d)
 

@@ -47,11 +47,19 @@ def resolve_model(model: str, quant: str | None) -> tuple[ModelSpec, dict[str, A
 
 
 def estimate(model: str, target: Target, quant: str | None = None, settings: RuntimeSettings | None = None,
-             n_prompt: int = DEFAULT_PROMPT, cpu_target: Target | None = None) -> dict[str, Any]:
+             n_prompt: int = DEFAULT_PROMPT, cpu_target: Target | None = None, preset=None,
+             ctx_from_model: bool = False) -> dict[str, Any]:
+    """`preset` (fitcheck.runtimes.RuntimePreset) is recorded with its source; `ctx_from_model` sets the
+    context to the model's trained length, as llama.cpp's tools do by default."""
     s = settings or RuntimeSettings()
+    spec, model_basis = resolve_model(model, quant)
+    if ctx_from_model:
+        s = replace(s, n_ctx=spec.n_ctx_train)
     if not 1 <= n_prompt <= s.n_ctx:
         raise UsageError(f"--prompt must be between 1 and the context length {s.n_ctx}, got {n_prompt}")
-    spec, model_basis = resolve_model(model, quant)
+    if preset is not None:
+        model_basis["runtime"] = {"id": preset.id, "defaults": preset.defaults(), "source": preset.source,
+                                  "verification": preset.verification, "notes": preset.notes}
     return estimate_spec(spec, model_basis, target, s, n_prompt, cpu_target)
 
 

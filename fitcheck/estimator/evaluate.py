@@ -68,7 +68,8 @@ class Target:
                 "speed_uncertainty": {"decode": round(self.uncertainty[0], 3), "prefill": round(self.uncertainty[1], 3)},
                 "paging": {"evicts_mapped_files": self.paging.evicts_mapped_files, "rule": self.paging.os_rule,
                            "storage_read_gbps": self.paging.storage_read_gbps, "storage_source": self.paging.storage_source,
-                           "repacked_types": sorted(self.paging.repacked_types)} if self.paging else None,
+                           "repacked_types": sorted(self.paging.repacked_types),
+                           "repack_source": self.paging.repack_source} if self.paging else None,
                 **self.basis}
 
 

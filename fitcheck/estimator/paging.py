@@ -131,7 +131,9 @@ def assess(spec: ModelSpec, mem: MemoryEstimate, settings: RuntimeSettings, back
         return PagingEstimate("killed", why, pinned, 0, 0, None, None, gbps, src)
     if pinned >= usable_bytes:
         rep = spec.weights_bytes - pageable
-        extra = f", {rep / 1e9:.2f} GB of weights repacked into anonymous buffers ({rule.repack_source})" if rep else ""
+        kinds = "/".join(sorted({t.ggml_type for t in spec.tensors if t.ggml_type.upper() in repacked}))
+        extra = (f", and {rep / 1e9:.2f} GB of {kinds} weights llama.cpp repacked into its own buffers — "
+                 "--no-repack to keep them mapped") if rep else ""
         return PagingEstimate("killed", f"even with every mapped weight left on storage it needs {pinned / 1e9:.2f} GB of "
                               f"{usable_bytes / 1e9:.2f} GB usable (KV cache, compute buffer, runtime{extra})",
                               pinned, pageable, 0, None, None, gbps, src)

@@ -201,7 +201,9 @@ def estimate_view(console: Console, d: dict[str, Any]) -> None:
         console.print(f"speed: unknown — {d['paging']['storage_source']}", soft_wrap=True, highlight=False, markup=False)
     else:
         console.print("speed: unknown — " + esc(dev.get("speed_note") or "no speed inputs"), soft_wrap=True, highlight=False)
-    console.print(f"[dim]context {s['n_ctx']}, flash attention {'on' if s['flash_attn'] else 'off'}, swa_full {s['swa_full']}; "
+    rt = f"{esc(b['runtime']['id'])} defaults ({esc(b['runtime']['verification'])}): " if b.get("runtime") else ""
+    console.print(f"[dim]{rt}context {s['n_ctx']}, flash attention {'on' if s['flash_attn'] else 'off'}, swa_full {s['swa_full']}, "
+                  f"{'mmap' if s['use_mmap'] else 'no mmap'}; "
                   f"memory: {esc(b['memory'], 1000)}[/dim]", soft_wrap=True, highlight=False)
     if "alias" in b:
         console.print(f"[dim]{esc(b['alias'])}[/dim]", highlight=False)
