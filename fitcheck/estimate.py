@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -22,26 +23,53 @@ def _looks_like_path(model: str) -> bool:
     return is_remote(model) or model.endswith(".gguf") or os.sep in model or Path(model).exists()
 
 
+def _catalog_file_name(model: str) -> bool:
+    """A bare GGUF file name that is not here ("Qwen3-1.7B-Q4_K_M.gguf"): read as a catalog model and quant."""
+    from fitcheck.model.remote import is_remote
+
+    return model.lower().endswith(".gguf") and os.sep not in model and not is_remote(model) and not Path(model).exists()
+
+
+def _repo_id(model: str) -> bool:
+    """A Hugging Face repo id ("Qwen/Qwen3-1.7B") that is not a path here."""
+    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", model.strip())) and not model.lower().endswith(".gguf") \
+        and not Path(model).exists()
+
+
 def resolve_model(model: str, quant: str | None) -> tuple[ModelSpec, dict[str, Any]]:
-    """A ModelSpec from a GGUF path, a catalog id or a size alias, and how it was resolved."""
-    if _looks_like_path(model):
+    """A ModelSpec from a GGUF path or URL, or from the catalog by id, size alias, Hugging Face repo id, Ollama tag
+    or GGUF file name (its quant too), and how it was resolved."""
+    from fitcheck.errors import UnknownModelError
+    from fitcheck.model.catalog import resolve, spec_from_catalog, split_quant
+    from fitcheck.model.quants import get_format
+
+    entry = None
+    if not _looks_like_path(model) or _catalog_file_name(model) or _repo_id(model):
+        try:
+            entry, alias = resolve(model)
+        except UnknownModelError:
+            if not _catalog_file_name(model):
+                raise  # a file name nothing matches is reported as a missing file below
+    if entry is None:
         from fitcheck.model.inspection import load_spec
 
         spec = load_spec(model)
         if quant and quant.upper().replace("-", "_") != (spec.file_type or "").upper():
             raise UsageError(f"{Path(model).name} is a {spec.file_type} file; --quant applies to catalog models, not files")
         return spec, {"source": "gguf", "file": Path(model).name, "file_type": spec.file_type}
-    from fitcheck.model.catalog import resolve, spec_from_catalog
-    from fitcheck.model.quants import get_format
-
-    entry, alias = resolve(model)
-    q = get_format(quant or DEFAULT_QUANT).name
+    named = split_quant(model)[1]
+    if quant and named and get_format(quant).name != get_format(named).name:
+        raise UsageError(f"{model} names {named}, but --quant says {quant}")
+    q = get_format(quant or named or DEFAULT_QUANT).name
     spec = spec_from_catalog(entry, q)
     basis = {"source": "catalog", "id": entry.id, "name": entry.name, "quant": q,
              "config_source": entry.source, "config_verification": entry.verification}
     if alias:
-        basis["alias"] = f"{alias} -> {entry.id} (representative {entry.name})"
-    if not quant:
+        from fitcheck.model.catalog import ALIASES
+
+        basis["alias"] = (f"{alias} -> {entry.id} (representative {entry.name})" if alias in ALIASES
+                          else f"{alias} read as {entry.id} ({entry.name})")
+    if not (quant or named):
         basis["quant_default"] = f"no --quant given: {DEFAULT_QUANT}"
     return spec, basis
 

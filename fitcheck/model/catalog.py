@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
@@ -70,13 +71,63 @@ def entries() -> dict[str, CatalogEntry]:
     return out
 
 
+# Ollama library names that differ from the catalog's beyond punctuation (ollama.com/library tags)
+OLLAMA_NAMES = {"phi3": "phi-3-mini", "phi3mini": "phi-3-mini", "phi35": "phi-3.5-mini", "phi4mini": "phi-4-mini",
+                "deepseekr115b": "deepseek-r1-distill-qwen-1.5b", "deepseekr17b": "deepseek-r1-distill-qwen-7b",
+                "qwen18b": "qwen1.5-1.8b", "qwen3moe": "qwen3-30b-a3b", "qwen330b": "qwen3-30b-a3b",
+                "llama27b": "llama-2-7b", "llama213b": "llama-2-13b", "mistral7b": "mistral-7b"}
+# words a repository or file name adds to the model's own name
+_SUFFIXES = ("gguf", "instruct", "it", "chat", "base", "hf", "mlx", "4bit", "8bit")
+_QUANT_TAIL = re.compile(r"(?:^|[-_.:])((?:i?q\d(?:_[0-9a-z]+)*)|bf16|f16|f32)$", re.IGNORECASE)
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def split_quant(name: str) -> tuple[str, str | None]:
+    """('Qwen3-1.7B', 'Q4_K_M') from 'Qwen3-1.7B-Q4_K_M.gguf' or 'qwen3:1.7b-q4_K_M'; the quant is None when absent."""
+    base = re.sub(r"\.gguf$", "", name.strip(), flags=re.IGNORECASE)
+    m = _QUANT_TAIL.search(base)
+    if m and m.start(1) > 0:
+        return base[: m.start()].rstrip("-_.:"), m.group(1).upper()
+    return base, None
+
+
+def _name_index() -> dict[str, str]:
+    idx = {}
+    for e in entries().values():
+        for n in (e.id, re.sub(r"\s*\(.*\)", "", e.name), e.hf_repo.split("/")[-1]):
+            idx.setdefault(_norm(n), e.id)
+    return {**idx, **OLLAMA_NAMES}
+
+
+def _by_name(text: str) -> str | None:
+    """A catalog id for a Hugging Face repo id, an Ollama tag or a GGUF file name, as people type them."""
+    name = text.strip().split("/")[-1]  # "unsloth/Qwen3-1.7B-GGUF" -> "Qwen3-1.7B-GGUF"
+    name = name.split("_", 1)[1] if re.match(r"^[A-Za-z]+_[A-Z]", name) else name  # bartowski's "Qwen_Qwen3-..."
+    name, _ = split_quant(name)
+    words = [w for w in re.split(r"[-_.: ]", name.lower()) if w]
+    while words and words[-1] in _SUFFIXES:  # "...-Instruct-GGUF"
+        words.pop()
+    idx = _name_index()
+    for key in ("".join(words), name.replace(":", ""), name.split(":")[0]):  # "phi4-mini:3.8b": the tag's size is redundant
+        if _norm(key) in idx:
+            return idx[_norm(key)]
+    return None
+
+
 def resolve(model: str) -> tuple[CatalogEntry, str | None]:
-    """Catalog entry for an id or size alias; second value names the alias used."""
+    """Catalog entry for an id, size alias, Hugging Face repo id, Ollama tag or GGUF file name; second value names
+    the alias or name used (None for an id)."""
     key = model.strip().lower()
     if key in ALIASES:
         return entries()[ALIASES[key]], key
     if key in entries():
         return entries()[key], None
+    found = _by_name(model)
+    if found:
+        return entries()[found], model.strip()
     names = list(entries()) + list(ALIASES)
     near = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
     hint = f"; nearest: {', '.join(near)}" if near else f"; known: {', '.join(sorted(ALIASES))} or `fitcheck models`"

@@ -1,0 +1,48 @@
+"""Models named as people type them: Hugging Face repo ids, Ollama tags, GGUF file names (with their quant)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fitcheck.errors import UnknownModelError
+from fitcheck.model.catalog import resolve, split_quant
+
+from .conftest import run_cli
+
+
+@pytest.mark.parametrize("name,model_id", [
+    ("Qwen/Qwen3-1.7B", "qwen3-1.7b"), ("unsloth/Qwen3-1.7B-GGUF", "qwen3-1.7b"),
+    ("bartowski/Qwen_Qwen3-1.7B-GGUF", "qwen3-1.7b"), ("microsoft/Phi-4-mini-instruct", "phi-4-mini"),
+    ("qwen3:1.7b", "qwen3-1.7b"), ("gemma3:1b", "gemma-3-1b"), ("llama3.2:3b", "llama-3.2-3b"),
+    ("phi4-mini:3.8b", "phi-4-mini"), ("phi3.5", "phi-3.5-mini"), ("deepseek-r1:1.5b", "deepseek-r1-distill-qwen-1.5b"),
+    ("Llama-3.2-3B-Instruct-Q4_K_M.gguf", "llama-3.2-3b"), ("gemma-3-270m-it-Q4_K_M.gguf", "gemma-3-270m"),
+    ("QWEN3-1.7B", "qwen3-1.7b"),
+])
+def test_names_as_typed(name, model_id):
+    assert resolve(name)[0].id == model_id
+
+
+def test_quant_in_a_name():
+    assert split_quant("Qwen3-1.7B-Q4_K_M.gguf") == ("Qwen3-1.7B", "Q4_K_M")
+    assert split_quant("qwen3:1.7b-q8_0") == ("qwen3:1.7b", "Q8_0")
+    assert split_quant("Qwen/Qwen3-1.7B") == ("Qwen/Qwen3-1.7B", None)
+
+
+def test_estimate_reads_model_and_quant_from_a_file_name_that_is_not_here():
+    r = run_cli("estimate", "-m", "Qwen3-1.7B-Q8_0.gguf", "-d", "Galaxy S23", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["model"]["quant"] == "Q8_0" and d["basis"]["id"] == "qwen3-1.7b" and "read as" in d["basis"]["alias"]
+    r = run_cli("estimate", "-m", "Qwen3-1.7B-Q8_0.gguf", "-q", "Q4_0", "-d", "Galaxy S23")
+    assert r.returncode != 0 and "names Q8_0" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_names_stay_errors():
+    with pytest.raises(UnknownModelError):
+        resolve("gpt-oss:20b")  # not in the catalog (yet): no guess
+    r = run_cli("estimate", "-m", "nosuch-model-Q4_0.gguf")
+    assert r.returncode != 0 and "no such file" in r.stderr
+    r = run_cli("estimate", "-m", "someorg/nosuch-model")
+    assert r.returncode != 0 and "unknown model" in r.stderr
