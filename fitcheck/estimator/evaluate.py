@@ -106,6 +106,7 @@ class Evaluation:
                 "total_bytes": m.total_bytes, "resident_bytes": m.resident_bytes,
                 "verdict": self.fit.verdict, "headroom_bytes": self.fit.headroom_bytes,
                 "breakdown": {"weights_bytes": m.weights_bytes, "kv_bytes": m.kv_cache_bytes,
+                              "recurrent_state_bytes": m.recurrent_state_bytes,
                               "compute_bytes": m.compute_bytes, "other_bytes": m.output_bytes + m.overhead_bytes},
                 "decode_tps": sp.decode_tps if sp else None, "prefill_tps": sp.prefill_tps if sp else None,
                 "decode_tps_range": rate_range(sp.decode_tps if sp else None, self.uncertainty[0]),

@@ -51,6 +51,7 @@ class MemoryEstimate:
     device_bytes: int
     gpu_layers: int
     notes: tuple[str, ...] = field(default=())
+    recurrent_state_bytes: int = 0  # hybrids' per-sequence conv/SSM state (F32), in total and resident
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -84,12 +85,16 @@ def _row_bytes(type_name: str, n: int) -> int:
 
 def kv_cache_bytes(spec: ModelSpec, s: RuntimeSettings, layers: range | None = None) -> int:
     full, swa = kv_cells(spec, s)
+    # without flash attention V is stored transposed, each row padded to the widest layer's
+    # (llama-kv-cache.cpp: v_trans ? n_embd_v_gqa_max() : n_embd_v_gqa(il))
+    v_max = None if s.flash_attn else max(spec.n_embd_v_gqa(il) for il in range(spec.n_layer))
     total = 0
     for il in layers if layers is not None else range(spec.n_layer):
-        if spec.n_head_kv[il] == 0:
-            continue  # recurrent / attention-free layer
+        if not spec.has_kv(il):
+            continue  # recurrent, attention-free, KV-sharing or multi-token-prediction layer
         cells = swa if (swa is not None and spec.is_swa(il)) else full
-        total += cells * (_row_bytes(s.type_k, spec.n_embd_k_gqa(il)) + _row_bytes(s.type_v, spec.n_embd_v_gqa(il)))
+        v = spec.n_embd_v_gqa(il) if v_max is None else v_max
+        total += cells * (_row_bytes(s.type_k, spec.n_embd_k_gqa(il)) + _row_bytes(s.type_v, v))
     return total
 
 
@@ -159,6 +164,7 @@ def estimate_memory(spec: ModelSpec, s: RuntimeSettings, n_prompt: int = 512) ->
             w_dev += t.n_bytes
     weights = spec.weights_bytes
     kv = kv_cache_bytes(spec, s)
+    state = spec.recurrent_state_bytes(s.n_seq)
     kv_dev = kv_cache_bytes(spec, s, range(first_gpu, spec.n_layer)) if n_gpu else 0
     comp = compute_bytes(spec, s)
     out = spec.n_vocab * F32 * s.n_seq
@@ -172,13 +178,14 @@ def estimate_memory(spec: ModelSpec, s: RuntimeSettings, n_prompt: int = 512) ->
     comp_dev = comp if n_gpu else 0
     comp_host = comp if not n_gpu else (comp_res if first_gpu > 0 else ROWS_OUT * spec.n_embd * s.n_ubatch * F32)
     device = w_dev + kv_dev + comp_dev
-    total = weights + kv + comp + out + over
+    total = weights + kv + state + comp + out + over
     host = total - device if n_gpu else total
-    if n_gpu:
-        host = (weights - w_dev) + (kv - kv_dev) + comp_host + out + over
+    if n_gpu:  # the recurrent state stays with the host here (fitcheck does not split it by layer)
+        host = (weights - w_dev) + (kv - kv_dev) + state + comp_host + out + over
         total = host + device
     return MemoryEstimate(
         weights_bytes=weights, kv_cache_bytes=kv, compute_bytes=comp, output_bytes=out, overhead_bytes=over,
-        total_bytes=total, resident_bytes=weights + kv + comp_res + out + over, compute_resident_bytes=comp_res,
+        total_bytes=total, resident_bytes=weights + kv + state + comp_res + out + over, compute_resident_bytes=comp_res,
         kv_cells=full, kv_cells_swa=swa, host_bytes=host, device_bytes=device, gpu_layers=n_gpu, notes=tuple(notes),
+        recurrent_state_bytes=state,
     )

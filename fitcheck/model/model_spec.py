@@ -36,7 +36,14 @@ LIMITS = {
     "expert_count": (0, 1 << 14),
     "expert_used_count": (0, 1 << 14),
     "sliding_window": (0, 1 << 28),
+    "state": (0, 1 << 20),  # recurrent-state dimensions: conv kernel, inner size, state size, groups
+    "layers": (0, 4096),
 }
+# llama.cpp hard-codes gemma3n's KV layers (src/models/gemma3n.cpp:7, n_layer_kv_from_start = 20); the file's
+# attention.shared_kv_layers is not read for it
+KV_LAYERS_FIXED = {"gemma3n": 20}
+# hybrids whose recurrent layers are listed (or follow full_attention_interval) rather than marked by 0 KV heads
+GDN_ARCHS = ("qwen35", "qwen35moe", "qwen3next")
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,16 @@ class ModelSpec:
     size_label: str | None = None
     rope: tuple[tuple[str, Any], ...] = field(default=())
     n_merges: int = 0  # BPE merges in the tokenizer: llama.cpp keeps them in memory
+    # hybrid and shared-KV layouts (llama-hparams.cpp): sliding layers' own head dims, layers holding a recurrent
+    # state instead of KV with its per-sequence widths (n_embd_r, n_embd_s), KV only below n_layer_kv, and
+    # multi-token-prediction blocks at the end that get neither
+    head_dim_k_swa: int | None = None
+    head_dim_v_swa: int | None = None
+    recurrent: tuple[bool, ...] = ()
+    n_embd_r: int = 0
+    n_embd_s: int = 0
+    n_layer_kv: int | None = None
+    n_nextn: int = 0
 
     @property
     def parameter_count(self) -> int:
@@ -86,10 +103,26 @@ class ModelSpec:
         return self.weights_bytes * 8 / n if n else 0.0
 
     def n_embd_k_gqa(self, il: int) -> int:
-        return self.head_dim_k * self.n_head_kv[il]
+        hd = self.head_dim_k_swa if self.head_dim_k_swa and self.is_swa(il) else self.head_dim_k
+        return hd * self.n_head_kv[il]
 
     def n_embd_v_gqa(self, il: int) -> int:
-        return self.head_dim_v * self.n_head_kv[il]
+        hd = self.head_dim_v_swa if self.head_dim_v_swa and self.is_swa(il) else self.head_dim_v
+        return hd * self.n_head_kv[il]
+
+    def is_recurrent(self, il: int) -> bool:
+        return bool(self.recurrent) and self.recurrent[il]
+
+    def has_kv(self, il: int) -> bool:
+        """llama.cpp gives layer il a KV cache (llama-hparams.cpp has_kv, the hybrid memory's layer filters)."""
+        if il >= self.n_layer - self.n_nextn or self.is_recurrent(il) or not self.n_head_kv[il]:
+            return False
+        return self.n_layer_kv is None or il < self.n_layer_kv
+
+    def recurrent_state_bytes(self, n_seq: int = 1) -> int:
+        """F32 conv (r) and SSM (s) state per recurrent layer, one slot per sequence; independent of the context."""
+        layers = sum(1 for il in range(self.n_layer - self.n_nextn) if self.is_recurrent(il))
+        return layers * 4 * (self.n_embd_r + self.n_embd_s) * max(1, n_seq)
 
     def is_swa(self, il: int) -> bool:
         return bool(self.swa_layers) and self.swa_layers[il]
@@ -227,10 +260,11 @@ def spec_from_gguf(model: GGUFModel) -> ModelSpec:
     if n_expert_used > n_expert:
         raise GGUFError(model.path, f"uses {n_expert_used} experts per token of only {n_expert}")
     for t in model.tensors:
-        if "_exps." in t.name and len(t.shape) != 3:
+        if "_exps.weight" in t.name and len(t.shape) != 3:  # (gpt-oss's per-expert biases are 2-D)
             raise GGUFError(model.path, f"expert tensor {t.name!r} has {len(t.shape)} dimensions, not 3")
     name = model.metadata.get("general.name")
     size_label = model.metadata.get("general.size_label")
+    hybrid = _hybrid(m, n_layer, n_embd, n_head_kv)
     return ModelSpec(
         name=name if isinstance(name, str) else arch,
         architecture=arch,
@@ -253,7 +287,48 @@ def spec_from_gguf(model: GGUFModel) -> ModelSpec:
         size_label=size_label if isinstance(size_label, str) else None,
         rope=rope,
         n_merges=_count(model.metadata.get("tokenizer.ggml.merges")),
+        head_dim_k_swa=m.int("key_length", "attention.key_length_swa", None),
+        head_dim_v_swa=m.int("value_length", "attention.value_length_swa", None),
+        **hybrid,
     )
+
+
+def _hybrid(m: _Meta, n_layer: int, n_embd: int, n_head_kv: tuple[int, ...]) -> dict[str, Any]:
+    """Recurrent layers and their state widths, KV-sharing and MTP layers, as llama.cpp reads them (see
+    docs/llama_cpp_hybrid_memory.md: src/llama-hparams.cpp n_embd_r / n_embd_s, src/models/<arch>.cpp)."""
+    nextn = m.int("layers", "nextn_predict_layers", 0)
+    if nextn >= n_layer:
+        raise m.fail(f"{m.arch}.nextn_predict_layers = {nextn} leaves no layers of {n_layer}")
+    main = n_layer - nextn
+    l_cache = m.int("state", "shortconv.l_cache", 0)
+    conv = m.int("state", "ssm.conv_kernel", 0)
+    out: dict[str, Any] = {"n_nextn": nextn}
+    if l_cache or conv:
+        if m.arch in GDN_ARCHS:
+            flags = m.meta.get(f"{m.arch}.attention.recurrent_layers")
+            if isinstance(flags, list):
+                if len(flags) != n_layer:
+                    raise m.fail(f"attention.recurrent_layers has {len(flags)} entries for {n_layer} layers")
+                rec = tuple(bool(x) and il < main for il, x in enumerate(flags))
+            else:
+                every = m.int("layers", "full_attention_interval", 4) or 4
+                rec = tuple(il < main and (il + 1) % every != 0 for il in range(n_layer))
+        else:  # LFM2 short convolutions, Mamba2 hybrids: the layers without KV heads
+            rec = tuple(h == 0 for h in n_head_kv)
+        if l_cache:
+            r, s = n_embd * (l_cache - 1), 0
+        else:
+            inner, state = m.int("state", "ssm.inner_size"), m.int("state", "ssm.state_size")
+            r, s = (conv - 1) * (inner + 2 * m.int("state", "ssm.group_count", 0) * state), state * inner
+        out.update(recurrent=rec, n_embd_r=r, n_embd_s=s)
+    shared = m.int("layers", "attention.shared_kv_layers", 0)
+    if m.arch in KV_LAYERS_FIXED:
+        out["n_layer_kv"] = KV_LAYERS_FIXED[m.arch]
+    elif shared:
+        if shared >= n_layer:
+            raise m.fail(f"attention.shared_kv_layers = {shared} of {n_layer} layers")
+        out["n_layer_kv"] = n_layer - shared
+    return out
 
 
 def _count(v: Any) -> int:

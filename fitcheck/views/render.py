@@ -175,6 +175,8 @@ def estimate_view(console: Console, d: dict[str, Any]) -> None:
     swa = f", SWA layers {mem['kv_cells_swa']} cells" if mem["kv_cells_swa"] else ""
     t.add_row("weights", fmt_bytes(mem["weights_bytes"]), "mmapped, populated at load")
     t.add_row("KV cache", fmt_bytes(mem["kv_cache_bytes"]), f"{mem['kv_cells']} cells{swa}, K {s['type_k']} / V {s['type_v']}")
+    if mem.get("recurrent_state_bytes"):
+        t.add_row("recurrent state", fmt_bytes(mem["recurrent_state_bytes"]), "conv + SSM state of the recurrent layers (F32, per sequence)")
     t.add_row("compute buffer", fmt_bytes(mem["compute_bytes"]), f"worst-case graph, ubatch {s['n_ubatch']}; ~{fmt_bytes(mem['compute_resident_bytes'])} touched in a run")
     t.add_row("output", fmt_bytes(mem["output_bytes"]), "logits of one sequence")
     t.add_row("runtime overhead", fmt_bytes(mem["overhead_bytes"]), f"{esc(s['runtime'])} process + vocabulary")

@@ -1,0 +1,45 @@
+"""KV cache and recurrent state of 2025-26 architectures, read from a GGUF's own metadata, against llama.cpp.
+
+Synthetic GGUFs of each architecture (tests/synth_arch.py: the tensors and keys llama.cpp's loader requires)
+are loaded by this llama-cpp-python's llama.cpp, which prints its KV caches and recurrent state; fitcheck's
+estimate from the same file must agree to llama.cpp's printed precision (0.01 MiB a figure).
+"""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from fitcheck.estimator.memory import estimate_memory
+from fitcheck.estimator.settings import RuntimeSettings
+from fitcheck.model.inspection import load_spec
+
+from . import synth_arch
+
+MIB = 1 << 20
+CONFIGS = {  # llama-cpp-python's defaults, and llama.cpp's tools' (window-sized SWA cache, flash attention)
+    "defaults": dict(n_ctx=2048, swa_full=True, flash_attn=False),
+    "tools": dict(n_ctx=3000, swa_full=False, flash_attn=True),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("arch", synth_arch.ARCHS)
+def test_kv_and_state_match_llama_cpp(arch, config, tmp_path):
+    c = CONFIGS[config]
+    path = synth_arch.write_gguf(arch, str(tmp_path))
+    opts = types.SimpleNamespace(n_ctx=c["n_ctx"], n_batch=512, n_ubatch=512, swa_full=int(c["swa_full"]),
+                                 flash_attn=int(c["flash_attn"]), n_seq=1, kv_unified=0)
+    rc, log = synth_arch.run_child(path, opts)
+    assert rc == 0 and "CHILD_OK" in log, log[-2000:]
+    got = synth_arch.parse_log(log)
+    kv_got = sum(x["k"] + x["v"] for x in got["kv"])
+    rs_got = sum(x["r"] + x["s"] for x in got["rs"])
+    mem = estimate_memory(load_spec(path), RuntimeSettings(n_ctx=c["n_ctx"], swa_full=c["swa_full"],
+                                                           flash_attn=c["flash_attn"]))
+    assert mem.kv_cache_bytes / MIB == pytest.approx(kv_got, abs=0.011 * 2 * len(got["kv"]), rel=0.01)
+    assert mem.recurrent_state_bytes / MIB == pytest.approx(rs_got, abs=0.011 * 2 * len(got["rs"]), rel=0.01)
+    if arch in ("qwen35", "qwen3next", "lfm2", "granitehybrid"):
+        assert got["rs"] and mem.recurrent_state_bytes > 0  # a hybrid: state instead of KV on its recurrent layers
