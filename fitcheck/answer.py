@@ -24,12 +24,13 @@ def check_target_tps(target_tps: float | None) -> None:
 
 
 def decode_upper_bound_tps(spec, read_gbps: float | None) -> float | None:
-    """Tokens/s if every weight but the embedding table were read once per token at full read bandwidth."""
+    """Tokens/s if every weight but the embedding tables were read once per token at full read bandwidth."""
     if not read_gbps:
         return None
-    embd = next((t.n_bytes for t in spec.tensors if t.name == "token_embd.weight"), 0)
-    tied = not any(t.name == "output.weight" for t in spec.tensors)
-    per_token = spec.weights_bytes - (0 if tied else embd)
+    from fitcheck.estimator.speed import looked_up
+
+    rows = looked_up(spec)
+    per_token = sum(t.n_bytes for t in spec.tensors if t.name not in rows)
     return read_gbps * 1e9 / per_token if per_token > 0 else None
 
 

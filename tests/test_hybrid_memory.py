@@ -43,3 +43,21 @@ def test_kv_and_state_match_llama_cpp(arch, config, tmp_path):
     assert mem.recurrent_state_bytes / MIB == pytest.approx(rs_got, abs=0.011 * 2 * len(got["rs"]), rel=0.01)
     if arch in ("qwen35", "qwen3next", "lfm2", "granitehybrid"):
         assert got["rs"] and mem.recurrent_state_bytes > 0  # a hybrid: state instead of KV on its recurrent layers
+
+
+def test_per_layer_embeddings_are_looked_up_not_streamed(tmp_path):
+    """Gemma-3n/4 read one row of their per-layer embedding table per token, as of the token embeddings."""
+    from fitcheck.estimator.speed import active_weights
+
+    spec = load_spec(synth_arch.write_gguf("gemma4", str(tmp_path)))
+    ple = next(t for t in spec.tensors if t.name == "per_layer_token_embd.weight")
+    assert active_weights(spec)[0] == spec.weights_bytes - ple.n_bytes  # tied: token_embd doubles as the output
+
+
+def test_hybrid_layers_from_metadata(tmp_path):
+    spec = load_spec(synth_arch.write_gguf("qwen35", str(tmp_path)))
+    rec = [il for il in range(spec.n_layer) if spec.is_recurrent(il)]
+    kv = [il for il in range(spec.n_layer) if spec.has_kv(il)]
+    assert rec and kv and not set(rec) & set(kv) and spec.n_embd_r > 0 and spec.n_embd_s > 0
+    g = load_spec(synth_arch.write_gguf("gemma4", str(tmp_path)))
+    assert g.n_layer_kv is not None and not any(g.has_kv(il) for il in range(g.n_layer_kv, g.n_layer))

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, replace
 
 from fitcheck.estimator.memory import MemoryEstimate
 from fitcheck.estimator.settings import RuntimeSettings
-from fitcheck.estimator.speed import SpeedEstimate
+from fitcheck.estimator.speed import SpeedEstimate, is_expert, looked_up
 from fitcheck.model.model_spec import ModelSpec
 
 
@@ -69,10 +69,6 @@ class PagingEstimate:
         return asdict(self)
 
 
-def _is_expert(name: str) -> bool:
-    return "_exps." in name
-
-
 def pageable_tensors(spec: ModelSpec, repacked: frozenset[str]):
     """Tensors used from the mapping (not copied into repacked buffers)."""
     return [t for t in spec.tensors if t.ggml_type.upper() not in repacked]
@@ -80,12 +76,11 @@ def pageable_tensors(spec: ModelSpec, repacked: frozenset[str]):
 
 def _hot_and_experts(spec: ModelSpec, repacked: frozenset[str]) -> tuple[int, int]:
     """(bytes of mapped tensors read whole every token, bytes of mapped routed-expert tensors)."""
-    tied = not any(t.name == "output.weight" for t in spec.tensors)
-    hot = experts = 0
+    rows, hot, experts = looked_up(spec), 0, 0
     for t in pageable_tensors(spec, repacked):
-        if t.name == "token_embd.weight" and not tied:
+        if t.name in rows:
             continue  # one row per token: stays cached or costs a page
-        if _is_expert(t.name) and spec.n_expert:
+        if is_expert(t.name) and spec.n_expert:
             experts += t.n_bytes
         else:
             hot += t.n_bytes

@@ -129,23 +129,29 @@ class SpeedEstimate:
         return asdict(self)
 
 
-def _is_expert(name: str) -> bool:
+def is_expert(name: str) -> bool:
     return "_exps." in name
+
+
+def looked_up(spec: ModelSpec) -> frozenset[str]:
+    """Tensors a token reads one row of: the token embeddings (unless they double as the output layer) and
+    Gemma-3n/4's per-layer embeddings (llama.cpp loads those lazily and fetches rows on demand)."""
+    tied = not any(t.name == "output.weight" for t in spec.tensors)
+    return frozenset(("per_layer_token_embd.weight",) + (() if tied else ("token_embd.weight",)))
 
 
 def _read_per_token(spec: ModelSpec):
     """(tensor, share of it read) for one decoded token.
 
-    Every weight is read once per token except the token-embedding table (one
-    row, unless it doubles as the output layer) and, in MoE models, the
-    experts not routed to (only n_expert_used of n_expert).
+    Every weight is read once per token except the embedding tables (`looked_up`: one row each) and, in MoE
+    models, the experts not routed to (only n_expert_used of n_expert).
     """
-    tied = not any(t.name == "output.weight" for t in spec.tensors)
+    rows = looked_up(spec)
     frac = spec.n_expert_used / spec.n_expert if spec.n_expert else 1.0
     for t in spec.tensors:
-        if t.name == "token_embd.weight" and not tied:
+        if t.name in rows:
             continue
-        yield t, (frac if _is_expert(t.name) else 1.0)
+        yield t, (frac if is_expert(t.name) else 1.0)
 
 
 def active_weights(spec: ModelSpec) -> tuple[int, dict[str, int], int]:
