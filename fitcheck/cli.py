@@ -27,6 +27,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
+RUNTIME_OPT = typer.Option(None, "--runtime", help="Take the context, batch, flash attention, SWA cache and mmap defaults of a runtime: ollama, llama-server, llama-cli, lm-studio, pocketpal, llama.rn, koboldcpp, jan, llama-cpp-python (options given here win).")
 DEVICE_OPT = typer.Option("this", "--device", "-d", help="'this' (the probed profile), a saved profile (.json), or a device as you would say it: \"iPhone 15 Pro\", \"MacBook Air M1 16GB\", \"Pi 5 8GB\", \"RTX 4090\" (`fitcheck devices`).")
 MEMORY_GB_OPT = typer.Option(None, "--memory-gb", help="Usable memory in GB (1 GB = 1e9 bytes; overrides the device).")
 ENTITLEMENT_OPT = typer.Option(False, "--ios-entitlement", help="iOS/iPadOS app with the increased-memory-limit entitlement.")
@@ -223,7 +224,7 @@ def probe(
 def estimate(
     model: str = typer.Option(..., "--model", "-m", help="GGUF path or URL (https://…, hf://org/repo/file.gguf: header only), catalog id (see `fitcheck models`) or size alias (1.8b, 4b, 7b ...)."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization for catalog models (default Q4_K_M)."),
-    runtime: Optional[str] = typer.Option(None, "--runtime", help="Take the context, batch, flash attention, SWA cache and mmap defaults of a runtime: ollama, llama-server, llama-cli, lm-studio, pocketpal, llama.rn, koboldcpp, jan, llama-cpp-python (options given here win)."),
+    runtime: Optional[str] = RUNTIME_OPT,
     ctx: Optional[int] = typer.Option(None, "--ctx", help="Context length (tokens). [default: 4096, or the runtime's]"),
     kv_type: str = typer.Option("f16", "--kv-type", help="KV cache type for K and V: f16, q8_0, q4_0 ..."),
     gpu_layers: int = typer.Option(0, "--gpu-layers", help="Layers offloaded to an accelerator."),
@@ -244,21 +245,14 @@ def estimate(
 ) -> None:
     """Will it fit, and how fast? Memory llama.cpp needs (weights, KV cache, compute, overhead), a verdict, t/s."""
     from fitcheck.estimate import estimate as run_estimate
-    from fitcheck.estimator.settings import RuntimeSettings
     from fitcheck.views.render import estimate_view
+
+    from fitcheck.runtimes import runtime_settings
 
     given = {"n_ctx": ctx, "n_batch": batch, "n_ubatch": ubatch, "flash_attn": flash_attn, "swa_full": swa_full,
              "use_mmap": mmap}
-    kw = {"n_ctx": 4096, "n_batch": 512, "n_ubatch": 512, "flash_attn": False, "swa_full": True, "use_mmap": True}
-    preset = None
-    if runtime is not None:
-        from fitcheck.runtimes import find
-
-        preset = find(runtime)
-        kw.update(preset.defaults(), runtime=preset.id)
-    kw.update({k: v for k, v in given.items() if v is not None})
-    ctx_from_model = preset is not None and preset.n_ctx is None and ctx is None  # "model": the trained context
-    s = RuntimeSettings(n_gpu_layers=gpu_layers, type_k=kv_type.lower(), type_v=kv_type.lower(), **kw)
+    s, preset, ctx_from_model = runtime_settings(runtime, given, n_gpu_layers=gpu_layers, type_k=kv_type.lower(),
+                                                 type_v=kv_type.lower())
     opts = dict(memory_gb=memory_gb, entitlement=entitlement, bandwidth_gbps=bandwidth_gbs, tflops=tflops)
     target, _ = _target(device, backend=backend, **opts)
     target = _repacking(target, repack)
@@ -320,7 +314,8 @@ def advise(
     size: Optional[str] = typer.Option(None, "--size", "-s", help="Size alias: 1.8b, 4b, 7b ..."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Catalog model id (instead of --size)."),
     device: str = DEVICE_OPT,
-    ctx: int = typer.Option(4096, "--ctx", help="Context length (tokens)."),
+    runtime: Optional[str] = RUNTIME_OPT,
+    ctx: Optional[int] = typer.Option(None, "--ctx", help="Context length (tokens). [default: 4096, or the runtime's]"),
     target_tps: Optional[float] = typer.Option(None, "--target-tps", help="Decode speed (tokens/s) the answer must reach."),
     memory_gb: Optional[float] = MEMORY_GB_OPT,
     entitlement: bool = ENTITLEMENT_OPT,
@@ -329,16 +324,22 @@ def advise(
     json_out: bool = JSON_OPT,
 ) -> None:
     """The best quantization that fits with headroom and meets a speed target, ranked by quality."""
+    from dataclasses import replace
+
     from fitcheck.advise import advise as run_advise
     from fitcheck.errors import UsageError
-    from fitcheck.estimator.settings import RuntimeSettings
+    from fitcheck.model.catalog import resolve
+    from fitcheck.runtimes import runtime_settings
     from fitcheck.views.render import advise_view
 
     if (size is None) == (model is None):
         raise UsageError("give exactly one of --size or --model")
+    s, _, ctx_from_model = runtime_settings(runtime, {"n_ctx": ctx})
+    if ctx_from_model:
+        s = replace(s, n_ctx=resolve(size or model)[0].n_ctx_train)
     target, _ = _target(device, memory_gb=memory_gb, entitlement=entitlement, bandwidth_gbps=bandwidth_gbs,
                         host_memory_gb=host_memory_gb)
-    d = run_advise(size or model, target, RuntimeSettings(n_ctx=ctx), target_tps)
+    d = run_advise(size or model, target, s, target_tps)
     show(d, json_out, advise_view)
     _warnings(d)
 

@@ -76,3 +76,20 @@ def find(name: str) -> RuntimePreset:
         names = sorted({table[n].id for n in near}) or sorted(presets())
         raise UsageError(f"unknown runtime {name!r}; {'did you mean' if near else 'known'}: {', '.join(names)}")
     return hit
+
+
+BASE = {"n_ctx": 4096, "n_batch": 512, "n_ubatch": 512, "flash_attn": False, "swa_full": True, "use_mmap": True}
+
+
+def runtime_settings(runtime: str | None, given: dict[str, Any], **fixed: Any):
+    """(RuntimeSettings, preset or None, whether the context is the model's trained one): fitcheck's defaults,
+    then the runtime's, then what was given (None = not given). `fixed` are settings no preset touches."""
+    from fitcheck.estimator.settings import RuntimeSettings
+
+    kw = dict(BASE)
+    preset = find(runtime) if runtime is not None else None
+    if preset is not None:
+        kw.update(preset.defaults(), runtime=preset.id)
+    kw.update({k: v for k, v in given.items() if v is not None})
+    ctx_from_model = preset is not None and preset.n_ctx is None and given.get("n_ctx") is None
+    return RuntimeSettings(**kw, **fixed), preset, ctx_from_model

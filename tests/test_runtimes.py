@@ -76,3 +76,11 @@ def test_kv_cache_matches_llama_cpp_on_the_dev_phone():
         assert kv == pytest.approx(float(r["kv_MiB"]), rel=0.01), r["model"]
         checked += 1
     assert checked >= 50
+
+
+def test_advise_takes_a_runtime_too():
+    r = run_cli("advise", "-m", "qwen3-1.7b", "-d", "Galaxy S23", "--runtime", "llama-server", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["n_ctx"] == 40960  # llama-server's "model" context: Qwen3's trained 40960
+    r = run_cli("advise", "-m", "qwen3-1.7b", "-d", "Galaxy S23", "--runtime", "ollama", "--ctx", "1024", "--json")
+    assert json.loads(r.stdout)["n_ctx"] == 1024
