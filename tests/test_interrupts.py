@@ -109,14 +109,19 @@ def test_interrupt_while_writing_a_calibration_model_leaves_no_temp_file(probed_
             proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM
     assert not list(home.rglob("*.tmp*")) and not list(cache.rglob("*.tmp*"))
-    # the next calibration works, and stores its result
+    # the next calibration runs over what the interrupted one left, and stores its result
+    before = (home / "profile.json").read_text()
     for _ in range(3):  # a calibration on a noisy machine may refuse itself ("not stored"): it says so
         r = run_cli_process("calibrate", "--quick", "--json", env={"FITCHECK_HOME": str(home), "FITCHECK_CACHE": str(cache)},
                             timeout=600)
         if "not stored" not in r.stderr:
             break
-    assert r.returncode == 0, r.stderr
-    assert json.loads((home / "profile.json").read_text())["calibration"]["created"] == json.loads(r.stdout)["created"]
+    if r.returncode == 1 and "not stored" in r.stderr:  # three refusals on a busy machine: honest, one line, nothing stored
+        assert r.stderr.count("\n") == 1 and (home / "profile.json").read_text() == before
+    else:
+        assert r.returncode == 0, r.stderr
+        assert json.loads((home / "profile.json").read_text())["calibration"]["created"] == json.loads(r.stdout)["created"]
+    assert not list(home.rglob("*.tmp*")) and not list(cache.rglob("*.tmp*"))
 
 
 def test_parallel_probes_and_reports_end_with_valid_files(probed_home, tmp_path):
