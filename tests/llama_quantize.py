@@ -39,37 +39,19 @@ def quantize_gguf(src: str, dst: str, ftype: str, threads: int = 2, timeout_s: f
 
 
 def catalog_metadata(e) -> dict:
-    """GGUF hyperparameter keys llama.cpp reads for a catalog entry's architecture."""
-    a = e.arch
-    meta = {
-        f"{a}.context_length": e.n_ctx_train,
-        f"{a}.embedding_length": e.n_embd,
-        f"{a}.block_count": e.n_layer,
-        f"{a}.feed_forward_length": e.n_ff,
-        f"{a}.attention.head_count": e.n_head,
-        f"{a}.attention.head_count_kv": e.n_head_kv,
-        f"{a}.attention.key_length": e.head_dim,
-        f"{a}.attention.value_length": e.head_dim,
-        f"{a}.rope.dimension_count": e.head_dim,
-        f"{a}.rope.freq_base": 10000.0,
-        f"{a}.attention.layer_norm_rms_epsilon": 1e-6,
-        f"{a}.attention.layer_norm_epsilon": 1e-5,
-    }
-    if e.swa_window:
-        meta[f"{a}.attention.sliding_window"] = e.swa_window
-    if e.n_expert:
-        meta[f"{a}.expert_count"] = e.n_expert
-        meta[f"{a}.expert_used_count"] = e.n_expert_used
-        meta[f"{a}.expert_feed_forward_length"] = e.expert_ff
-    return meta
+    """GGUF hyperparameter keys llama.cpp reads for a catalog entry's architecture (the catalog's own)."""
+    from fitcheck.model.arch_layouts import base_metadata, layout, parse_params
+
+    lay = layout(e)
+    return lay.metadata if lay else base_metadata(e, parse_params(e.arch_params))
 
 
 def write_catalog_shape(path: str | os.PathLike, e, weight_type: str = "F16", seed: int = 0) -> Path:
     """A random-weight GGUF with exactly the tensors llama.cpp's converter writes for entry `e`."""
-    from fitcheck.model.catalog import tensor_shapes
+    from fitcheck.model.catalog import spec_from_catalog
 
-    plan = [(n, s, weight_type if len(s) >= 2 and not n.endswith(("_norm.weight", "_inp.weight")) else "F32")
-            for n, s in tensor_shapes(e)]
+    # the types a converter writes: 2-D weights in weight_type, norms, biases, conv kernels and gates in F32
+    plan = [(t.name, t.shape, t.ggml_type) for t in spec_from_catalog(e, weight_type).tensors]
     (f,) = write_gguf(path, e.arch, plan, catalog_metadata(e), n_vocab=e.n_vocab, name=e.name,
                       file_type=weight_type, seed=seed)
     return f

@@ -18,7 +18,10 @@ from .conftest import run_cli
     ("qwen3:1.7b", "qwen3-1.7b"), ("gemma3:1b", "gemma-3-1b"), ("llama3.2:3b", "llama-3.2-3b"),
     ("phi4-mini:3.8b", "phi-4-mini"), ("phi3.5", "phi-3.5-mini"), ("deepseek-r1:1.5b", "deepseek-r1-distill-qwen-1.5b"),
     ("Llama-3.2-3B-Instruct-Q4_K_M.gguf", "llama-3.2-3b"), ("gemma-3-270m-it-Q4_K_M.gguf", "gemma-3-270m"),
-    ("QWEN3-1.7B", "qwen3-1.7b"),
+    ("QWEN3-1.7B", "qwen3-1.7b"), ("gpt-oss:20b", "gpt-oss-20b"), ("gemma3n:e2b", "gemma-3n-e2b"),
+    ("unsloth/Qwen3.5-0.8B-GGUF", "qwen3.5-0.8b"), ("qwen3.5:2b", "qwen3.5-2b"), ("granite4:micro-h", "granite-4.0-h-micro"),
+    ("LiquidAI/LFM2.5-1.2B-Instruct-GGUF", "lfm2.5-1.2b"), ("gemma-4-E2B-it-Q4_K_M.gguf", "gemma-4-e2b"),
+    ("HuggingFaceTB/SmolLM3-3B", "smollm3-3b"), ("lfm2.5-1.2b-instruct", "lfm2.5-1.2b"),
 ])
 def test_names_as_typed(name, model_id):
     assert resolve(name)[0].id == model_id
@@ -41,7 +44,7 @@ def test_estimate_reads_model_and_quant_from_a_file_name_that_is_not_here():
 
 def test_unknown_names_stay_errors():
     with pytest.raises(UnknownModelError):
-        resolve("gpt-oss:20b")  # not in the catalog (yet): no guess
+        resolve("falcon3:10b")  # not in the catalog: no guess
     r = run_cli("estimate", "-m", "nosuch-model-Q4_0.gguf")
     assert r.returncode != 0 and "no such file" in r.stderr
     r = run_cli("estimate", "-m", "someorg/nosuch-model")

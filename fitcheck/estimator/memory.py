@@ -26,7 +26,8 @@ MIB = 1 << 20
 KV_PAD = 256  # llama.cpp pads the KV cache (and the SWA cache) to 256 cells
 F32 = 4
 # per-token f32 rows live beside the big tensors in each graph phase (residual, norms, q, kqv ...)
-ROWS_ATTN, ROWS_FFN, ROWS_OUT = 6, 5, 3
+# (fitted to llama.cpp's CPU graph allocator, which is deterministic: tests/test_catalog_archs.py, test_memory.py)
+ROWS_EMBD, ROWS_FFN, ROWS_OUT = 3, 5, 3
 # process baseline of the runtime before any model buffer: interpreter + libraries
 RUNTIME_BASE_BYTES = {"llama-cpp-python": 41 * MIB, "llama.cpp": 12 * MIB}
 # llama.cpp's in-memory vocabulary: fixed part plus bytes per token and per BPE merge
@@ -117,21 +118,36 @@ def compute_bytes(spec: ModelSpec, s: RuntimeSettings, n_kv: int | None = None, 
     n_kv_full = full if n_kv is None else min(full, n_kv)
     n_kv_swa = None if swa is None else (swa if n_kv is None else min(swa, n_kv))
     n_out = ub if n_outputs is None else n_outputs
-    width = max(spec.n_embd, max(spec.n_head) * spec.head_dim_k, max(spec.n_head) * spec.head_dim_v)
+    e = spec.n_embd
+    q = max(spec.n_head[il] * spec.n_embd_k_gqa(il) // max(spec.n_head_kv[il], 1) if spec.n_head_kv[il]
+            else spec.n_head[il] * spec.head_dim_k for il in range(spec.n_layer))
+    kv = max(spec.n_embd_k_gqa(il) for il in range(spec.n_layer))
     # KQ masks are graph inputs: alive through attention and FFN, one per attention kind
     mask_elt = 2 if s.flash_attn else F32
     masks = n_kv_full * ub * mask_elt + (n_kv_swa * ub * mask_elt if n_kv_swa else 0)
+    # per-token f32 rows beside the big tensors: residual and norms (n_embd), Q and the attention output (q), K/V
     if s.flash_attn:
-        attn = masks + ROWS_ATTN * width * ub * F32
+        attn = masks + (ROWS_EMBD * e + 2 * q + kv // 2) * ub * F32
     else:
         kq = 0
         for il in range(spec.n_layer):
             nkv = n_kv_swa if (n_kv_swa is not None and spec.is_swa(il)) else n_kv_full
             kq = max(kq, nkv * ub * spec.n_head[il] * F32)
-        attn = kq + masks + ROWS_ATTN * width * ub * F32
-    ffn = masks + (2 * _ffn_width(spec) + ROWS_FFN * spec.n_embd) * ub * F32
+        attn = kq + masks + (ROWS_EMBD * e + 5 * q // 2) * ub * F32
+    if spec.n_expert:
+        ffn = masks + (2 * _ffn_width(spec) + ROWS_FFN * e) * ub * F32
+    else:  # gate and up outputs and their product
+        ffn = masks + (3 * _ffn_width(spec) + (ROWS_FFN - 1) * e) * ub * F32
+    rec = masks + (ROWS_EMBD * e + spec.recurrent_rows) * ub * F32 if spec.recurrent_rows else 0
+    # Gemma-3n/4: the per-layer inputs (ple x n_layer a token) are built first (lookup, projection, their sum and
+    # scale) and stay alive through every layer, beside AltUp's copies of the hidden state (gemma3n.cpp, gemma4.cpp)
+    ple = next((t.shape[0] for t in spec.tensors if t.name == "per_layer_token_embd.weight"), 0)
+    altup = next((t.shape[2] + 1 for t in spec.tensors if t.name == "altup_proj.weight" and len(t.shape) == 3), 0)
+    alive = (ple + altup * e) * ub * F32
+    attn, ffn = attn + alive, ffn + alive
+    rec = max(rec, masks + (4 * ple + 2 * e) * ub * F32 if ple else 0)
     out = spec.n_vocab * n_out * F32 + ROWS_OUT * spec.n_embd * ub * F32
-    return max(attn, ffn, out)
+    return max(attn, ffn, out, rec)
 
 
 def overhead_bytes(spec: ModelSpec, s: RuntimeSettings) -> int:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import csv
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib.resources import files
 
 from fitcheck.errors import UnknownModelError, UsageError
-from fitcheck.model.model_spec import ModelSpec, TensorSpec, swa_layout
+from fitcheck.model.arch_layouts import layout
+from fitcheck.model.gguf_reader import GGUFModel, TensorInfo
+from fitcheck.model.model_spec import ModelSpec, TensorSpec, spec_from_gguf, swa_layout
 from fitcheck.model.quants import ModelFacts, get_format, group_format_bytes, gguf_tensor_types, type_bytes
 
 # size aliases -> representative model (the seed's 7B is Qwen2-7B; its 1.8B is Qwen1.5-1.8B)
@@ -53,6 +55,7 @@ class CatalogEntry:
     verification: str
     source: str
     notes: str
+    arch_params: str = ""  # architecture-specific shape facts (arch_layouts.parse_params)
 
 
 _INT_FIELDS = {"n_layer", "n_embd", "n_ff", "n_head", "n_head_kv", "head_dim", "n_vocab", "n_ctx_train",
@@ -75,7 +78,10 @@ def entries() -> dict[str, CatalogEntry]:
 OLLAMA_NAMES = {"phi3": "phi-3-mini", "phi3mini": "phi-3-mini", "phi35": "phi-3.5-mini", "phi4mini": "phi-4-mini",
                 "deepseekr115b": "deepseek-r1-distill-qwen-1.5b", "deepseekr17b": "deepseek-r1-distill-qwen-7b",
                 "qwen18b": "qwen1.5-1.8b", "qwen3moe": "qwen3-30b-a3b", "qwen330b": "qwen3-30b-a3b",
-                "llama27b": "llama-2-7b", "llama213b": "llama-2-13b", "mistral7b": "mistral-7b"}
+                "llama27b": "llama-2-7b", "llama213b": "llama-2-13b", "mistral7b": "mistral-7b",
+                "granite4micro": "granite-4.0-micro", "granite4microh": "granite-4.0-h-micro",
+                "granite4tinyh": "granite-4.0-h-tiny", "granite41bh": "granite-4.0-h-1b", "olmoe": "olmoe-1b-7b",
+                "ministral3": "ministral-3-8b"}
 # words a repository or file name adds to the model's own name
 _SUFFIXES = ("gguf", "instruct", "it", "chat", "base", "hf", "mlx", "4bit", "8bit")
 _QUANT_TAIL = re.compile(r"(?:^|[-_.:])((?:i?q\d(?:_[0-9a-z]+)*)|bf16|f16|f32)$", re.IGNORECASE)
@@ -136,6 +142,9 @@ def resolve(model: str) -> tuple[CatalogEntry, str | None]:
 
 def tensor_shapes(e: CatalogEntry) -> list[tuple[str, tuple[int, ...]]]:
     """(name, ggml shape) of every tensor llama.cpp's converter writes for this architecture."""
+    lay = layout(e)
+    if lay is not None:
+        return lay.shapes
     d, hd, nh, nkv, ff = e.n_embd, e.head_dim, e.n_head, e.n_head_kv, e.n_ff
     q, kv = nh * hd, nkv * hd
     t: list[tuple[str, tuple[int, ...]]] = [("token_embd.weight", (d, e.n_vocab)), ("output_norm.weight", (d,))]
@@ -180,20 +189,33 @@ def _n(shape: tuple[int, ...]) -> int:
     return n
 
 
+def _typed(e: CatalogEntry, fmt, shapes) -> tuple[TensorSpec, ...]:
+    """Each tensor with the type a file of `fmt` gives it."""
+    if fmt.runtime == "llama.cpp":
+        facts = ModelFacts(e.n_layer, e.n_head // max(e.n_head_kv, 1), e.n_expert, e.arch)
+        types = gguf_tensor_types(fmt.name, shapes, facts)
+        return tuple(TensorSpec(n, types[n], s, _n(s), type_bytes(types[n], _n(s))) for n, s in shapes)
+    # MLX / MLC quantize every 2-D weight (embeddings included); the rest stays fp16
+    return tuple(
+        TensorSpec(n, fmt.name, s, _n(s), group_format_bytes(fmt, _n(s))) if len(s) >= 2 and not n.endswith("_inp.weight")
+        else TensorSpec(n, "F16", s, _n(s), 2 * _n(s))
+        for n, s in shapes
+    )
+
+
 def spec_from_catalog(e: CatalogEntry, quant: str) -> ModelSpec:
     """A ModelSpec with the tensor table a file of `quant` would have."""
     fmt = get_format(quant)
-    shapes = tensor_shapes(e)
-    if fmt.runtime == "llama.cpp":
-        types = gguf_tensor_types(fmt.name, shapes, ModelFacts(e.n_layer, e.n_head // max(e.n_head_kv, 1), e.n_expert, e.arch))
-        tensors = tuple(TensorSpec(n, types[n], s, _n(s), type_bytes(types[n], _n(s))) for n, s in shapes)
-    else:
-        # MLX / MLC quantize every 2-D weight (embeddings included); the rest stays fp16
-        tensors = tuple(
-            TensorSpec(n, fmt.name, s, _n(s), group_format_bytes(fmt, _n(s))) if len(s) >= 2 and not n.endswith("_inp.weight")
-            else TensorSpec(n, "F16", s, _n(s), 2 * _n(s))
-            for n, s in shapes
-        )
+    lay = layout(e)
+    tensors = _typed(e, fmt, lay.shapes if lay else tensor_shapes(e))
+    if lay is not None:  # read back as a file's header is read: one description of hybrid layouts
+        header = GGUFModel(paths=(f"catalog:{e.id}",), version=3, file_size_bytes=0,
+                           metadata={"general.architecture": e.arch, "general.name": e.name,
+                                     f"{e.arch}.vocab_size": e.n_vocab, **lay.metadata},
+                           tensors=tuple(TensorInfo(t.name, t.shape, t.ggml_type, 0, t.n_elements, t.n_bytes)
+                                         for t in tensors))
+        return replace(spec_from_gguf(header), source=f"catalog:{e.id}", file_type=fmt.name,
+                       n_merges=e.n_vocab if _bpe(e) else 0)
     swa = swa_layout(e.n_layer, e.swa_pattern) if e.swa_window and e.swa_pattern else ()
     return ModelSpec(
         name=e.name, architecture=e.arch, source=f"catalog:{e.id}",
@@ -209,5 +231,7 @@ def spec_from_catalog(e: CatalogEntry, quant: str) -> ModelSpec:
 
 
 def _bpe(e: CatalogEntry) -> bool:
-    """GPT-2-style BPE tokenizers (Qwen, GLM, Llama-3, SmolLM2) carry ~one merge per token."""
-    return e.arch in ("qwen2", "qwen3", "qwen3moe", "chatglm") or (e.arch == "llama" and e.n_vocab in (128256, 49152))
+    """GPT-2-style BPE tokenizers (Qwen, GLM, Llama-3, SmolLM2/3, gpt-oss, OLMoE, Granite, LFM2) carry ~one merge
+    per token; Gemma's and Phi's SentencePiece none."""
+    return e.arch in ("qwen2", "qwen3", "qwen3moe", "qwen35", "chatglm", "smollm3", "gpt-oss", "olmoe", "granite",
+                      "granitehybrid", "lfm2") or (e.arch == "llama" and e.n_vocab in (128256, 49152))

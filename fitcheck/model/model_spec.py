@@ -88,6 +88,9 @@ class ModelSpec:
     n_embd_s: int = 0
     n_layer_kv: int | None = None
     n_nextn: int = 0
+    # per-token f32 values a recurrent layer's graph holds at its peak beyond the residual rows (in-projections,
+    # convolution input and output): llama.cpp's allocator, measured per family (see memory.compute_bytes)
+    recurrent_rows: int = 0
 
     @property
     def parameter_count(self) -> int:
@@ -315,12 +318,18 @@ def _hybrid(m: _Meta, n_layer: int, n_embd: int, n_head_kv: tuple[int, ...]) -> 
                 rec = tuple(il < main and (il + 1) % every != 0 for il in range(n_layer))
         else:  # LFM2 short convolutions, Mamba2 hybrids: the layers without KV heads
             rec = tuple(h == 0 for h in n_head_kv)
-        if l_cache:
-            r, s = n_embd * (l_cache - 1), 0
+        if l_cache:  # LFM2: in_proj (3 x n_embd) and the convolution over n_embd channels
+            r, s, rows = n_embd * (l_cache - 1), 0, 4 * n_embd
         else:
             inner, state = m.int("state", "ssm.inner_size"), m.int("state", "ssm.state_size")
-            r, s = (conv - 1) * (inner + 2 * m.int("state", "ssm.group_count", 0) * state), state * inner
-        out.update(recurrent=rec, n_embd_r=r, n_embd_s=s)
+            groups = m.int("state", "ssm.group_count", 0)
+            channels = inner + 2 * groups * state  # what the 1-D convolution runs over
+            r, s = (conv - 1) * channels, state * inner
+            if m.arch in GDN_ARCHS:  # fused q/k/v projection, convolution input and output
+                rows = 3 * channels
+            else:  # Mamba2: in_proj (z, xBC, dt) twice over, and the convolution
+                rows = 2 * (inner + channels + m.int("state", "ssm.time_step_rank", 0)) + channels
+        out.update(recurrent=rec, n_embd_r=r, n_embd_s=s, recurrent_rows=rows)
     shared = m.int("layers", "attention.shared_kv_layers", 0)
     if m.arch in KV_LAYERS_FIXED:
         out["n_layer_kv"] = KV_LAYERS_FIXED[m.arch]

@@ -50,10 +50,15 @@ _GGUF_BASE = {
     "Q4_K_M": "Q4_K", "Q4_K_S": "Q4_K", "Q4_1": "Q4_1", "Q4_0": "Q4_0",
     "IQ4_XS": "IQ4_XS", "IQ4_NL": "IQ4_NL",
     "Q3_K_L": "Q3_K", "Q3_K_M": "Q3_K", "Q3_K_S": "Q3_K", "Q2_K": "Q2_K", "IQ2_XS": "IQ2_XS",
+    "IQ2_XXS": "IQ2_XXS", "IQ2_S": "IQ2_XS", "IQ2_M": "IQ2_S", "IQ1_S": "IQ1_S", "IQ1_M": "IQ1_M",
 }
-# mixture rules below were checked against llama.cpp's quantizer for these; IQ2_XS needs an
-# imatrix to quantize, so its rules are from the source reading only
-APPROXIMATE = {"IQ2_XS"}
+# llama-quant.cpp treats these alike (one branch of llama_tensor_get_type_impl); _S/_M lift to IQ3_S where the
+# others take Q2_K
+_LOW_IQ = {"IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ1_M", "IQ2_S", "IQ2_M"}
+_LOW_IQ_SM = {"IQ2_S", "IQ2_M"}
+# mixture rules below were checked against llama.cpp's quantizer for the others; these need an
+# imatrix to quantize, so their rules are from the source reading only
+APPROXIMATE = _LOW_IQ
 
 FORMATS: dict[str, QuantFormat] = {
     name: QuantFormat(name, "llama.cpp", base, type_bpw(base),
@@ -91,7 +96,10 @@ _FALLBACK = {
 }
 
 _LAYER = re.compile(r"^blk\.(\d+)\.")
-_NOT_QUANTIZED = ("_norm.weight", "ffn_gate_inp.weight", "pos_embd", "token_types", "_b.weight")
+_NOT_QUANTIZED = ("_norm.weight", "ffn_gate_inp.weight", "pos_embd", "token_types", "_b.weight",
+                  "ssm_conv1d", "shortconv.conv.weight", "altup_correct_coef", "altup_predict_coef")
+# llama-quant.cpp tensor_allows_quantization leaves these as converted; the converter writes them 16-bit
+_KEPT_16BIT = ("altup", "laurel", "per_layer_model_proj")
 
 
 def use_more_bits(i: int, n: int) -> bool:
@@ -142,6 +150,8 @@ def gguf_tensor_types(ftype: str, tensors: list[tuple[str, tuple[int, ...]]], fa
     names = {n for n, _ in tensors}
     tied = "output.weight" not in names
     n_wv = sum(1 for n in names if n.endswith(".weight") and _category(n) in ("attn_v", "attn_qkv", "attn_kv_b"))
+    # llama-quant.cpp's n_ffn_down is every block, MTP blocks included (hparams.n_layer_all)
+    n_down = 1 + max((int(m[1]) for m in map(_LAYER.match, names) if m), default=facts.n_layer - 1)
     qk_base = block_size(base)
     out: dict[str, str] = {}
 
@@ -158,30 +168,33 @@ def gguf_tensor_types(ftype: str, tensors: list[tuple[str, tuple[int, ...]]], fa
         if base in ("F32", "F16", "BF16"):
             out[name] = base
             continue
+        if any(s in name for s in _KEPT_16BIT):
+            out[name] = "F16"
+            continue
         ne0 = shape[0]
         cat = _category(name)
         t = base
         m = _LAYER.match(name)
         layer = int(m[1]) if m else 0
         if cat == "output" or (tied and cat == "token_embd"):
-            if ft == "IQ2_XS":
+            if ft in _LOW_IQ:
                 t = "Q5_K"
             elif facts.arch == "falcon" or ne0 % qk_base:
                 t = "Q8_0"
             elif t != "Q8_0":
                 t = "Q6_K"
         elif cat == "token_embd":
-            if ft == "IQ2_XS":
-                t = "Q2_K"
+            if ft in _LOW_IQ:
+                t = "IQ3_S" if ft in _LOW_IQ_SM else "Q2_K"
         elif cat in ("attn_v", "attn_qkv", "attn_kv_b"):
             t = _attn_v_type(ft, base, i_wv, n_wv, facts)
             i_wv += 1
         elif cat == "attn_k":
             if facts.n_expert == 8:
-                t = "Q8_0"
+                t = "Q4_K" if ft in _LOW_IQ else "Q8_0"
         elif cat == "ffn_down":
             i = layer if facts.n_expert > 1 else counters["ffn_down"]
-            t = _ffn_down_type(ft, base, i, facts.n_layer)
+            t = _ffn_down_type(ft, base, i, n_down)
             counters["ffn_down"] += 1
         elif cat == "attn_output":
             t = _attn_output_type(ft, base, facts)
@@ -192,10 +205,10 @@ def gguf_tensor_types(ftype: str, tensors: list[tuple[str, tuple[int, ...]]], fa
 
 
 def _attn_v_type(ft: str, base: str, i: int, n: int, f: ModelFacts) -> str:
+    if ft in _LOW_IQ:
+        return "Q4_K" if f.n_gqa >= 4 or f.n_expert >= 4 else "IQ3_S" if ft in _LOW_IQ_SM else "Q2_K"
     if f.n_expert == 8:
         return "Q8_0"
-    if ft == "IQ2_XS":
-        return "Q4_K" if f.n_gqa >= 4 or f.n_expert >= 4 else "Q2_K"
     t = {
         "Q2_K": "Q4_K" if f.n_gqa >= 4 else "Q3_K",
         "Q3_K_M": "Q5_K" if i < 2 else "Q4_K",
@@ -212,8 +225,8 @@ def _attn_v_type(ft: str, base: str, i: int, n: int, f: ModelFacts) -> str:
 
 
 def _ffn_down_type(ft: str, base: str, i: int, n: int) -> str:
-    if ft == "IQ2_XS":
-        return "Q2_K" if i < n // 8 else base
+    if ft in _LOW_IQ:
+        return ("IQ3_S" if ft in _LOW_IQ_SM else "Q2_K") if i < n // 8 else base
     return {
         "Q2_K": "Q3_K",
         "Q3_K_M": "Q5_K" if i < n // 16 else "Q4_K",
@@ -227,6 +240,10 @@ def _ffn_down_type(ft: str, base: str, i: int, n: int) -> str:
 
 
 def _attn_output_type(ft: str, base: str, f: ModelFacts) -> str:
+    if ft in _LOW_IQ:
+        if f.n_expert == 8:
+            return "Q5_K"
+        return "IQ2_XXS" if ft in ("IQ1_S", "IQ1_M") else "IQ3_S" if ft in _LOW_IQ_SM else base
     if f.arch == "falcon":
         return base
     if f.n_expert == 8 and ft in ("Q2_K", "Q3_K_S", "Q3_K_M", "Q4_K_S", "Q4_K_M", "IQ4_NL", "IQ4_XS"):
