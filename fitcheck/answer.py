@@ -7,6 +7,8 @@ quantization that comes closest; "tight" and "no" say what it would need.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from typing import Any, Callable
 
 from fitcheck.errors import UsageError
@@ -35,13 +37,17 @@ def decode_upper_bound_tps(spec, read_gbps: float | None) -> float | None:
 
 
 def answer(target: Target, sizes=SIZES, quants=LADDER, settings: RuntimeSettings | None = None,
-           target_tps: float = USABLE_TPS, on_row: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Memory, verdict, prefill and decode for each size x quantization on one device, and one line per size."""
+           target_tps: float = USABLE_TPS, on_row: Callable[[str], None] | None = None,
+           ctx_from_model: bool = False) -> dict[str, Any]:
+    """Memory, verdict, prefill and decode for each size x quantization on one device, and one line per size.
+
+    ctx_from_model: each model at its trained context (runtimes whose default context is the model's)."""
     check_target_tps(target_tps)
-    s = settings or RuntimeSettings()
+    base = settings or RuntimeSettings()
     rows, lines = [], []
     for size in sizes:
         entry, _ = resolve(size)
+        s = replace(base, n_ctx=entry.n_ctx_train) if ctx_from_model else base
         evals: list[Evaluation] = []
         for q in quants:
             ev = evaluate(spec_from_catalog(entry, q), s, target)
@@ -52,7 +58,8 @@ def answer(target: Target, sizes=SIZES, quants=LADDER, settings: RuntimeSettings
                 on_row(f"{size} {q}")
         lines.append(_line(f"{size.upper()} ({entry.name})", evals, target, target_tps))
     return {"device": target.to_dict(), "usable_bytes": target.usable_bytes,
-            "settings": {"n_ctx": s.n_ctx, "runtime": s.runtime, "n_prompt": DEFAULT_PROMPT},
+            "settings": {"n_ctx": "each model's trained context" if ctx_from_model else base.n_ctx,
+                         "runtime": base.runtime, "n_prompt": DEFAULT_PROMPT},
             "target_tps": target_tps, "rows": rows, "answers": lines, "calibrated": target.calibrated,
             "speed_basis": target.speed_note, "warnings": list(target.warnings),
             "verdict_uses": "reserved total (weights + full-context KV cache + worst-case compute buffer + overhead)"}

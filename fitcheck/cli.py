@@ -88,11 +88,12 @@ def main_callback(
     ctx: typer.Context,
     device: str = typer.Option("this", "--device", "-d", help="Main job only: the device to answer for (default: this one, probed once)."),
     target_tps: Optional[float] = TARGET_TPS_OPT,
+    runtime: Optional[str] = typer.Option(None, "--runtime", help="Main job only: answer with a runtime's defaults (context, batch, flash attention, SWA cache, mmap): ollama, llama-server, lm-studio, pocketpal, ..."),
     json_out: bool = typer.Option(False, "--json", help="Main job only: print JSON."),
 ) -> None:
     """With no command: probe this device (once) and answer for 1.8B, 4B and 7B."""
     if ctx.invoked_subcommand is None:
-        guarded(_main_job)(device, target_tps, json_out)
+        guarded(_main_job)(device, target_tps, runtime, json_out)
 
 
 def _profile_or_probe() -> dict:
@@ -144,13 +145,16 @@ def _warnings(d: dict) -> None:
         warn(w)
 
 
-def _main_job(device: str, target_tps: float | None, json_out: bool) -> None:
+def _main_job(device: str, target_tps: float | None, runtime: str | None, json_out: bool) -> None:
     from fitcheck.answer import answer
     from fitcheck.estimator.evaluate import USABLE_TPS
+    from fitcheck.runtimes import runtime_settings
     from fitcheck.views.render import answer_view
 
+    s, _, ctx_from_model = runtime_settings(runtime, {})
     target, _ = _target(device, probe=True)
-    d = answer(target, target_tps=USABLE_TPS if target_tps is None else target_tps)
+    d = answer(target, settings=s, ctx_from_model=ctx_from_model,
+               target_tps=USABLE_TPS if target_tps is None else target_tps)
     show(d, json_out, answer_view)
     _warnings(d)
 
@@ -351,18 +355,25 @@ def forecast(
     size: str = typer.Option("7b", "--size", "-s", help="Size alias or catalog model id."),
     quant: str = typer.Option("Q4_K_M", "--quant", "-q", help="Quantization."),
     target_tps: float = typer.Option(5.0, "--target-tps", help="Decode speed the class must reach."),
-    ctx: int = typer.Option(4096, "--ctx", help="Context length (tokens)."),
+    runtime: Optional[str] = RUNTIME_OPT,
+    ctx: Optional[int] = typer.Option(None, "--ctx", help="Context length (tokens). [default: 4096, or the runtime's]"),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="Use only devices released by YYYY[-MM] (what the data said then)."),
     config: str = typer.Option("best", "--config", help="'best' (largest RAM option, largest GPU variant) or 'base'."),
     plot: Optional[str] = typer.Option(None, "--plot", help="Also draw the trends and the forecast to this PNG."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """When does a class of devices first run a size at a quantization and speed? Trends over release years."""
-    from fitcheck.forecast import forecast as run_forecast
-    from fitcheck.views.render import forecast_view
-    from fitcheck.estimator.settings import RuntimeSettings
+    from dataclasses import replace
 
-    r = run_forecast(device_class, size, quant, target_tps, RuntimeSettings(n_ctx=ctx), as_of, config)
+    from fitcheck.forecast import forecast as run_forecast
+    from fitcheck.model.catalog import resolve
+    from fitcheck.runtimes import runtime_settings
+    from fitcheck.views.render import forecast_view
+
+    s, _, ctx_from_model = runtime_settings(runtime, {"n_ctx": ctx})
+    if ctx_from_model:
+        s = replace(s, n_ctx=resolve(size)[0].n_ctx_train)
+    r = run_forecast(device_class, size, quant, target_tps, s, as_of, config)
     d = r.to_dict()
     if plot:
         from fitcheck.views.plots import forecast_plot
@@ -379,18 +390,20 @@ def scan(
     paths: Optional[list[str]] = typer.Argument(None, help="Extra files or folders to search."),
     device: str = DEVICE_OPT,
     memory_gb: Optional[float] = MEMORY_GB_OPT,
-    ctx: int = typer.Option(4096, "--ctx", help="Context length (tokens) the estimates assume."),
+    runtime: Optional[str] = RUNTIME_OPT,
+    ctx: Optional[int] = typer.Option(None, "--ctx", help="Context length (tokens) the estimates assume. [default: 4096, or the runtime's]"),
     stores: bool = typer.Option(True, "--stores/--no-stores", help="Search Ollama, LM Studio, Jan, llama.cpp, HF and GPT4All stores."),
     follow_links: bool = typer.Option(False, "--follow-links", help="Also read models that a store links to from outside it."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Find the GGUF models already on this machine (Ollama, LM Studio, Jan, llama.cpp, HF cache, GPT4All) and answer for each."""
-    from fitcheck.estimator.settings import RuntimeSettings
+    from fitcheck.runtimes import runtime_settings
     from fitcheck.scan import scan as run_scan
     from fitcheck.views.render import scan_view
 
+    s, _, ctx_from_model = runtime_settings(runtime, {"n_ctx": ctx})
     target, _ = _target(device, memory_gb=memory_gb)
-    d = run_scan(paths or [], stores, target, RuntimeSettings(n_ctx=ctx), follow_links=follow_links)
+    d = run_scan(paths or [], stores, target, s, follow_links=follow_links, ctx_from_model=ctx_from_model)
     show(d, json_out, scan_view)
     for w in target.warnings:
         warn(w)

@@ -16,7 +16,7 @@ import os
 import re
 import stat
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -204,8 +204,9 @@ def _split_key(path: Path) -> tuple | None:
 class _Scan:
     """Collects what a scan finds: each candidate is checked, deduplicated, read and evaluated on its own."""
 
-    def __init__(self, target, settings, follow_links: bool = False):
+    def __init__(self, target, settings, follow_links: bool = False, ctx_from_model: bool = False):
         self.target, self.settings, self.follow_links = target, settings, follow_links
+        self.ctx_from_model = ctx_from_model  # each model at its trained context (the runtime's default)
         self.found: list[Found] = []
         self.by_file: dict[tuple, Found] = {}
         self.by_split: dict[tuple, Found] = {}
@@ -277,12 +278,13 @@ class _Scan:
         entry.architecture = spec.architecture
         entry.quant = spec.file_type
         entry.parameter_count = spec.parameter_count
+        settings = replace(self.settings, n_ctx=spec.n_ctx_train) if self.ctx_from_model else self.settings
         if self.target is None:
-            entry.needed_bytes = estimate_memory(spec, self.settings).total_bytes
+            entry.needed_bytes = estimate_memory(spec, settings).total_bytes
             return
         from fitcheck.estimator.evaluate import evaluate
 
-        row = evaluate(spec, self.settings, self.target).row()
+        row = evaluate(spec, settings, self.target).row()
         entry.needed_bytes, entry.verdict, entry.decode_tps = row["total_bytes"], row["verdict"], row["decode_tps"]
 
 
@@ -306,13 +308,13 @@ def _streams(paths: Iterable[str], include_stores: bool, env, problem) -> tuple[
 
 
 def scan(paths: Iterable[str] = (), include_stores: bool = True, target=None, settings=None,
-         env: dict[str, str] | None = None, follow_links: bool = False) -> dict[str, Any]:
+         env: dict[str, str] | None = None, follow_links: bool = False, ctx_from_model: bool = False) -> dict[str, Any]:
     """Find models, read their headers, evaluate each on `target` (a Target; None: memory only)."""
     from fitcheck.estimator.settings import RuntimeSettings
 
     t0 = time.perf_counter()
     s = settings or RuntimeSettings()
-    run = _Scan(target, s, follow_links)
+    run = _Scan(target, s, follow_links, ctx_from_model)
     streams, searched = _streams(paths, include_stores, env, run.problem)
     for stream in streams:
         for c in stream:
@@ -323,5 +325,6 @@ def scan(paths: Iterable[str] = (), include_stores: bool = True, target=None, se
     problems = sorted((f for f in run.found if f.error is not None), key=lambda f: (f.source, f.name))
     return {"models": [asdict(m) for m in models], "problems": [asdict(p) for p in problems], "skipped": run.skipped,
             "searched": searched, "device": target.to_dict() if target else None,
-            "usable_bytes": target.usable_bytes if target else None, "n_ctx": s.n_ctx,
+            "usable_bytes": target.usable_bytes if target else None,
+            "n_ctx": "each model's trained context" if ctx_from_model else s.n_ctx, "runtime": s.runtime,
             "elapsed_s": round(time.perf_counter() - t0, 3)}

@@ -21,13 +21,17 @@ from fitcheck.model.gguf_reader import GGUFModel, TensorInfo
 from fitcheck.model.model_spec import ModelSpec, TensorSpec, spec_from_gguf, swa_layout
 from fitcheck.model.quants import ModelFacts, get_format, group_format_bytes, gguf_tensor_types, type_bytes
 
-# size aliases -> representative model (the seed's 7B is Qwen2-7B; its 1.8B is Qwen1.5-1.8B)
+# size aliases -> representative model. The seed's sizes keep the seed's models (its 7B is Qwen2-7B, its 1.8B
+# Qwen1.5-1.8B); "4b" is Qwen3-4B, the dense 4B of 2025. Sizes that came with 2025-26 name that year's model people
+# run at the size (the Qwen3.5 hybrids, LFM2.5, Gemma-4's E-models, gpt-oss); older ones keep their 2024 model.
 ALIASES = {
     "135m": "smollm2-135m", "270m": "gemma-3-270m", "360m": "smollm2-360m", "0.5b": "qwen2.5-0.5b",
-    "1b": "llama-3.2-1b", "1.1b": "tinyllama-1.1b", "1.5b": "qwen2.5-1.5b", "1.7b": "smollm2-1.7b",
-    "1.8b": "qwen1.5-1.8b", "2b": "gemma-2-2b", "3b": "llama-3.2-3b", "3.8b": "phi-3-mini",
-    "4b": "qwen3-4b", "7b": "qwen2-7b", "8b": "llama-3.1-8b", "9b": "gemma-2-9b", "12b": "gemma-3-12b",
-    "13b": "llama-2-13b", "30b-a3b": "qwen3-30b-a3b",
+    "0.6b": "qwen3-0.6b", "0.8b": "qwen3.5-0.8b", "1b": "llama-3.2-1b", "1.1b": "tinyllama-1.1b",
+    "1.2b": "lfm2.5-1.2b", "1.5b": "qwen2.5-1.5b", "1.7b": "smollm2-1.7b", "1.8b": "qwen1.5-1.8b",
+    "2b": "qwen3.5-2b", "3b": "llama-3.2-3b", "3.8b": "phi-3-mini", "4b": "qwen3-4b", "7b": "qwen2-7b",
+    "8b": "llama-3.1-8b", "9b": "qwen3.5-9b", "12b": "gemma-3-12b", "13b": "llama-2-13b", "14b": "qwen3-14b",
+    "20b": "gpt-oss-20b", "24b": "mistral-small-3.2-24b", "31b": "gemma-4-31b", "120b": "gpt-oss-120b",
+    "e2b": "gemma-4-e2b", "e4b": "gemma-4-e4b", "30b-a3b": "qwen3-30b-a3b", "26b-a4b": "gemma-4-26b-a4b",
 }
 
 
