@@ -124,3 +124,20 @@ def test_catalog_layout_loads_in_llama_cpp_with_the_predicted_buffers(model, con
     assert mem.kv_cache_bytes / MIB == pytest.approx(kv, abs=0.011 * 2 * len(got["kv"]), rel=0.01)
     assert mem.recurrent_state_bytes / MIB == pytest.approx(rs, abs=0.011 * 2 * len(got["rs"]), rel=0.01)
     assert mem.compute_bytes / MIB == pytest.approx(compute, rel=0.15)
+
+
+def test_weights_read_per_token():
+    """Routed experts only (shared experts always), per-layer embeddings looked up, MTP blocks not run: the active
+    counts the model cards publish (gpt-oss-20b 3.6B, Gemma-4 26B-A4B 3.8B, Gemma-4 E2B 2.3B effective)."""
+    from fitcheck.estimator.speed import active_weights
+
+    for model, published in (("gpt-oss-20b", 3.6), ("gemma-4-26b-a4b", 3.8), ("gemma-4-e2b", 2.3)):
+        assert active_weights(spec_from_catalog(entries()[model], "F16"))[2] / 1e9 == pytest.approx(published, rel=0.03)
+    spec = spec_from_catalog(entries()["qwen3.5-2b"], "F16")
+    mtp = sum(t.n_elements for t in spec.tensors if t.name.startswith(f"blk.{spec.n_layer - 1}."))
+    assert active_weights(spec)[2] == spec.parameter_count - mtp  # tied: the embedding table is read as the output
+    tiny_moe = spec_from_catalog(entries()["granite-4.0-h-tiny"], "F16")
+    shexp = sum(t.n_elements for t in tiny_moe.tensors if "_shexp" in t.name)
+    exps = sum(t.n_elements for t in tiny_moe.tensors if "_exps." in t.name)
+    assert active_weights(tiny_moe)[2] == tiny_moe.parameter_count - exps + exps * 6 // 64  # shexp in full
+    assert shexp > 0

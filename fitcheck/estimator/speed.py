@@ -143,13 +143,16 @@ def looked_up(spec: ModelSpec) -> frozenset[str]:
 def _read_per_token(spec: ModelSpec):
     """(tensor, share of it read) for one decoded token.
 
-    Every weight is read once per token except the embedding tables (`looked_up`: one row each) and, in MoE
-    models, the experts not routed to (only n_expert_used of n_expert).
+    Every weight is read once per token except the embedding tables (`looked_up`: one row each), in MoE
+    models the experts not routed to (only n_expert_used of n_expert; shared experts are always read), and
+    multi-token-prediction blocks, which plain decoding does not run (llama.cpp builds them only for an MTP
+    context).
     """
     rows = looked_up(spec)
     frac = spec.n_expert_used / spec.n_expert if spec.n_expert else 1.0
+    mtp = tuple(f"blk.{il}." for il in range(spec.n_layer - spec.n_nextn, spec.n_layer))
     for t in spec.tensors:
-        if t.name in rows:
+        if t.name in rows or (mtp and t.name.startswith(mtp)):
             continue
         yield t, (frac if is_expert(t.name) else 1.0)
 
