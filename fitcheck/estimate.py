@@ -63,7 +63,10 @@ def resolve_model(model: str, quant: str | None) -> tuple[ModelSpec, dict[str, A
     q = get_format(quant or named or DEFAULT_QUANT).name
     spec = spec_from_catalog(entry, q)
     basis = {"source": "catalog", "id": entry.id, "name": entry.name, "quant": q,
-             "config_source": entry.source, "config_verification": entry.verification}
+             "config_source": entry.source, "config_verification": entry.verification,
+             "weights_recipe": (f"llama-quantize's default {q} recipe from the catalog's shapes; published files often "
+                                "keep the embeddings or output at higher precision (a GGUF or its remote header gives "
+                                "the exact size)") if get_format(q).runtime == "llama.cpp" else f"{q} group format"}
     if alias:
         from fitcheck.model.catalog import ALIASES
 

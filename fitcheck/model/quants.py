@@ -51,6 +51,7 @@ _GGUF_BASE = {
     "IQ4_XS": "IQ4_XS", "IQ4_NL": "IQ4_NL",
     "Q3_K_L": "Q3_K", "Q3_K_M": "Q3_K", "Q3_K_S": "Q3_K", "Q2_K": "Q2_K", "IQ2_XS": "IQ2_XS",
     "IQ2_XXS": "IQ2_XXS", "IQ2_S": "IQ2_XS", "IQ2_M": "IQ2_S", "IQ1_S": "IQ1_S", "IQ1_M": "IQ1_M",
+    "MXFP4_MOE": "MXFP4",  # gpt-oss's own format: experts MXFP4, every other matrix Q8_0
 }
 # llama-quant.cpp treats these alike (one branch of llama_tensor_get_type_impl); _S/_M lift to IQ3_S where the
 # others take Q2_K
@@ -76,7 +77,7 @@ FORMATS.update({
 })
 ALIASES = {"MLX4": "MLX_4BIT", "MLX-4BIT": "MLX_4BIT", "MLX8": "MLX_8BIT", "MLX-8BIT": "MLX_8BIT",
            "Q4F16_1": "MLC_Q4F16_1", "Q3F16_1": "MLC_Q3F16_1", "Q0F16": "MLC_Q0F16", "FP16": "F16", "Q4_K": "Q4_K_M",
-           "Q5_K": "Q5_K_M", "Q3_K": "Q3_K_M"}
+           "Q5_K": "Q5_K_M", "Q3_K": "Q3_K_M", "MXFP4": "MXFP4_MOE"}
 LADDER = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K")
 
 
@@ -173,6 +174,9 @@ def gguf_tensor_types(ftype: str, tensors: list[tuple[str, tuple[int, ...]]], fa
             continue
         ne0 = shape[0]
         cat = _category(name)
+        if ft == "MXFP4_MOE":  # llama-quant.cpp: 3-D expert stacks MXFP4, the rest (output included) Q8_0
+            out[name] = _fallback("MXFP4" if len(shape) == 3 and shape[2] > 1 else "Q8_0", ne0)
+            continue
         t = base
         m = _LAYER.match(name)
         layer = int(m[1]) if m else 0

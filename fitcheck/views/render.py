@@ -173,7 +173,8 @@ def estimate_view(console: Console, d: dict[str, Any]) -> None:
     t.add_column("reserved", justify="right", no_wrap=True)
     t.add_column("note")
     swa = f", SWA layers {mem['kv_cells_swa']} cells" if mem["kv_cells_swa"] else ""
-    t.add_row("weights", fmt_bytes(mem["weights_bytes"]), "mmapped, populated at load")
+    recipe = "; llama-quantize's default recipe (published files may differ)" if b.get("weights_recipe", "").startswith("llama") else ""
+    t.add_row("weights", fmt_bytes(mem["weights_bytes"]), "mmapped, populated at load" + recipe)
     t.add_row("KV cache", fmt_bytes(mem["kv_cache_bytes"]), f"{mem['kv_cells']} cells{swa}, K {s['type_k']} / V {s['type_v']}")
     if mem.get("recurrent_state_bytes"):
         t.add_row("recurrent state", fmt_bytes(mem["recurrent_state_bytes"]), "conv + SSM state of the recurrent layers (F32, per sequence)")
