@@ -48,7 +48,10 @@ FAMILIES = {
 ALL_FTYPES = ["Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_0", "IQ4_XS", "Q3_K_M", "Q3_K_S", "Q2_K"]
 CASES = [("smollm2-360m", q) for q in ALL_FTYPES] + [
     (fam, q) for fam in FAMILIES if fam != "smollm2-360m" for q in ("Q4_K_M", "Q3_K_M", "Q2_K")
-] + [("gpt-oss-20b", "MXFP4_MOE")]
+] + [("gpt-oss-20b", "MXFP4_MOE")] + [
+    (fam, q) for fam in ("smollm2-360m", "qwen2.5-0.5b", "qwen3-30b-a3b", "qwen3.5-0.8b", "phi-3-mini")
+    for q in ("IQ3_S", "IQ3_M")  # IQ3_XXS / IQ3_XS need an imatrix (their IQ3_XXS tensors): rules from the source
+]
 
 
 @pytest.fixture(scope="module")

@@ -52,6 +52,7 @@ _GGUF_BASE = {
     "Q3_K_L": "Q3_K", "Q3_K_M": "Q3_K", "Q3_K_S": "Q3_K", "Q2_K": "Q2_K", "IQ2_XS": "IQ2_XS",
     "IQ2_XXS": "IQ2_XXS", "IQ2_S": "IQ2_XS", "IQ2_M": "IQ2_S", "IQ1_S": "IQ1_S", "IQ1_M": "IQ1_M",
     "MXFP4_MOE": "MXFP4",  # gpt-oss's own format: experts MXFP4, every other matrix Q8_0
+    "IQ3_XXS": "IQ3_XXS", "IQ3_XS": "IQ3_S", "IQ3_S": "IQ3_S", "IQ3_M": "IQ3_S",
 }
 # llama-quant.cpp treats these alike (one branch of llama_tensor_get_type_impl); _S/_M lift to IQ3_S where the
 # others take Q2_K
@@ -59,7 +60,7 @@ _LOW_IQ = {"IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ1_M", "IQ2_S", "IQ2_M"}
 _LOW_IQ_SM = {"IQ2_S", "IQ2_M"}
 # mixture rules below were checked against llama.cpp's quantizer for the others; these need an
 # imatrix to quantize, so their rules are from the source reading only
-APPROXIMATE = _LOW_IQ
+APPROXIMATE = _LOW_IQ | {"IQ3_XXS", "IQ3_XS"}
 
 FORMATS: dict[str, QuantFormat] = {
     name: QuantFormat(name, "llama.cpp", base, type_bpw(base),
@@ -181,21 +182,27 @@ def gguf_tensor_types(ftype: str, tensors: list[tuple[str, tuple[int, ...]]], fa
         m = _LAYER.match(name)
         layer = int(m[1]) if m else 0
         if cat == "output" or (tied and cat == "token_embd"):
-            if ft in _LOW_IQ:
-                t = "Q5_K"
-            elif facts.arch == "falcon" or ne0 % qk_base:
+            if facts.arch == "falcon" or ne0 % qk_base:
                 t = "Q8_0"
+            elif ft in _LOW_IQ or ft == "IQ3_XXS":
+                t = "Q5_K"
             elif t != "Q8_0":
                 t = "Q6_K"
         elif cat == "token_embd":
             if ft in _LOW_IQ:
                 t = "IQ3_S" if ft in _LOW_IQ_SM else "Q2_K"
+            elif ft == "IQ3_XXS":
+                t = "IQ3_S"
         elif cat in ("attn_v", "attn_qkv", "attn_kv_b"):
             t = _attn_v_type(ft, base, i_wv, n_wv, facts)
             i_wv += 1
         elif cat == "attn_k":
             if facts.n_expert == 8:
                 t = "Q4_K" if ft in _LOW_IQ else "Q8_0"
+            else:
+                t = {"IQ3_XS": "IQ3_XXS", "IQ3_XXS": "IQ2_S"}.get(ft, t)
+        elif cat == "attn_q":
+            t = {"IQ3_XS": "IQ3_XXS", "IQ3_XXS": "IQ2_S"}.get(ft, t)
         elif cat == "ffn_down":
             i = layer if facts.n_expert > 1 else counters["ffn_down"]
             t = _ffn_down_type(ft, base, i, n_down)
@@ -203,6 +210,9 @@ def gguf_tensor_types(ftype: str, tensors: list[tuple[str, tuple[int, ...]]], fa
         elif cat == "attn_output":
             t = _attn_output_type(ft, base, facts)
         elif cat in ("ffn_gate", "ffn_up"):
+            i = layer if facts.n_expert > 1 else counters[cat]
+            if ft == "IQ3_XS" and n_down // 8 <= i < 7 * n_down // 8:
+                t = "IQ3_XXS"
             counters[cat] += 1
         out[name] = _fallback(t, ne0)
     return out
@@ -213,6 +223,8 @@ def _attn_v_type(ft: str, base: str, i: int, n: int, f: ModelFacts) -> str:
         return "Q4_K" if f.n_gqa >= 4 or f.n_expert >= 4 else "IQ3_S" if ft in _LOW_IQ_SM else "Q2_K"
     if f.n_expert == 8:
         return "Q8_0"
+    if ft in ("IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M"):  # (IQ3_XXS with the imatrix it needs)
+        return "Q4_K" if f.n_gqa >= 4 or ft == "IQ3_M" else base
     t = {
         "Q2_K": "Q4_K" if f.n_gqa >= 4 else "Q3_K",
         "Q3_K_M": "Q5_K" if i < 2 else "Q4_K",
@@ -240,6 +252,7 @@ def _ffn_down_type(ft: str, base: str, i: int, n: int) -> str:
         "Q5_K_M": "Q6_K" if use_more_bits(i, n) else base,
         "IQ4_XS": "Q5_K" if i < n // 8 else base,
         "IQ4_NL": "Q5_K" if i < n // 8 else base,
+        "IQ3_M": "Q4_K" if i < n // 8 else base,
     }.get(ft, base)
 
 
@@ -250,9 +263,10 @@ def _attn_output_type(ft: str, base: str, f: ModelFacts) -> str:
         return "IQ2_XXS" if ft in ("IQ1_S", "IQ1_M") else "IQ3_S" if ft in _LOW_IQ_SM else base
     if f.arch == "falcon":
         return base
-    if f.n_expert == 8 and ft in ("Q2_K", "Q3_K_S", "Q3_K_M", "Q4_K_S", "Q4_K_M", "IQ4_NL", "IQ4_XS"):
+    if f.n_expert == 8 and ft in ("Q2_K", "Q3_K_S", "Q3_K_M", "Q4_K_S", "Q4_K_M", "IQ4_NL", "IQ4_XS", "IQ3_XS",
+                                  "IQ3_XXS", "IQ3_S", "IQ3_M"):
         return "Q5_K"
-    return {"Q2_K": "Q3_K", "Q3_K_M": "Q4_K", "Q3_K_L": "Q5_K"}.get(ft, base)
+    return {"Q2_K": "Q3_K", "Q3_K_M": "Q4_K", "Q3_K_L": "Q5_K", "IQ3_XXS": "IQ3_S", "IQ3_M": "Q4_K"}.get(ft, base)
 
 
 def group_format_bytes(fmt: QuantFormat, n_elements: int) -> int:
