@@ -16,9 +16,14 @@ nothing useful then; Linux's active/inactive lists protect part of the scan
 once the cache holds most of it. Measured here (benchmarks/paging_vs_llama.py,
 bytes read from the block device per token): all weights re-read with the
 cache at 0.35 and 0.7 of the weights, 0.43 of them at 0.92; later, from decode
-times, all of a Q8_0 model and half of a Q4_0 one at 0.87. The knee is sharp
-and moves from run to run; the share re-read falls linearly from 1 at
-RETAIN_FROM of the weights to 0 when all fit, through the middle of those. An MoE model
+times, all of a Q8_0 model and half of a Q4_0 one at 0.87. Block-device bytes
+at that share (decode of 40 vs 8 tokens): the 0.86 GB Q8_0 model re-read 0.82
+of its weights per token at 1.9 GB/s, the 0.46 GB Q4_0 model only 0.16, but in
+scattered faults at 0.55 GB/s, so its token still took 0.43 of a full
+re-read's time. At 0.6 both re-read 0.9-1.0 at 1.7-1.95 GB/s. The knee depends
+on more than the share (the model's size, how the cached part is scattered);
+the time share falls linearly from 1 at RETAIN_FROM of the weights to 0 when
+all fit, through the middle of those. An MoE model
 reads its routed experts in routing order, not file order, with readahead
 pulling each one's neighbours in: storage bytes per token follow
 expert_reread_share of the cache left for experts, at the scattered read
