@@ -38,6 +38,7 @@ def main() -> None:
     from fitcheck.calibration.llama_run import RunSettings, run_llama
     from fitcheck.estimator.memory import estimate_memory
     from fitcheck.calibration.kernels import add_to_profile
+    from fitcheck.device.paging_rules import profile_rule
     from fitcheck.device.device_speed import params_for_basis
     from fitcheck.estimator.speed import estimate_speed
     from fitcheck.calibration.synth import SynthModel, write_synthetic
@@ -63,7 +64,8 @@ def main() -> None:
             s = RunSettings(n_ctx=1024, use_extra_bufts=cal.crashed_first is None,
                             n_threads=dev.kernels.threads if dev.kernels else None)
             est = estimate_speed(spec, dev, params, n_prompt=512, depth=64)
-            mem = estimate_memory(spec, s, n_prompt=512)
+            repacked = profile_rule(prof).repacked_types if s.use_extra_bufts else frozenset()
+            mem = estimate_memory(spec, s, n_prompt=512, repacked_types=repacked)
             run = run_llama(path, n_prompt=512, n_gen=128, reps=3, settings=s)
             rows.append((label, est, mem, run))
     print(f"{dev.kernels.threads if dev.kernels else '?'} threads, read {dev.bw_gbps:.1f} GB/s; calibrated on "

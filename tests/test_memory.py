@@ -157,3 +157,29 @@ def test_child_peak_rss_is_its_own_not_the_parents(smollm2_path):
     run = run_llama(smollm2_path, n_prompt=32, n_gen=4, reps=1, settings=RuntimeSettings(n_ctx=512))
     assert run.peak_memory_bytes < 400 * MIB
     assert ballast.sum() > 0
+
+
+@pytest.mark.slow
+def test_resident_memory_counts_repacked_weights_twice(tmp_path):
+    """With llama.cpp's repacking on (its default), a Q4_0 model's weights are resident twice: the CPU_REPACK copy
+    and the mapped file pages it was read from."""
+    import platform
+
+    import cpuinfo
+
+    from fitcheck.device.paging_rules import REPACKED, isa_of_flags
+
+    types = REPACKED.get(isa_of_flags(platform.machine(), cpuinfo.get_cpu_info().get("flags", [])) or "", frozenset())
+    if "Q4_0" not in types:
+        pytest.skip("llama.cpp does not repack Q4_0 on this CPU")
+    m = SynthModel(n_layer=12, n_embd=2048, n_head=16, n_head_kv=4, n_ff=5632, n_vocab=32000, weight_type="Q4_0", seed=9)
+    (path,) = write_synthetic(tmp_path / "syn-q4_0.gguf", m)
+    s = RuntimeSettings(n_ctx=2048, use_extra_bufts=True)
+    run = run_llama(path, n_prompt=512, n_gen=64, reps=1, settings=s)
+    if run.crashed_first:
+        pytest.skip(f"repacking crashed here ({run.crashed_first}); the run went on without it")
+    spec = load_spec(path)
+    est = estimate_memory(spec, s, n_prompt=512, repacked_types=types)
+    assert est.repacked_bytes > 0.8 * spec.weights_bytes
+    assert est.resident_bytes == pytest.approx(run.peak_memory_bytes, rel=0.10)
+    assert estimate_memory(spec, s, n_prompt=512).resident_bytes < 0.8 * run.peak_memory_bytes  # counted once: far under

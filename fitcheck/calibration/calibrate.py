@@ -476,7 +476,10 @@ def check(profile: dict[str, Any], model: str, quick: bool = False) -> dict[str,
     n_prompt, n_gen, reps = (128, 64, 3) if quick else (512, 128, 5)
     settings = RunSettings(n_ctx=1024, use_extra_bufts=dev.kernels.repack if dev.kernels else True,
                            n_threads=dev.kernels.threads if dev.kernels else None)
-    need = estimate_memory(spec, settings, n_prompt=n_prompt)
+    from fitcheck.device.paging_rules import profile_rule
+
+    repacked = profile_rule(profile).repacked_types if settings.use_extra_bufts else frozenset()
+    need = estimate_memory(spec, settings, n_prompt=n_prompt, repacked_types=repacked)
     if need.total_bytes > usable * MEMORY_MARGIN:
         raise CalibrationError(f"{Path(model).name}: needs {need.total_bytes / 1e9:.2f} GB, more than {MEMORY_MARGIN:.0%} "
                                f"of the {usable / 1e9:.2f} GB usable; not run")

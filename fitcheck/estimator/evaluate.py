@@ -121,14 +121,15 @@ def evaluate(spec: ModelSpec, settings: RuntimeSettings, target: Target, n_promp
 
     `usable_bytes` overrides the target's (the iOS entitlement, a GPU's VRAM beside its host).
     """
-    mem = estimate_memory(spec, settings, n_prompt=n_prompt)
+    backend = target.speed.backend if target.speed else "cpu"
+    repacked = target.paging.repacked_types if target.paging and backend == "cpu" else frozenset()
+    mem = estimate_memory(spec, settings, n_prompt=n_prompt, repacked_types=repacked)
     fit = fit_verdict(mem.total_bytes, target.usable_bytes if usable_bytes is None else usable_bytes, TIGHT_MARGIN)
     sp = None
     if target.speed is not None and target.params is not None and spec.weights_bytes > 0:  # nothing to stream, no rate
         sp = estimate_speed(spec, target.speed, target.params, n_prompt=n_prompt, depth=depth, n_ubatch=settings.n_ubatch)
     pg, sp_mem = None, sp
     if fit.verdict == "does_not_fit":
-        backend = target.speed.backend if target.speed else "cpu"
         pg = assess(spec, mem, settings, backend, fit.usable_bytes, target.paging)
         fit = replace(fit, verdict=pg.regime)
         sp = paged_speed(pg, sp, n_prompt, settings.n_ubatch)

@@ -53,6 +53,9 @@ class MemoryEstimate:
     gpu_layers: int
     notes: tuple[str, ...] = field(default=())
     recurrent_state_bytes: int = 0  # hybrids' per-sequence conv/SSM state (F32), in total and resident
+    # weights llama.cpp copied into its CPU_REPACK buffer: resident twice (the copy, and the mapped file pages it was
+    # read from, which stay mapped and count in RSS until the OS drops them), reserved once
+    repacked_bytes: int = 0
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -164,10 +167,12 @@ def layer_of(name: str) -> int | None:
     return None
 
 
-def estimate_memory(spec: ModelSpec, s: RuntimeSettings, n_prompt: int = 512) -> MemoryEstimate:
+def estimate_memory(spec: ModelSpec, s: RuntimeSettings, n_prompt: int = 512,
+                    repacked_types: frozenset[str] = frozenset()) -> MemoryEstimate:
     """Reserved and resident memory of llama.cpp running `spec` with settings `s`.
 
-    n_prompt is the prompt length of the workload the resident figure describes.
+    n_prompt is the prompt length of the workload the resident figure describes. repacked_types: the GGML types
+    llama.cpp's CPU backend repacks on this device (empty: repacking off, or not known).
     """
     notes = []
     n_gpu = min(s.n_gpu_layers, spec.n_layer + 1)
@@ -179,6 +184,9 @@ def estimate_memory(spec: ModelSpec, s: RuntimeSettings, n_prompt: int = 512) ->
         if (il is not None and il >= first_gpu and n_gpu) or (il is None and n_gpu > spec.n_layer and not t.name.startswith("token_embd")):
             w_dev += t.n_bytes
     weights = spec.weights_bytes
+    # llama-model-loader reads a repacked tensor from the mapping into CPU_REPACK and keeps the file mapped
+    repacked = sum(t.n_bytes for t in spec.tensors if t.ggml_type.upper() in repacked_types) \
+        if repacked_types and s.use_mmap and not n_gpu else 0
     kv = kv_cache_bytes(spec, s)
     state = spec.recurrent_state_bytes(s.n_seq)
     kv_dev = kv_cache_bytes(spec, s, range(first_gpu, spec.n_layer)) if n_gpu else 0
@@ -201,7 +209,8 @@ def estimate_memory(spec: ModelSpec, s: RuntimeSettings, n_prompt: int = 512) ->
         total = host + device
     return MemoryEstimate(
         weights_bytes=weights, kv_cache_bytes=kv, compute_bytes=comp, output_bytes=out, overhead_bytes=over,
-        total_bytes=total, resident_bytes=weights + kv + state + comp_res + out + over, compute_resident_bytes=comp_res,
+        total_bytes=total, resident_bytes=weights + repacked + kv + state + comp_res + out + over,
+        compute_resident_bytes=comp_res, repacked_bytes=repacked,
         kv_cells=full, kv_cells_swa=swa, host_bytes=host, device_bytes=device, gpu_layers=n_gpu, notes=tuple(notes),
         recurrent_state_bytes=state,
     )

@@ -141,8 +141,9 @@ def assess(spec: ModelSpec, mem: MemoryEstimate, settings: RuntimeSettings, back
     why = cannot_page(settings, backend, rule)
     repacked = rule.repacked_types if rule else frozenset()
     pageable = sum(t.n_bytes for t in pageable_tensors(spec, repacked)) if why is None else 0
-    # the OS counts touched pages: the compute buffer's untouched reservation does not press on the cache
-    pinned = mem.resident_bytes - pageable
+    # the OS counts touched pages: the compute buffer's untouched reservation does not press on the cache; the mapped
+    # pages repacked weights were read from are clean and can go, their copy cannot
+    pinned = mem.resident_bytes - mem.repacked_bytes - pageable
     gbps = rule.storage_read_gbps if rule else None
     src = rule.storage_source if rule else ""
     if why is not None:
