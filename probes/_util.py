@@ -71,6 +71,24 @@ def cpu_times() -> dict[str, int] | None:
     return {k: int(v) for k, v in zip(names, parts[1:])}
 
 
+def cpu_clock_ratio(root: str = "/sys/devices/system/cpu") -> float | None:
+    """Slowest core's current clock over its maximum (cpufreq), or None where the kernel does not expose it (most VMs).
+
+    Read right after the probes' load: a ratio well under 1 then means thermal or power throttling."""
+    import glob
+
+    ratios = []
+    for d in glob.glob(f"{root}/cpu[0-9]*/cpufreq"):
+        try:
+            cur = int(open(f"{d}/scaling_cur_freq").read())
+            top = int(open(f"{d}/cpuinfo_max_freq").read())
+        except (OSError, ValueError):
+            continue
+        if top > 0:
+            ratios.append(cur / top)
+    return min(ratios) if ratios else None
+
+
 def steal_fraction(before: dict | None, after: dict | None) -> float | None:
     """Share of CPU time the hypervisor took from this VM between two cpu_times() readings."""
     if not before or not after:

@@ -187,3 +187,18 @@ def test_cpu_steal_is_read_from_proc_stat():
         pytest.skip("no /proc/stat here")
     f = steal_fraction(a, b)
     assert f is None or 0.0 <= f <= 1.0
+
+
+def test_cpu_clock_ratio_reads_cpufreq(tmp_path):
+    """The slowest core's clock against its maximum, from a cpufreq tree; None where there is none (this VM's case)."""
+    from probes._util import cpu_clock_ratio
+
+    for i, (cur, top) in enumerate(((2_400_000, 3_000_000), (1_500_000, 3_000_000))):
+        d = tmp_path / f"cpu{i}" / "cpufreq"
+        d.mkdir(parents=True)
+        (d / "scaling_cur_freq").write_text(f"{cur}\n")
+        (d / "cpuinfo_max_freq").write_text(f"{top}\n")
+    assert cpu_clock_ratio(str(tmp_path)) == pytest.approx(0.5)
+    assert cpu_clock_ratio(str(tmp_path / "none")) is None
+    real = cpu_clock_ratio()
+    assert real is None or 0 < real <= 1.5  # turbo can read above the base maximum on some drivers

@@ -25,6 +25,7 @@ PROFILE_NAME = "profile.json"
 MAX_PROFILE_BYTES = 4 << 20  # a profile is a few kB; anything larger is not one fitcheck wrote
 BUSY_LOAD = 0.5  # 1-minute load per core above which figures are flagged
 STEAL_WARN = 0.05  # CPU steal above this share while probing: a busy host
+CLOCK_WARN = 0.8  # slowest core's clock under this share of its maximum right after the probes: throttled
 
 
 def profile_path() -> Path:
@@ -80,7 +81,7 @@ def collect(quick: bool = False, on_step: Callable[[str], None] | None = None,
             warnings.extend(result.pop("warnings", []) or [])
         return result
 
-    from probes._util import cpu_times, steal_fraction
+    from probes._util import cpu_clock_ratio, cpu_times, steal_fraction
 
     times0 = cpu_times()
     prof["memory"] = run("memory", lambda: memory.probe(quick))
@@ -95,6 +96,11 @@ def collect(quick: bool = False, on_step: Callable[[str], None] | None = None,
     prof["accelerators"] = acc.get("devices", [acc]) if isinstance(acc, dict) else []
     prof["disk"] = run("disk", lambda: disk.probe(quick, disk_dir))
     prof["runtime"] = run("runtime", lambda: runtime.probe(quick))
+    clock = cpu_clock_ratio()
+    prof["cpu_clock_ratio"] = round(clock, 3) if clock is not None else None  # None: not visible (most VMs)
+    if clock is not None and clock < CLOCK_WARN:
+        warnings.append(f"CPU throttled: the slowest core ran at {clock:.0%} of its maximum clock right after probing "
+                        "(heat or power saving); speeds measured now may not hold")
     steal = steal_fraction(times0, cpu_times())
     prof["cpu_steal"] = round(steal, 4) if steal is not None else None
     if steal is not None and steal > STEAL_WARN:
