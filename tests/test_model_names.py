@@ -22,6 +22,10 @@ from .conftest import run_cli
     ("unsloth/Qwen3.5-0.8B-GGUF", "qwen3.5-0.8b"), ("qwen3.5:2b", "qwen3.5-2b"), ("granite4:micro-h", "granite-4.0-h-micro"),
     ("LiquidAI/LFM2.5-1.2B-Instruct-GGUF", "lfm2.5-1.2b"), ("gemma-4-E2B-it-Q4_K_M.gguf", "gemma-4-e2b"),
     ("HuggingFaceTB/SmolLM3-3B", "smollm3-3b"), ("lfm2.5-1.2b-instruct", "lfm2.5-1.2b"),
+    ("Qwen/Qwen3-4B-Instruct-2507", "qwen3-4b"), ("unsloth/Qwen3-4B-Thinking-2507-GGUF", "qwen3-4b"),
+    ("mistralai/Mistral-Small-3.2-24B-Instruct-2506", "mistral-small-3.2-24b"),
+    ("mistralai/Mistral-7B-Instruct-v0.3", "mistral-7b"), ("Mistral-7B-Instruct-v0.1-Q4_0.gguf", "mistral-7b-v0.1"),
+    ("TinyLlama-1.1B-Chat-v1.0", "tinyllama-1.1b"), ("Meta-Llama-3.1-8B-Instruct", "llama-3.1-8b"),
 ])
 def test_names_as_typed(name, model_id):
     assert resolve(name)[0].id == model_id

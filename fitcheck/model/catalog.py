@@ -87,7 +87,7 @@ OLLAMA_NAMES = {"phi3": "phi-3-mini", "phi3mini": "phi-3-mini", "phi35": "phi-3.
                 "granite4tinyh": "granite-4.0-h-tiny", "granite41bh": "granite-4.0-h-1b", "olmoe": "olmoe-1b-7b",
                 "ministral3": "ministral-3-8b"}
 # words a repository or file name adds to the model's own name
-_SUFFIXES = ("gguf", "instruct", "it", "chat", "base", "hf", "mlx", "4bit", "8bit")
+_SUFFIXES = ("gguf", "instruct", "it", "chat", "base", "hf", "mlx", "4bit", "8bit", "thinking", "reasoning", "preview")
 _QUANT_TAIL = re.compile(r"(?:^|[-_.:])((?:i?q\d(?:_[0-9a-z]+)*)|bf16|f16|f32)$", re.IGNORECASE)
 
 
@@ -118,10 +118,16 @@ def _by_name(text: str) -> str | None:
     name = name.split("_", 1)[1] if re.match(r"^[A-Za-z]+_[A-Z]", name) else name  # bartowski's "Qwen_Qwen3-..."
     name, _ = split_quant(name)
     words = [w for w in re.split(r"[-_.: ]", name.lower()) if w]
-    while words and words[-1] in _SUFFIXES:  # "...-Instruct-GGUF"
-        words.pop()
+    if words[:1] == ["meta"]:  # "Meta-Llama-3.1-8B-Instruct"
+        words = words[1:]
+    # what a release adds to the model's name: "-Instruct", "-Thinking-2507", "-GGUF", wherever they sit
+    words = [w for w in words if w not in _SUFFIXES and not re.fullmatch(r"2[0-9]{3}", w)]
+    # "...-v0.3" names a version the catalog may hold ("mistral-7b-v0.1"); else the model without it
+    m = next((i for i, w in enumerate(words) if re.fullmatch(r"v[0-9]+", w)), None)
+    unversioned = words[:m] if m else words
     idx = _name_index()
-    for key in ("".join(words), name.replace(":", ""), name.split(":")[0]):  # "phi4-mini:3.8b": the tag's size is redundant
+    for key in ("".join(words), "".join(unversioned), name.replace(":", ""),
+                name.split(":")[0]):  # "phi4-mini:3.8b": the tag's size is redundant
         if _norm(key) in idx:
             return idx[_norm(key)]
     return None
