@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib.resources import files
 
-from fitcheck.errors import UnknownModelError, UsageError
+from fitcheck.errors import UnknownModelError
 from fitcheck.model.arch_layouts import layout
 from fitcheck.model.gguf_reader import GGUFModel, TensorInfo
 from fitcheck.model.model_spec import ModelSpec, TensorSpec, spec_from_gguf, swa_layout
