@@ -68,11 +68,10 @@ def models(folder: Path):
     from fitcheck.calibration.calibrate import ensure_model
     from fitcheck.calibration.synth import SynthModel
 
+    dense = dict(n_layer=16, n_embd=2048, n_head=16, n_head_kv=4, n_ff=5632, n_vocab=32000)
     plans = {
-        "dense Q8_0": SynthModel(n_layer=16, n_embd=2048, n_head=16, n_head_kv=4, n_ff=5632, n_vocab=32000,
-                                 weight_type="Q8_0", seed=5),
-        "dense Q4_0": SynthModel(n_layer=16, n_embd=2048, n_head=16, n_head_kv=4, n_ff=5632, n_vocab=32000,
-                                 weight_type="Q4_0", seed=6),
+        "dense Q8_0": SynthModel(weight_type="Q8_0", seed=5, **dense),
+        "dense Q4_0": SynthModel(weight_type="Q4_0", seed=6, **dense),
         # attention output in F16 (small random weights): the residual stream stays token-specific, so the
         # router spreads tokens over the experts as a trained one does. With it in Q8_0 random blocks the
         # attention output swamps the tokens and nearly every token took the same experts (block-device bytes

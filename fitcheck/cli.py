@@ -328,19 +328,14 @@ def advise(
     json_out: bool = JSON_OPT,
 ) -> None:
     """The best quantization that fits with headroom and meets a speed target, ranked by quality."""
-    from dataclasses import replace
-
     from fitcheck.advise import advise as run_advise
     from fitcheck.errors import UsageError
-    from fitcheck.model.catalog import resolve
-    from fitcheck.runtimes import runtime_settings
+    from fitcheck.runtimes import catalog_model_settings
     from fitcheck.views.render import advise_view
 
     if (size is None) == (model is None):
         raise UsageError("give exactly one of --size or --model")
-    s, _, ctx_from_model = runtime_settings(runtime, {"n_ctx": ctx})
-    if ctx_from_model:
-        s = replace(s, n_ctx=resolve(size or model)[0].n_ctx_train)
+    s = catalog_model_settings(runtime, ctx, size or model)
     target, _ = _target(device, memory_gb=memory_gb, entitlement=entitlement, bandwidth_gbps=bandwidth_gbs,
                         host_memory_gb=host_memory_gb)
     d = run_advise(size or model, target, s, target_tps)
@@ -363,16 +358,11 @@ def forecast(
     json_out: bool = JSON_OPT,
 ) -> None:
     """When does a class of devices first run a size at a quantization and speed? Trends over release years."""
-    from dataclasses import replace
-
     from fitcheck.forecast import forecast as run_forecast
-    from fitcheck.model.catalog import resolve
-    from fitcheck.runtimes import runtime_settings
+    from fitcheck.runtimes import catalog_model_settings
     from fitcheck.views.render import forecast_view
 
-    s, _, ctx_from_model = runtime_settings(runtime, {"n_ctx": ctx})
-    if ctx_from_model:
-        s = replace(s, n_ctx=resolve(size)[0].n_ctx_train)
+    s = catalog_model_settings(runtime, ctx, size)
     r = run_forecast(device_class, size, quant, target_tps, s, as_of, config)
     d = r.to_dict()
     if plot:

@@ -93,3 +93,13 @@ def runtime_settings(runtime: str | None, given: dict[str, Any], **fixed: Any):
     kw.update({k: v for k, v in given.items() if v is not None})
     ctx_from_model = preset is not None and preset.n_ctx is None and given.get("n_ctx") is None
     return RuntimeSettings(**kw, **fixed), preset, ctx_from_model
+
+
+def catalog_model_settings(runtime: str | None, ctx: int | None, model: str):
+    """RuntimeSettings for one catalog model: a runtime whose default context is the model's takes its trained one."""
+    from dataclasses import replace
+
+    from fitcheck.model.catalog import resolve
+
+    s, _, ctx_from_model = runtime_settings(runtime, {"n_ctx": ctx})
+    return replace(s, n_ctx=resolve(model)[0].n_ctx_train) if ctx_from_model else s

@@ -122,8 +122,7 @@ def compute_bytes(spec: ModelSpec, s: RuntimeSettings, n_kv: int | None = None, 
     n_kv_swa = None if swa is None else (swa if n_kv is None else min(swa, n_kv))
     n_out = ub if n_outputs is None else n_outputs
     e = spec.n_embd
-    q = max(spec.n_head[il] * spec.n_embd_k_gqa(il) // max(spec.n_head_kv[il], 1) if spec.n_head_kv[il]
-            else spec.n_head[il] * spec.head_dim_k for il in range(spec.n_layer))
+    q = max(spec.n_head[il] * spec.head_dim_k_at(il) for il in range(spec.n_layer))
     kv = max(spec.n_embd_k_gqa(il) for il in range(spec.n_layer))
     # KQ masks are graph inputs: alive through attention and FFN, one per attention kind
     mask_elt = 2 if s.flash_attn else F32

@@ -68,16 +68,16 @@ def _head(e, output_norm: str = "output_norm.weight") -> Shapes:
     return t if e.tied else t + [("output.weight", (e.n_embd, e.n_vocab))]
 
 
-def _qkv(b: str, d: int, q: int, k: int, v: int | None = None) -> Shapes:
+def qkv_shapes(b: str, d: int, q: int, k: int, v: int | None = None) -> Shapes:
     t = [(b + "attn_q.weight", (d, q)), (b + "attn_k.weight", (d, k))]
     return t + ([(b + "attn_v.weight", (d, k if v is None else v))] if v != 0 else [])
 
 
-def _ffn(b: str, d: int, ff: int) -> Shapes:
+def ffn_shapes(b: str, d: int, ff: int) -> Shapes:
     return [(b + "ffn_gate.weight", (d, ff)), (b + "ffn_up.weight", (d, ff)), (b + "ffn_down.weight", (ff, d))]
 
 
-def _experts(b: str, d: int, ff: int, n: int) -> Shapes:
+def expert_shapes(b: str, d: int, ff: int, n: int) -> Shapes:
     return [(b + "ffn_gate_inp.weight", (d, n)), (b + "ffn_gate_exps.weight", (d, ff, n)),
             (b + "ffn_up_exps.weight", (d, ff, n)), (b + "ffn_down_exps.weight", (ff, d, n))]
 
@@ -101,7 +101,7 @@ def _qwen35(e, p, meta: dict) -> Shapes:
         b = f"blk.{il}."
         t += [(b + "attn_norm.weight", (d,)), (b + "post_attention_norm.weight", (d,))]
         if il >= e.n_layer or (il + 1) % every == 0:
-            t += _qkv(b, d, 2 * hd * e.n_head, hd * e.n_head_kv)
+            t += qkv_shapes(b, d, 2 * hd * e.n_head, hd * e.n_head_kv)
             t += [(b + "attn_output.weight", (hd * e.n_head, d)), (b + "attn_q_norm.weight", (hd,)),
                   (b + "attn_k_norm.weight", (hd,))]
         else:
@@ -109,7 +109,7 @@ def _qwen35(e, p, meta: dict) -> Shapes:
                   (b + "ssm_conv1d.weight", (p["conv"], 2 * key_dim + value_dim)), (b + "ssm_dt.bias", (vh,)),
                   (b + "ssm_a", (vh,)), (b + "ssm_beta.weight", (d, vh)), (b + "ssm_alpha.weight", (d, vh)),
                   (b + "ssm_norm.weight", (vhd,)), (b + "ssm_out.weight", (value_dim, d))]
-        t += _ffn(b, d, e.n_ff)
+        t += ffn_shapes(b, d, e.n_ff)
         if il >= e.n_layer:  # the MTP block: previous hidden state and next token's embedding, projected
             t += [(b + "nextn.eh_proj.weight", (2 * d, d)), (b + "nextn.enorm.weight", (d,)),
                   (b + "nextn.hnorm.weight", (d,)), (b + "nextn.shared_head_norm.weight", (d,))]
@@ -125,9 +125,9 @@ def _lfm2(e, p, meta: dict) -> Shapes:
     t = _head(e, "token_embd_norm.weight")
     for il in range(e.n_layer):
         b = f"blk.{il}."
-        t += [(b + "attn_norm.weight", (d,)), (b + "ffn_norm.weight", (d,))] + _ffn(b, d, e.n_ff)
+        t += [(b + "attn_norm.weight", (d,)), (b + "ffn_norm.weight", (d,))] + ffn_shapes(b, d, e.n_ff)
         if il in attn:
-            t += _qkv(b, d, d, hd * e.n_head_kv) + [(b + "attn_output.weight", (d, d)),
+            t += qkv_shapes(b, d, d, hd * e.n_head_kv) + [(b + "attn_output.weight", (d, d)),
                                                      (b + "attn_q_norm.weight", (hd,)), (b + "attn_k_norm.weight", (hd,))]
         else:
             t += [(b + "shortconv.conv.weight", (p["l_cache"], d)), (b + "shortconv.in_proj.weight", (d, 3 * d)),
@@ -151,19 +151,19 @@ def _granitehybrid(e, p, meta: dict) -> Shapes:
         b = f"blk.{il}."
         t += [(b + "attn_norm.weight", (d,)), (b + "ffn_norm.weight", (d,))]
         if il in attn:
-            t += _qkv(b, d, hd * e.n_head, hd * e.n_head_kv) + [(b + "attn_output.weight", (hd * e.n_head, d))]
+            t += qkv_shapes(b, d, hd * e.n_head, hd * e.n_head_kv) + [(b + "attn_output.weight", (hd * e.n_head, d))]
         else:
             t += [(b + "ssm_in.weight", (d, 2 * inner + 2 * groups * state + heads)), (b + "ssm_conv1d.weight", (conv, xbc)),
                   (b + "ssm_conv1d.bias", (xbc,)), (b + "ssm_dt.bias", (heads,)), (b + "ssm_a", (1, heads)),
                   (b + "ssm_d", (1, heads)), (b + "ssm_norm.weight", (inner // groups, groups)),
                   (b + "ssm_out.weight", (inner, d))]
         if e.n_expert:
-            t += _experts(b, d, e.expert_ff, e.n_expert)
+            t += expert_shapes(b, d, e.expert_ff, e.n_expert)
             ff = p["shexp_ff"]
             t += [(b + "ffn_gate_shexp.weight", (d, ff)), (b + "ffn_up_shexp.weight", (d, ff)),
                   (b + "ffn_down_shexp.weight", (ff, d))]
         else:
-            t += _ffn(b, d, e.n_ff)
+            t += ffn_shapes(b, d, e.n_ff)
     return t
 
 
@@ -187,9 +187,9 @@ def _gemma3n(e, p, meta: dict) -> Shapes:
     ple = _gemma_ple(e, p, meta, t)
     for il in range(e.n_layer):
         b = f"blk.{il}."
-        t += _qkv(b, d, hd * e.n_head, hd * e.n_head_kv)
+        t += qkv_shapes(b, d, hd * e.n_head, hd * e.n_head_kv)
         t += [(b + "attn_output.weight", (hd * e.n_head, d)), (b + "attn_q_norm.weight", (hd,)),
-              (b + "attn_k_norm.weight", (hd,))] + _ffn(b, d, ff)
+              (b + "attn_k_norm.weight", (hd,))] + ffn_shapes(b, d, ff)
         t += [(b + n, (d,)) for n in ("attn_norm.weight", "post_attention_norm.weight", "ffn_norm.weight",
                                       "post_ffw_norm.weight", "post_norm.weight", "altup_correct_scale.weight",
                                       "altup_router_norm.weight", "laurel_post_norm.weight")]
@@ -228,11 +228,11 @@ def _gemma4(e, p, meta: dict) -> Shapes:
             t += [(b + "attn_k.weight", (d, kv)), (b + "attn_k_norm.weight", (hd,))]
             if not (p.get("k_eq_v") and not swa[il]):  # global layers of the large models reuse K as V
                 t.append((b + "attn_v.weight", (d, kv)))
-        t += _ffn(b, d, ffs[il])
+        t += ffn_shapes(b, d, ffs[il])
         t += [(b + n_, (d,)) for n_ in ("attn_norm.weight", "post_attention_norm.weight", "ffn_norm.weight",
                                         "post_ffw_norm.weight")]
         if e.n_expert:
-            t += _experts(b, d, e.expert_ff, e.n_expert)
+            t += expert_shapes(b, d, e.expert_ff, e.n_expert)
             t += [(b + n_, (d,)) for n_ in ("ffn_gate_inp.scale", "pre_ffw_norm_2.weight", "post_ffw_norm_1.weight",
                                             "post_ffw_norm_2.weight")]
         if ple:
@@ -248,10 +248,10 @@ def _gpt_oss(e, p, meta: dict) -> Shapes:
     t = _head(e)
     for il in range(e.n_layer):
         b = f"blk.{il}."
-        t += [(b + "attn_norm.weight", (d,)), (b + "post_attention_norm.weight", (d,))] + _qkv(b, d, q, kv)
+        t += [(b + "attn_norm.weight", (d,)), (b + "post_attention_norm.weight", (d,))] + qkv_shapes(b, d, q, kv)
         t += [(b + "attn_q.bias", (q,)), (b + "attn_k.bias", (kv,)), (b + "attn_v.bias", (kv,)),
               (b + "attn_output.weight", (q, d)), (b + "attn_output.bias", (d,)), (b + "attn_sinks.weight", (e.n_head,))]
-        t += _experts(b, d, ff, nx) + [(b + "ffn_gate_inp.bias", (nx,)), (b + "ffn_gate_exps.bias", (ff, nx)),
+        t += expert_shapes(b, d, ff, nx) + [(b + "ffn_gate_inp.bias", (nx,)), (b + "ffn_gate_exps.bias", (ff, nx)),
                                        (b + "ffn_up_exps.bias", (ff, nx)), (b + "ffn_down_exps.bias", (d, nx))]
     return t
 
@@ -263,26 +263,15 @@ def _olmoe(e, p, meta: dict) -> Shapes:
     t = _head(e)
     for il in range(e.n_layer):
         b = f"blk.{il}."
-        t += [(b + "attn_norm.weight", (d,)), (b + "ffn_norm.weight", (d,))] + _qkv(b, d, d, kv)
+        t += [(b + "attn_norm.weight", (d,)), (b + "ffn_norm.weight", (d,))] + qkv_shapes(b, d, d, kv)
         t += [(b + "attn_output.weight", (d, d)), (b + "attn_q_norm.weight", (d,)), (b + "attn_k_norm.weight", (kv,))]
-        t += _experts(b, d, e.expert_ff, e.n_expert)
-    return t
-
-
-def _dense(e, p, meta: dict) -> Shapes:
-    """src/models/smollm3.cpp, granite.cpp: the Llama layout (NoPE layers and muP scalars change no tensor)."""
-    d, q, kv = e.n_embd, e.head_dim * e.n_head, e.head_dim * e.n_head_kv
-    t = _head(e)
-    for il in range(e.n_layer):
-        b = f"blk.{il}."
-        t += [(b + "attn_norm.weight", (d,)), (b + "ffn_norm.weight", (d,))] + _qkv(b, d, q, kv)
-        t += [(b + "attn_output.weight", (q, d))] + _ffn(b, d, e.n_ff)
+        t += expert_shapes(b, d, e.expert_ff, e.n_expert)
     return t
 
 
 FAMILIES: dict[str, Callable[..., Shapes]] = {
     "qwen35": _qwen35, "lfm2": _lfm2, "granitehybrid": _granitehybrid, "gemma3n": _gemma3n, "gemma4": _gemma4,
-    "gpt-oss": _gpt_oss, "olmoe": _olmoe, "smollm3": _dense, "granite": _dense,
+    "gpt-oss": _gpt_oss, "olmoe": _olmoe,
 }
 
 

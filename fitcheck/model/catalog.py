@@ -16,7 +16,7 @@ from functools import lru_cache
 from importlib.resources import files
 
 from fitcheck.errors import UnknownModelError
-from fitcheck.model.arch_layouts import layout
+from fitcheck.model.arch_layouts import expert_shapes, ffn_shapes, layout, qkv_shapes
 from fitcheck.model.gguf_reader import GGUFModel, TensorInfo
 from fitcheck.model.model_spec import ModelSpec, TensorSpec, spec_from_gguf, swa_layout
 from fitcheck.model.quants import ModelFacts, get_format, group_format_bytes, gguf_tensor_types, type_bytes
@@ -168,7 +168,7 @@ def tensor_shapes(e: CatalogEntry) -> list[tuple[str, tuple[int, ...]]]:
             if e.arch == "chatglm":
                 t.append((b + "attn_qkv.bias", (q + 2 * kv,)))
         else:
-            t += [(b + "attn_q.weight", (d, q)), (b + "attn_k.weight", (d, kv)), (b + "attn_v.weight", (d, kv))]
+            t += qkv_shapes(b, d, q, kv)
             if e.arch == "qwen2":
                 t += [(b + "attn_q.bias", (q,)), (b + "attn_k.bias", (kv,)), (b + "attn_v.bias", (kv,))]
         if e.arch in ("qwen3", "qwen3moe", "gemma3"):
@@ -178,15 +178,11 @@ def tensor_shapes(e: CatalogEntry) -> list[tuple[str, tuple[int, ...]]]:
             t.append((b + "post_attention_norm.weight", (d,)))
         t.append((b + "ffn_norm.weight", (d,)))
         if e.n_expert:
-            ef = e.expert_ff
-            t += [(b + "ffn_gate_inp.weight", (d, e.n_expert)),
-                  (b + "ffn_gate_exps.weight", (d, ef, e.n_expert)),
-                  (b + "ffn_up_exps.weight", (d, ef, e.n_expert)),
-                  (b + "ffn_down_exps.weight", (ef, d, e.n_expert))]
+            t += expert_shapes(b, d, e.expert_ff, e.n_expert)
         elif e.arch in ("phi3", "chatglm"):
             t += [(b + "ffn_up.weight", (d, 2 * ff)), (b + "ffn_down.weight", (ff, d))]
         else:
-            t += [(b + "ffn_gate.weight", (d, ff)), (b + "ffn_up.weight", (d, ff)), (b + "ffn_down.weight", (ff, d))]
+            t += ffn_shapes(b, d, ff)
         if e.arch in ("gemma2", "gemma3"):
             t.append((b + "post_ffw_norm.weight", (d,)))
     return t

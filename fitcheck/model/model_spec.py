@@ -105,13 +105,17 @@ class ModelSpec:
         n = self.parameter_count
         return self.weights_bytes * 8 / n if n else 0.0
 
+    def head_dim_k_at(self, il: int) -> int:
+        return self.head_dim_k_swa if self.head_dim_k_swa and self.is_swa(il) else self.head_dim_k
+
+    def head_dim_v_at(self, il: int) -> int:
+        return self.head_dim_v_swa if self.head_dim_v_swa and self.is_swa(il) else self.head_dim_v
+
     def n_embd_k_gqa(self, il: int) -> int:
-        hd = self.head_dim_k_swa if self.head_dim_k_swa and self.is_swa(il) else self.head_dim_k
-        return hd * self.n_head_kv[il]
+        return self.head_dim_k_at(il) * self.n_head_kv[il]
 
     def n_embd_v_gqa(self, il: int) -> int:
-        hd = self.head_dim_v_swa if self.head_dim_v_swa and self.is_swa(il) else self.head_dim_v
-        return hd * self.n_head_kv[il]
+        return self.head_dim_v_at(il) * self.n_head_kv[il]
 
     def is_recurrent(self, il: int) -> bool:
         return bool(self.recurrent) and self.recurrent[il]
