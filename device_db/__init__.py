@@ -34,6 +34,10 @@ class Device:
     verification: str
     derived: str
     notes: str
+    cpu: str = ""  # CPU clusters, "1x3.36 Cortex-X3 + 2x2.8 Cortex-A715 + ..." (count x max GHz core)
+    cpu_isa: str = ""  # what llama.cpp's CPU kernels use: "neon dotprod i8mm", "avx2", "avx512 vnni" ...
+    npu: str = ""  # "Hexagon v73" (llama.cpp's Hexagon backend needs v73+)
+    backends: tuple[str, ...] = ()  # the backend classes it runs, its default first
 
     @property
     def release_year(self) -> float | None:
@@ -70,9 +74,27 @@ def devices() -> dict[str, Device]:
             mem_type=r["mem_type"], bw_gbps=_float(r["bw_gbps"]), gpu_cores=r["gpu_cores"],
             fp32_tflops=_float(r["fp32_tflops"]), fp16_tflops=_float(r["fp16_tflops"]), os=r["os"],
             backend=r["backend"], source=r["source"], verification=r["verification"], derived=r["derived"],
-            notes=r["notes"],
+            notes=r["notes"], cpu=r.get("cpu", ""), cpu_isa=r.get("cpu_isa", ""), npu=r.get("npu", ""),
+            backends=tuple(b for b in r.get("backends", "").split("/") if b) or (r["backend"],),
         )
     return out
+
+
+@dataclass(frozen=True)
+class CpuCore:
+    core: str
+    fp32_flops_per_cycle: float  # FMA pipes x fp32 lanes x 2
+    simd: str
+    source: str
+    verification: str
+
+
+@lru_cache(maxsize=1)
+def cpu_cores() -> dict[str, CpuCore]:
+    """CPU core types by lower-case name: their SIMD width (cpu_cores.csv), each with its source."""
+    text = files("device_db").joinpath("cpu_cores.csv").read_text()
+    return {r["core"].lower(): CpuCore(r["core"], float(r["fp32_flops_per_cycle"]), r["simd"], r["source"],
+                                       r["verification"]) for r in csv.DictReader(text.splitlines())}
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 COLUMNS = ["id", "name", "kind", "chip", "family", "year", "release", "ram_gb", "mem_type", "bus_bits", "bw_gbps",
-           "gpu_cores", "fp32_tflops", "fp16_tflops", "os", "backend", "source", "verification", "derived", "notes"]
+           "gpu_cores", "fp32_tflops", "fp16_tflops", "os", "backend", "source", "verification", "derived", "notes",
+           "cpu", "cpu_isa", "npu", "backends"]
+# facts the shared tables lack, curated here with their own sources: new devices (extra_devices.csv, every
+# column) and CPU / NPU / GPU-FLOPS facts of devices already listed (chip_facts.csv, matched by id)
+EXTRA, FACTS = HERE / "extra_devices.csv", HERE / "chip_facts.csv"
+FACT_COLUMNS = ("cpu", "cpu_isa", "npu", "fp32_tflops", "fp16_tflops", "bw_gbps")
 
 
 def slug(text: str) -> str:
@@ -58,6 +63,35 @@ def backend_for(family: str, name: str) -> str:
     return "cpu"
 
 
+def backends_for(r: dict) -> str:
+    """The llama.cpp / platform backend classes a device runs, its default first (what the usual app picks).
+
+    Android apps built on llama.cpp run on the CPU unless asked; the OpenCL backend is written for Adreno GPUs
+    (ggml-opencl.cpp loads Adreno kernels), the Hexagon backend needs HTP v73 or later (ggml-hexagon.cpp caps
+    lower versions); ROCm needs RDNA2 or later; a discrete card's host CPU is not part of the card.
+    """
+    fam, name, kind, gpu = r.get("family", ""), r.get("name", ""), r.get("kind", ""), str(r.get("gpu_cores", ""))
+    text = f"{name} {gpu} {r.get('notes', '')}".lower()
+    if fam.startswith("Apple"):
+        return "metal/cpu/mlx/mlc"
+    if fam == "Snapdragon" or "adreno" in text:
+        m = re.search(r"hexagon v(\d+)", f"{r.get('npu', '')} {gpu}".lower())
+        hexagon = ["hexagon"] if m and int(m.group(1)) >= 73 else []
+        return "/".join(["cpu", "opencl"] + hexagon + ["vulkan", "mlc"])
+    if fam in ("Dimensity", "Tensor", "Exynos"):
+        return "cpu/vulkan/mlc"
+    if fam in ("Jetson", "NVIDIA SoC") or "jetson" in name.lower():
+        return "cuda/cpu/vulkan"
+    if fam in ("NVIDIA GPU", "NVIDIA DC") or r.get("backend") == "cuda":
+        return "cuda/vulkan"
+    if fam in ("AMD GPU", "Intel GPU"):
+        rocm = fam == "AMD GPU" and not re.search(r"\brx (4|5)\d0\b|polaris|vega", text)
+        return "vulkan/rocm" if rocm else "vulkan"
+    if fam == "AMD APU":
+        return "vulkan/rocm/cpu"
+    return "cpu"
+
+
 def chip_rows(specs: Path) -> list[dict]:
     rows = []
     for r in csv.DictReader(specs.open()):
@@ -91,7 +125,7 @@ def chip_rows(specs: Path) -> list[dict]:
 
 
 def _chip_for(soc: str, chips: list[dict]) -> dict | None:
-    soc_l = soc.lower().replace(" for galaxy", "")
+    soc_l = re.sub(r"\((g\d)\)", r"\1", soc.lower().replace(" for galaxy", ""))  # "Google Tensor (G1)"
     best = None
     for c in chips:
         stem = c["name"].split(" (")[0].lower().replace("qualcomm ", "")
@@ -159,12 +193,17 @@ def x86_rows() -> list[dict]:
     return out
 
 
+def _read(path: Path) -> list[dict]:
+    return list(csv.DictReader(path.open())) if path.exists() else []
+
+
 def main() -> None:
     data = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parent.parent / "shared" / "data"
     chips = chip_rows(data / "device_specs.csv")
+    extra = _read(EXTRA)
     by_id = {c["id"]: c for c in chips}
     rows = list(chips)
-    for d in device_rows(data / "phones_and_boards.csv", chips) + x86_rows():
+    for d in device_rows(data / "phones_and_boards.csv", chips + [r for r in extra if r["kind"] == "chip"]) + x86_rows():
         if d["id"] in by_id:  # a board listed in both files: one row, both sources
             c = by_id[d["id"]]
             c.update({"kind": d["kind"], "os": d["os"], "ram_gb": c["ram_gb"] or d["ram_gb"]})
@@ -173,6 +212,28 @@ def main() -> None:
             continue
         by_id[d["id"]] = d
         rows.append(d)
+    for r in extra:
+        if r["id"] in by_id:
+            raise SystemExit(f"extra_devices.csv: {r['id']} is already in shared/data")
+        by_id[r["id"]] = r
+        rows.append(r)
+    for f in _read(FACTS):
+        if f["id"] not in by_id:
+            raise SystemExit(f"chip_facts.csv: no device {f['id']}")
+        r = by_id[f["id"]]
+        for k in FACT_COLUMNS:
+            if f.get(k):
+                r[k] = f[k]
+        r["source"] = f"{r['source']} | {', '.join(k for k in FACT_COLUMNS if f.get(k))}: {f['source']} ({f['verification']})"
+    for d in rows:  # phones and boards take their chip's facts
+        chip = by_id.get(d.get("chip") or "")
+        if chip is not None and chip is not d:
+            for k in ("cpu", "cpu_isa", "npu"):
+                d[k] = d.get(k) or chip.get(k, "")
+            for k in ("fp32_tflops", "fp16_tflops"):
+                d[k] = d.get(k) or chip.get(k)
+    for d in rows:
+        d["backends"] = d.get("backends") or backends_for(d)
     with (HERE / "devices.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()

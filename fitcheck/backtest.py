@@ -20,12 +20,12 @@ from fitcheck.device.device_speed import backend_params
 from fitcheck.estimator.speed import DeviceSpeedSpec, estimate_speed
 
 REQUIRED = ("id", "category", "device", "device_variant", "backend", "model", "params_B", "quant", "test", "value")
+# the schema of phone_llm_results_dev.csv: one run per row, prefill and decode side by side
+PHONE = ("device", "soc", "backend", "model", "quant", "prefill_test", "prefill_tps", "decode_test", "decode_tps", "notes")
 
-# published model names -> catalog ids with the same tensor shapes
+# published model names the catalog's resolver does not know -> catalog ids with the same tensor shapes
 MODEL_ALIASES = {
-    "llama-2 7b": "llama-2-7b", "llama 7b": "llama-2-7b", "codellama 7b": "llama-2-7b",
-    "llama-3 8b": "llama-3.1-8b", "qwen3-4b": "qwen3-4b", "qwen3-30b-a3b": "qwen3-30b-a3b",
-    "qwen2.5 0.5b": "qwen2.5-0.5b", "qwen2.5 3b": "qwen2.5-3b", "qwen2.5 7b": "qwen2.5-7b",
+    "llama 7b": "llama-2-7b", "codellama 7b": "llama-2-7b", "llama-3 8b": "llama-3.1-8b", "llama-3 70b": "llama-3.1-70b",
     "qwen2.5-coder 7b": "qwen2.5-7b",
 }
 QUANT_ALIASES = {"fp16": "F16", "bf16": "F16", "q8": "MLX_8BIT", "q4": "MLX_4BIT", "mlx 4-bit": "MLX_4BIT",
@@ -43,6 +43,20 @@ class Resolved:
     notes: str
 
 
+def _phone_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Each app run as two rows of the published schema (its prefill and its decode test)."""
+    out = []
+    for i, r in enumerate(rows, 1):
+        threads = re.search(r"n_threads=(\d+)", r["notes"])
+        variant = f"{r['soc']}; {threads.group(1)} threads" if threads else r["soc"]
+        for metric, test, value in (("p", r["prefill_test"], r["prefill_tps"]), ("d", r["decode_test"], r["decode_tps"])):
+            out.append({"id": f"{i}{metric}", "category": f"phone_{r['backend']}", "device": r["device"],
+                        "device_variant": variant, "backend": f"{r.get('runtime', 'llama.cpp')} {r['backend']}",
+                        "model": r["model"], "params_B": r.get("params_B", ""), "quant": r["quant"],
+                        "test": test.split(" (")[0], "value": value, "notes": r["notes"]})
+    return out
+
+
 def read_rows(path: str | Path) -> list[dict[str, str]]:
     p = Path(path)
     try:
@@ -52,15 +66,20 @@ def read_rows(path: str | Path) -> list[dict[str, str]]:
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"{p}: cannot read: {e}") from None
     reader = csv.DictReader(text.splitlines())
-    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+    fields = reader.fieldnames or []
+    if all(c in fields for c in PHONE):
+        return _phone_rows(list(reader))
+    missing = [c for c in REQUIRED if c not in fields]
     if missing:
-        raise UsageError(f"{p}: missing columns {', '.join(missing)} (schema of published_benchmarks_dev.csv)")
+        raise UsageError(f"{p}: missing columns {', '.join(missing)} (schema of published_benchmarks_dev.csv "
+                         "or phone_llm_results_dev.csv)")
     return list(reader)
 
 
 def metric_of(test: str) -> tuple[str, int, int] | None:
-    """(prefill|decode, prompt tokens, decode depth) for a test name, or None if it is not a speed test."""
-    t = test.lower()
+    """(prefill|decode, prompt tokens, decode depth) for a test name, or None if it is not a speed test.
+    llama.cpp main's "prompt eval" and Ollama's "prompt eval rate" have an unknown prompt length (512 assumed)."""
+    t = test.lower().strip()
     m = re.match(r"pp(\d+)", t)
     if m:
         return "prefill", int(m.group(1)), 0
@@ -75,19 +94,31 @@ def metric_of(test: str) -> tuple[str, int, int] | None:
     return None
 
 
-def backend_of(text: str) -> str | None:
-    t = text.lower()
+# words in a row's backend / variant / device text -> backend class, most specific first
+_BACKEND_WORDS = (("hexagon", "hexagon"), ("opencl", "opencl"), ("vulkan", "vulkan"), ("rocm", "rocm"), ("hip", "rocm"),
+                  ("cpu only", "cpu"), ("(cpu)", "cpu"), ("llama.cpp cpu", "cpu"), ("mlx", "mlx"), ("mlc", "mlc"),
+                  ("metal", "metal"), ("cuda", "cuda"))
+
+
+def backend_of(row: dict[str, str]) -> str | None:
+    """The backend class a row names (a "CPU only" run is never a GPU prediction); None: the device's default."""
+    t = f"{row['backend']} | {row.get('device', '')}".lower()
+    variant = row.get("device_variant", "").lower()
     if "cuda" in t and "metal" in t:
         return None  # "CUDA/Metal": the device decides
-    if "mlx" in t and "llama.cpp" not in t:
-        return "mlx"
-    if "metal" in t:
-        return "metal"
-    if "cuda" in t:
-        return "cuda"
-    if "vulkan" in t:
-        return "vulkan"
+    if "mlx" in t and "llama.cpp" in t and "mlx" not in row["backend"].lower():
+        t = t.replace("mlx", "")
+    for word, cls in _BACKEND_WORDS:
+        if re.search(r"(?<![a-z])" + re.escape(word) + r"(?![a-z])", t):
+            return cls
+    if re.match(r"cpu\b", variant):  # Geerling's "CPU" / "CPU, Cortex-A76x4" rows
+        return "cpu"
     return None
+
+
+def threads_of(row: dict[str, str]) -> int | None:
+    m = re.search(r"(\d+)\s*threads?\b", f"{row.get('device_variant', '')} {row.get('notes', '')}")
+    return int(m.group(1)) if m else None
 
 
 def _slug(text: str) -> str:
@@ -97,7 +128,9 @@ def _slug(text: str) -> str:
 def _device(row: dict[str, str]):
     import device_db
 
-    from fitcheck.device.names import search
+    from fitcheck.errors import FitcheckError
+
+    from fitcheck.device.names import resolve, search
 
     dev, variant = row["device"].strip(), row.get("device_variant", "")
     text = f"{dev} {variant}"
@@ -114,12 +147,30 @@ def _device(row: dict[str, str]):
             return table[f"{stem}-{cores.group(1)}c"], None
         if stem in table:
             return table[stem], None
+    if apple:  # no GPU-core count given: the largest variant (a Mac Studio's usual build)
+        variants = sorted((d for k, d in table.items() if k.startswith(ids[0] + "-") and re.fullmatch(r"\d+c", k[len(ids[0]) + 1:])),
+                          key=lambda d: int(d.id.rsplit("-", 1)[1][:-1]))
+        if variants:
+            return variants[-1], None
     first_variant_word = variant.split()[0] if variant.split() else ""
-    for q in (f"{base} {first_variant_word}".strip(), dev, base):
-        hits = search(q)
+    inner = re.search(r"\(([^)]*)\)", dev)
+    plus = re.search(r"\+\s*(.+)$", base)  # "Intel 265K PC + RTX 4090": the card
+    queries = [plus.group(1)] if plus else []
+    queries += [inner.group(1)] if inner else []
+    queries += [f"{base} {first_variant_word}".strip(), dev, base, re.sub(r"\s+\d+GB\b", "", base)]
+    for q in queries:  # the resolver a user's name goes through, then a looser word search
+        try:
+            return resolve(q).device, None
+        except FitcheckError:
+            pass
+    for q in queries:
+        try:
+            hits = search(q)
+        except Exception:  # noqa: BLE001 - an odd name is unresolved, not an error
+            hits = []
         if len(hits) > 1:
             # prefer the chip entry, then the one whose memory type the row names
-            chips = [h for h in hits if h.kind in ("chip", "gpu")]
+            chips = [h for h in hits if h.kind in ("chip", "gpu", "cpu")]
             named = [h for h in chips if h.mem_type and h.mem_type.split("-")[0].lower() in text.lower()]
             hits = named or chips or hits
         if len(hits) == 1:
@@ -128,45 +179,47 @@ def _device(row: dict[str, str]):
 
 
 def _model(row: dict[str, str]):
-    from fitcheck.model.catalog import entries, spec_from_catalog
+    from fitcheck.model.catalog import entries, resolve, spec_from_catalog
     from fitcheck.model.quants import get_format
 
-    name = row["model"].lower()
-    cid = next((v for k, v in MODEL_ALIASES.items() if name.startswith(k)), None)
-    if cid is None:
+    name = row["model"].split(" (")[0].strip()
+    cid = next((v for k, v in MODEL_ALIASES.items() if name.lower().startswith(k)), None)
+    try:
+        entry = entries()[cid] if cid else resolve(name)[0]
+    except UsageError:
         return None, f"model {row['model']!r} has no catalog shape"
-    q = row["quant"].strip()
+    q = re.sub(r"\s*\(.*$", "", row["quant"].strip())
+    if q.lower() == "q4" and "ollama" in f"{row['backend']} {row['quant']}".lower():
+        q = "Q4_K_M"  # Ollama's default tag
     q = QUANT_ALIASES.get(q.lower(), q)
     try:
         fmt = get_format(q)
     except UsageError:
         return None, f"quantization {row['quant']!r} is not modelled"
-    return spec_from_catalog(entries()[cid], fmt.name), None
+    return spec_from_catalog(entry, fmt.name), None
 
 
 def resolve_row(row: dict[str, str]) -> tuple[Resolved | None, str | None]:
+    from fitcheck.device.device_speed import from_device
+    from fitcheck.errors import FitcheckError
+
     metric = metric_of(row["test"])
     if metric is None:
         return None, f"test {row['test']!r} is not a prefill or decode speed"
     dev, why = _device(row)
     if dev is None:
         return None, why
-    backend = backend_of(row["backend"])
-    if backend is None and "llama.cpp" in row["backend"].lower() and dev.backend in ("metal", "cuda"):
-        backend = dev.backend  # a plain llama.cpp row runs on the device's own GPU backend
-    if backend is None:
-        return None, f"backend {row['backend']!r} is not a modelled class"
-    if not dev.bw_gbps:
-        return None, f"{dev.id} has no bandwidth in the database"
-    if metric[0] == "prefill" and not (dev.fp16_tflops or dev.fp32_tflops):
-        return None, f"{dev.id} has no FLOPS in the database (needed for prefill)"
+    backend = backend_of(row)
+    try:
+        d, _ = from_device(dev, backend, threads_of(row))
+    except FitcheckError as e:
+        return None, str(e)
+    if metric[0] == "prefill" and not d.peak_tflops:
+        return None, f"{dev.id} has no compute rate for {d.backend} in the database (needed for prefill)"
     spec, why = _model(row)
     if spec is None:
         return None, why
-    # Apple GPUs run fp16 at the fp32 rate; for CUDA cards the non-tensor fp32 figure is the one known for all
-    tflops = dev.fp32_tflops if backend == "cuda" else (dev.fp16_tflops or dev.fp32_tflops)
-    d = DeviceSpeedSpec(backend=backend, bw_gbps=dev.bw_gbps, peak_tflops=tflops, name=dev.id)
-    return Resolved(spec, d, backend, metric[0], metric[1], metric[2], f"{dev.id} / {spec.source} {spec.file_type}"), None
+    return Resolved(spec, d, d.backend, metric[0], metric[1], metric[2], f"{dev.id} / {spec.source} {spec.file_type}"), None
 
 
 def predict(r: Resolved, params: dict | None = None) -> float:

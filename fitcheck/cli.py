@@ -31,6 +31,8 @@ RUNTIME_OPT = typer.Option(None, "--runtime", help="Take the context, batch, fla
 DEVICE_OPT = typer.Option("this", "--device", "-d", help="'this' (the probed profile), a saved profile (.json), or a device as you would say it: \"iPhone 15 Pro\", \"MacBook Air M1 16GB\", \"Pi 5 8GB\", \"RTX 4090\" (`fitcheck devices`).")
 MEMORY_GB_OPT = typer.Option(None, "--memory-gb", help="Usable memory in GB (1 GB = 1e9 bytes; overrides the device).")
 ENTITLEMENT_OPT = typer.Option(False, "--ios-entitlement", help="iOS/iPadOS app with the increased-memory-limit entitlement.")
+BACKEND_OPT = typer.Option(None, "--backend", help="Backend class: cpu, metal, cuda, vulkan, rocm, opencl, hexagon, mlx, mlc (default: the device's usual one; `fitcheck devices NAME` lists what it runs).")
+THREADS_OPT = typer.Option(None, "--threads", help="CPU threads (default: what the usual runtime uses: phone apps 6, llama.cpp the performance cores).")
 BANDWIDTH_OPT = typer.Option(None, "--bandwidth-gbps", "--bandwidth-gbs", help="Override memory bandwidth (GB/s).")
 TARGET_TPS_OPT = typer.Option(None, "--target-tps", help="Decode speed (tokens/s) an answer must reach to be 'yes' (default 5, a reading pace).")
 
@@ -241,7 +243,8 @@ def estimate(
     entitlement: bool = ENTITLEMENT_OPT,
     bandwidth_gbs: Optional[float] = BANDWIDTH_OPT,
     tflops: Optional[float] = typer.Option(None, "--tflops", help="Override peak compute (TFLOPS, the kind the backend was fitted on)."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="Override the backend class: cpu, metal, cuda, vulkan, mobile-gpu."),
+    backend: Optional[str] = BACKEND_OPT,
+    threads: Optional[int] = THREADS_OPT,
     n_prompt: int = typer.Option(512, "--prompt", help="Prompt length for prefill and TTFT."),
     mmap: Optional[bool] = typer.Option(None, "--mmap/--no-mmap", help="The runtime maps the weights (llama.cpp's default) or loads them (MLC, some apps): only mapped weights can page. [default: mmap, or the runtime's]"),
     repack: bool = typer.Option(True, "--repack/--no-repack", help="llama.cpp repacks some weight types for its CPU kernels (its default): repacked copies cannot page."),
@@ -258,11 +261,16 @@ def estimate(
     s, preset, ctx_from_model = runtime_settings(runtime, given, n_gpu_layers=gpu_layers, type_k=kv_type.lower(),
                                                  type_v=kv_type.lower())
     opts = dict(memory_gb=memory_gb, entitlement=entitlement, bandwidth_gbps=bandwidth_gbs, tflops=tflops)
-    target, _ = _target(device, backend=backend, **opts)
+    target, _ = _target(device, backend=backend, threads=threads, **opts)
     target = _repacking(target, repack)
     cpu_target = None
     if target.speed is not None and target.speed.backend != "cpu" and not gpu_layers:  # the mmap way out runs on the CPU
-        cpu_target = _target(device, backend="cpu", **opts)[0]
+        from fitcheck.errors import UsageError
+
+        try:
+            cpu_target = _target(device, backend="cpu", threads=threads, **opts)[0]
+        except UsageError:
+            cpu_target = None  # a discrete card: its host CPU is not in the database entry
     d = run_estimate(model, target, quant, s, n_prompt=n_prompt, cpu_target=cpu_target, preset=preset,
                      ctx_from_model=ctx_from_model)
     show(d, json_out, estimate_view)
@@ -325,6 +333,8 @@ def advise(
     entitlement: bool = ENTITLEMENT_OPT,
     bandwidth_gbs: Optional[float] = BANDWIDTH_OPT,
     host_memory_gb: Optional[float] = typer.Option(None, "--host-memory-gb", help="System RAM usable beside a discrete GPU (GB), for partial offload; default: this machine's probe."),
+    backend: Optional[str] = BACKEND_OPT,
+    threads: Optional[int] = THREADS_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """The best quantization that fits with headroom and meets a speed target, ranked by quality."""
@@ -337,7 +347,7 @@ def advise(
         raise UsageError("give exactly one of --size or --model")
     s = catalog_model_settings(runtime, ctx, size or model)
     target, _ = _target(device, memory_gb=memory_gb, entitlement=entitlement, bandwidth_gbps=bandwidth_gbs,
-                        host_memory_gb=host_memory_gb)
+                        host_memory_gb=host_memory_gb, backend=backend, threads=threads)
     d = run_advise(size or model, target, s, target_tps)
     show(d, json_out, advise_view)
     _warnings(d)

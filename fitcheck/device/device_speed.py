@@ -8,17 +8,20 @@ the profile replaces them for this device.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from functools import lru_cache
 from importlib.resources import files
 from typing import Any
 
+from fitcheck.device.backends import BACKENDS, check_backend, check_runs, cpu_compute, default_threads, n_cores
 from fitcheck.errors import NoSpeedError, UsageError
 from fitcheck.estimator.speed import (BackendParams, CpuKernelParams, CpuKernels, DeviceSpeedSpec, KERNEL_CLASSES,
                                       params_from_dict)
 
-# classes a device can name; those without fitted parameters borrow FALLBACK_BACKEND's (said in the note)
-BACKENDS = ("cpu", "metal", "cuda", "vulkan", "mobile-gpu")
+# classes without fitted parameters borrow another's (said in the note): ROCm runs llama.cpp's CUDA kernels
+# through HIP; MLX is Apple's Metal; MLC compiles to the platform's GPU API
+BORROW = {"rocm": "vulkan", "mlx": "metal", "mlc": "metal"}
 FALLBACK_BACKEND = "cpu"
 
 
@@ -27,17 +30,20 @@ def fitted_params() -> dict[str, Any]:
     return json.loads(files("device_db").joinpath("speed_params.json").read_text())
 
 
+def _key(backend: str, table: dict) -> str:
+    key = backend if backend in table else BORROW.get(backend, FALLBACK_BACKEND)
+    return key if key in table else FALLBACK_BACKEND
+
+
 def backend_params(backend: str, params: dict | None = None) -> BackendParams:
     table = (params or fitted_params())["backends"]
-    if backend not in table:
-        raise UsageError(f"no fitted speed parameters for backend {backend!r} (have: {', '.join(table)})")
-    return params_from_dict(table[backend])
+    return params_from_dict(table[_key(backend, table)])
 
 
 def params_for(backend: str) -> tuple[BackendParams, str]:
     """The class's fitted parameters and a note saying which were used."""
     table = fitted_params()["backends"]
-    key = backend if backend in table else FALLBACK_BACKEND
+    key = _key(backend, table)
     note = f"{backend}: {table[key].get('source', '')}" if key == backend else \
         f"no fitted parameters for {backend!r}; the {key} class is used"
     return backend_params(key), note
@@ -109,24 +115,75 @@ def from_profile(prof: dict[str, Any]) -> tuple[DeviceSpeedSpec, dict[str, Any]]
     return spec, basis
 
 
-def from_device(dev) -> tuple[DeviceSpeedSpec, dict[str, Any]]:
+def _cpu_flops() -> dict[str, float]:
+    import device_db
+
+    return {k: c.fp32_flops_per_cycle for k, c in device_db.cpu_cores().items()}
+
+
+def check_threads(threads: int | None, cores: int | None, where: str) -> None:
+    if threads is None:
+        return
+    if threads <= 0:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
+    if cores and threads > cores:
+        raise UsageError(f"--threads {threads}: {where} has {cores} cores")
+
+
+def _compute(dev, backend: str, threads: int | None) -> tuple[float | None, str, str]:
+    """(peak the class's parameters were fitted against, its kind, how it was found) for a device and backend."""
+    if backend == "cpu":
+        n = threads or default_threads(dev.cpu, dev.kind)
+        cc = cpu_compute(dev.cpu, n, _cpu_flops()) if dev.cpu else None
+        if cc is None:
+            return None, "", f"CPU cores unknown ({dev.cpu or 'no CPU in the database'})"
+        return cc.tflops, f"CPU fp32 FMA peak at {cc.threads} threads", cc.note
+    if backend == "hexagon":
+        # no published rate for the HVX units llama.cpp's Hexagon kernels run on: every HTP counts as the one measured
+        # (the dev phone's v73), so newer NPUs read slow where they compute and right where they stream weights
+        m = re.search(r"hexagon v(\d+)", dev.npu.lower())
+        return (1.0, "Hexagon HTP, v73 units", f"{dev.npu}, rated as the measured v73 (no published HVX rate)") if m else \
+            (None, "", f"no Hexagon NPU ({dev.npu or 'none listed'})")
+    apple = dev.family.startswith("Apple")
+    # Apple GPUs run fp16 at the fp32 rate; elsewhere the non-tensor fp32 figure is the one known for every card
+    tflops = (dev.fp16_tflops or dev.fp32_tflops) if apple else (dev.fp32_tflops or dev.fp16_tflops)
+    kind = "fp16 GPU" if apple and dev.fp16_tflops else "fp32 GPU (non-tensor)"
+    return tflops, kind, f"{tflops:g} TFLOPS {kind}" if tflops else "GPU FLOPS unknown"
+
+
+def at_threads(spec: DeviceSpeedSpec, basis: dict, prof: dict[str, Any] | None, threads: int
+               ) -> tuple[DeviceSpeedSpec, dict]:
+    """This machine at --threads N: the probe's bandwidth at N threads, kernel rates scaled from the probe's count
+    (llama.cpp's matrix products split across threads; a core more adds its own rate)."""
+    bw = bandwidth_at(_ok((prof or {}).get("bandwidth")) or {}, threads) or spec.bw_gbps
+    k = spec.kernels
+    if k is not None and threads != k.threads:
+        f = threads / k.threads
+        k = replace(k, threads=threads, tg_elems_per_s={c: v * f for c, v in k.tg_elems_per_s.items()},
+                    pp_elems_per_s={c: v * f for c, v in k.pp_elems_per_s.items()})
+    basis = {**basis, "threads": f"{threads} (--threads; kernel rates scaled from the probe's {spec.kernels.threads})"
+             if spec.kernels else f"{threads} (--threads)"}
+    return replace(spec, bw_gbps=bw, kernels=k), basis
+
+
+def from_device(dev, backend: str | None = None, threads: int | None = None) -> tuple[DeviceSpeedSpec, dict[str, Any]]:
+    """A database device's speed inputs for one backend class (its default unless named)."""
+    runs = dev.backends or (dev.backend,)
+    b = check_backend(backend) if backend else runs[0]
+    check_runs(dev.name, runs, b)
+    check_threads(threads, n_cores(dev.cpu) or None, dev.name)
     if not dev.bw_gbps:
         raise NoSpeedError(f"{dev.name} has no memory bandwidth in the database; give --bandwidth-gbps")
-    # Apple GPUs run fp16 at the fp32 rate; for CUDA cards the non-tensor fp32 figure is the one the fit used
-    cuda = dev.backend == "cuda"
-    tflops = dev.fp32_tflops if cuda else (dev.fp16_tflops or dev.fp32_tflops)
-    kind = "fp32 non-tensor CUDA" if cuda else "fp16 GPU" if dev.fp16_tflops else "fp32"
-    spec = DeviceSpeedSpec(backend=dev.backend, bw_gbps=dev.bw_gbps, peak_tflops=tflops, name=dev.id, flops_kind=kind)
+    tflops, kind, how = _compute(dev, b, threads)
+    spec = DeviceSpeedSpec(backend=b, bw_gbps=dev.bw_gbps, peak_tflops=tflops, name=dev.id, flops_kind=kind)
     return spec, {"bandwidth": f"{dev.bw_gbps:g} GB/s peak ({dev.verification})",
-                  "compute": f"{tflops:g} TFLOPS {kind}" if tflops else "unknown (compute term left out; decode reads high)",
-                  "backend": dev.backend}
+                  "compute": how if tflops else f"{how}: compute term left out, decode reads high, no prefill",
+                  "backend": f"{b}: {BACKENDS[b]}" + ("" if backend else f" (the default of {', '.join(runs)})")}
 
 
-def with_overrides(spec: DeviceSpeedSpec | None, basis: dict, bandwidth_gbps: float | None, tflops: float | None,
-                   backend: str | None) -> tuple[DeviceSpeedSpec | None, dict]:
-    """Apply --bandwidth-gbps / --tflops / --backend; bandwidth alone is enough to make a spec."""
-    if backend is not None and backend.lower() not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+def with_overrides(spec: DeviceSpeedSpec | None, basis: dict, bandwidth_gbps: float | None, tflops: float | None
+                   ) -> tuple[DeviceSpeedSpec | None, dict]:
+    """Apply --bandwidth-gbps / --tflops; bandwidth alone is enough to make a spec."""
     if bandwidth_gbps is not None:
         if not 0 < bandwidth_gbps < 1e5:
             raise UsageError(f"--bandwidth-gbps must be between 0 and 100000, got {bandwidth_gbps}")
@@ -139,9 +196,6 @@ def with_overrides(spec: DeviceSpeedSpec | None, basis: dict, bandwidth_gbps: fl
             raise UsageError(f"--tflops must be between 0 and 100000, got {tflops}")
         spec = replace(spec, peak_tflops=tflops, flops_kind="given")
         basis["compute"] = f"{tflops:g} TFLOPS (--tflops)"
-    if backend is not None:
-        spec = replace(spec, backend=backend.lower())
-        basis["backend"] = f"{backend.lower()} (--backend)"
     return spec, basis
 
 

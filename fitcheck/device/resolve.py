@@ -9,6 +9,7 @@ bandwidth in the database) as a warning the answer carries.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ def uncertainty(spec, params, calibrated: bool, basis: dict, prof: dict | None, 
 
 
 def _speed(spec, basis, overrides) -> tuple[Any, Any, bool, str]:
-    spec, basis = device_speed.with_overrides(spec, basis, *overrides)
+    spec, basis = device_speed.with_overrides(spec, basis, overrides[0], overrides[1])
     if spec is None:
         return None, None, False, ""
     try:
@@ -94,6 +95,17 @@ def _speed(spec, basis, overrides) -> tuple[Any, Any, bool, str]:
         raise ProfileError("the calibration in the saved profile is malformed; run `fitcheck calibrate` again") from None
     parts = [basis.get("bandwidth"), basis.get("compute"), f"parameters: {note}"]
     return spec, params, calibrated, "; ".join(p for p in parts if p)
+
+
+def _this_backend(overrides, prof: dict[str, Any] | None) -> None:
+    """This machine is measured through its CPU; a GPU beside it is named as a database device."""
+    from fitcheck.device.backends import check_backend, check_runs
+
+    if overrides[2] is not None:
+        check_runs("this device", ("cpu",), check_backend(overrides[2]))
+    cpu = (prof or {}).get("cpu") if isinstance((prof or {}).get("cpu"), dict) else {}
+    cores = cpu.get("logical_cores") or cpu.get("cores") or os.cpu_count()
+    device_speed.check_threads(overrides[3], cores if isinstance(cores, int) else None, "this device")
 
 
 def _this(prof: dict[str, Any] | None, where: str, overrides) -> Target:
@@ -120,6 +132,9 @@ def _this(prof: dict[str, Any] | None, where: str, overrides) -> Target:
         except NoSpeedError as e:
             spec, basis, read = None, {}, None
             warnings.append(str(e))
+    _this_backend(overrides, prof)
+    if spec is not None and overrides[3] is not None:
+        spec, basis = device_speed.at_threads(spec, basis, prof, overrides[3])
     sspec, params, calibrated, note = _speed(spec, basis, overrides)
     if sspec is not None and not calibrated and sspec.backend == "cpu":
         warnings.append("speed not calibrated on this device: `fitcheck calibrate` runs llama.cpp once to fix it")
@@ -131,7 +146,7 @@ def _this(prof: dict[str, Any] | None, where: str, overrides) -> Target:
                   uncertainty=uncertainty(sspec, params, calibrated, basis, prof, busy), paging=profile_rule(prof or {}))
 
 
-def device_target(dev, ram_gb: int, entitlement: bool = False, overrides=(None, None, None),
+def device_target(dev, ram_gb: int, entitlement: bool = False, overrides=(None, None, None, None),
                   host: HostSide | None = None, ram_note: str = "") -> Target:
     """A database device with one RAM option as a Target (the forecast evaluates each device this way)."""
     from fitcheck.device.memory_rules import device_usable_bytes, os_of
@@ -139,7 +154,7 @@ def device_target(dev, ram_gb: int, entitlement: bool = False, overrides=(None, 
     usable, rule = device_usable_bytes(dev, ram_gb, entitlement)
     warnings: list[str] = []
     try:
-        spec, basis = device_speed.from_device(dev)
+        spec, basis = device_speed.from_device(dev, overrides[2], overrides[3])
     except NoSpeedError as e:
         spec, basis = None, {}
         if overrides[0] is None:
@@ -154,7 +169,8 @@ def device_target(dev, ram_gb: int, entitlement: bool = False, overrides=(None, 
     facts = {"source": "database", "id": dev.id, "name": dev.name, "kind": dev.kind, "os": os_of(dev),
              "ram_gb": ram_gb, "ram_choice": ram_note or f"{ram_gb} GB", "ram_options_gb": list(dev.ram_options_gb),
              "bw_gbps": dev.bw_gbps, "fp16_tflops": dev.fp16_tflops, "fp32_tflops": dev.fp32_tflops,
-             "release": dev.release or (str(dev.year) if dev.year else ""), "backend": dev.backend,
+             "release": dev.release or (str(dev.year) if dev.year else ""), "backends": list(dev.backends),
+             "cpu": dev.cpu, "cpu_isa": dev.cpu_isa, "npu": dev.npu,
              "device_source": dev.source, "device_verification": dev.verification}
     from fitcheck.device.paging_rules import device_rule
 
@@ -163,12 +179,15 @@ def device_target(dev, ram_gb: int, entitlement: bool = False, overrides=(None, 
                   paging=device_rule(dev, os_of(dev)))
 
 
-def _database(name: str, entitlement: bool, overrides, host_memory_gb: float | None) -> Target:
-    from fitcheck.device.names import resolve
+def _database(name: str, entitlement: bool, overrides, host_memory_gb: float | None,
+              memory_gb: float | None = None) -> Target:
+    from fitcheck.device.names import DeviceChoice, resolve
 
     choice = resolve(name)
     if choice.ram_gb is None:
-        raise UsageError(f"{choice.device.name} has no RAM size in the database; give --memory-gb")
+        if memory_gb is None:
+            raise UsageError(f"{choice.device.name} has no RAM size in the database; give --memory-gb")
+        choice = DeviceChoice(choice.device, max(1, round(memory_gb)), f"{memory_gb:g} GB (--memory-gb)")
     host = _host_side(host_memory_gb) if choice.device.kind == "gpu" else None
     return device_target(choice.device, choice.ram_gb, entitlement, overrides, host, choice.ram_note)
 
@@ -200,11 +219,12 @@ def _host_side(host_memory_gb: float | None) -> HostSide:
 
 def resolve_target(device: str = "this", *, memory_gb: float | None = None, entitlement: bool = False,
                    bandwidth_gbps: float | None = None, tflops: float | None = None, backend: str | None = None,
-                   host_memory_gb: float | None = None, profile: dict[str, Any] | None = None) -> Target:
+                   host_memory_gb: float | None = None, profile: dict[str, Any] | None = None,
+                   threads: int | None = None) -> Target:
     """The device as one Target. `profile` is a profile already in hand for 'this' (the main job's)."""
     from fitcheck.device import profile as prof_mod
 
-    overrides = (bandwidth_gbps, tflops, backend)
+    overrides = (bandwidth_gbps, tflops, backend, threads)
     name = (device or "this").strip()
     if name.lower() == "this":
         if profile is None:
@@ -216,7 +236,7 @@ def resolve_target(device: str = "this", *, memory_gb: float | None = None, enti
     elif name.lower().endswith(".json"):
         target = _this(prof_mod.load(Path(name)), f"profile {Path(name).name}", overrides)
     else:
-        target = _database(name, entitlement, overrides, host_memory_gb)
+        target = _database(name, entitlement, overrides, host_memory_gb, memory_gb)
     given = gb_option(memory_gb, "--memory-gb")
     if given is not None:
         from dataclasses import replace

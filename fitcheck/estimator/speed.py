@@ -36,9 +36,18 @@ def weight_class(ggml_type: str) -> str:
     return "q4"
 
 
-def _per_class(table: dict[str, float], c: str) -> float:
-    # a class the fit had no data for takes the legacy 4-bit value (the closest kernels)
-    return table.get(c, table["q4"])
+def cost_keys(ggml_type: str) -> tuple[str, ...]:
+    """Keys a parameter table may hold for a weight type, finest first: the type itself ("q6_k"), its family
+    ("iq" for the importance-matrix types), its coarse class; a class fitted without data for it falls back
+    to the legacy 4-bit value (the closest kernels)."""
+    t = ggml_type.lower()
+    if t in ("f32", "bf16"):
+        t = "f16"
+    return (t,) + (("iq",) if t.startswith("iq") else ()) + (weight_class(t), "q4")
+
+
+def _per_class(table: dict[str, float], ggml_type: str) -> float:
+    return next(table[k] for k in cost_keys(ggml_type) if k in table)
 
 
 # the llama.cpp CPU kernel each GGML type runs on, as the kernel probe measures them
@@ -110,10 +119,14 @@ class DeviceSpeedSpec:
 @dataclass(frozen=True)
 class BackendParams:
     bw_eff: float
-    flops_per_weight: dict[str, float]
+    flops_per_weight: dict[str, float]  # by cost_keys: a weight type, its family or its class
     t_layer_s: float
     pp_eff: dict[str, float]
     source: str = ""
+    t_token_s: float = 0.0  # per decoded token beside the layers (graph build, sampling, the app's loop)
+    # per recurrent layer (gated delta net, short convolution, Mamba): ops a GPU/NPU backend lacks run on the CPU,
+    # each such layer a graph split (ggml-backend.cpp's scheduler copies activations across and syncs)
+    t_recurrent_layer_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -158,14 +171,25 @@ def _read_per_token(spec: ModelSpec):
 
 
 def active_weights(spec: ModelSpec) -> tuple[int, dict[str, int], int]:
-    """(bytes, elements by weight class, elements) read for one decoded token."""
-    nbytes, elems, total = 0, {c: 0 for c in WEIGHT_CLASSES}, 0
+    """(bytes, elements by GGML type, elements) read for one decoded token."""
+    nbytes, elems, total = 0, {}, 0
     for t, f in _read_per_token(spec):
         nbytes += int(t.n_bytes * f)
         n = int(t.n_elements * f)
-        elems[weight_class(t.ggml_type)] += n
+        elems[t.ggml_type] = elems.get(t.ggml_type, 0) + n
         total += n
     return nbytes, elems, total
+
+
+def recurrent_layers(spec: ModelSpec) -> int:
+    return sum(1 for il in range(spec.n_layer - spec.n_nextn) if spec.is_recurrent(il))
+
+
+def output_weights(spec: ModelSpec) -> int:
+    """Elements of the output projection (the tied embedding table when there is no output.weight)."""
+    out = next((t for t in spec.tensors if t.name == "output.weight"), None)
+    out = out or next((t for t in spec.tensors if t.name == "token_embd.weight"), None)
+    return out.n_elements if out else 0
 
 
 def kv_bytes_read(spec: ModelSpec, depth: int, kv_type_bytes: float = 2.0) -> int:
@@ -234,16 +258,17 @@ def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | Cpu
     bw = dev.bw_gbps * 1e9
     t_bw = read / (p.bw_eff * bw)
     flops = (dev.peak_tflops or 0) * 1e12
-    t_compute = sum(elems[c] * _per_class(p.flops_per_weight, c) for c in WEIGHT_CLASSES) / flops if flops else 0.0
-    t_fixed = spec.n_layer * p.t_layer_s
+    t_compute = sum(n * _per_class(p.flops_per_weight, t) for t, n in elems.items()) / flops if flops else 0.0
+    t_fixed = spec.n_layer * p.t_layer_s + p.t_token_s + recurrent_layers(spec) * p.t_recurrent_layer_s
     decode_s = t_bw + t_compute + t_fixed
     prefill = None
     if flops and n_prompt:
         # dominant class sets the matmul efficiency (weighted by elements)
-        eff = sum(elems[c] * _per_class(p.pp_eff, c) for c in WEIGHT_CLASSES) / max(n_active, 1)
+        eff = sum(n * _per_class(p.pp_eff, t) for t, n in elems.items()) / max(n_active, 1)
         head = max(spec.n_head) * spec.head_dim_k
         attn = 2 * spec.n_layer * head * n_prompt * n_prompt  # QK^T and PV over a causal prompt
-        t_flops = (2 * n_active * n_prompt + attn) / (eff * flops)
+        # llama.cpp computes logits for the last prompt token only: the output layer runs once per prompt
+        t_flops = (2 * (n_active - output_weights(spec)) * n_prompt + 2 * output_weights(spec) + attn) / (eff * flops)
         passes = math.ceil(n_prompt / n_ubatch)
         prefill = n_prompt / (t_flops + passes * (wbytes / bw + t_fixed))
     load = spec.weights_bytes / (dev.disk_gbps * 1e9) if dev.disk_gbps else None
@@ -255,4 +280,5 @@ def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | Cpu
 
 
 def params_from_dict(d: dict) -> BackendParams:
-    return BackendParams(d["bw_eff"], dict(d["flops_per_weight"]), d["t_layer_s"], dict(d["pp_eff"]), d.get("source", ""))
+    return BackendParams(d["bw_eff"], dict(d["flops_per_weight"]), d["t_layer_s"], dict(d["pp_eff"]), d.get("source", ""),
+                         float(d.get("t_token_s", 0.0)), float(d.get("t_recurrent_layer_s", 0.0)))

@@ -277,7 +277,7 @@ def devices_view(console: Console, devs: list) -> None:
     for d in devs:
         tf = d.fp16_tflops or d.fp32_tflops
         t.add_row(esc(d.name), d.kind, str(d.year or "-"), "/".join(map(str, d.ram_options_gb)) or "-",
-                  f"{d.bw_gbps:g}" if d.bw_gbps else "-", f"{tf:g}" if tf else "-", *([d.backend] if wide else []))
+                  f"{d.bw_gbps:g}" if d.bw_gbps else "-", f"{tf:g}" if tf else "-", *(["/".join(d.backends)] if wide else []))
     console.print(t)
 
 

@@ -1,0 +1,105 @@
+"""Backend classes, which of them a device runs, and the CPU's compute at a thread count.
+
+A backend class is a family of kernels whose speed parameters are fitted together
+(device_db/speed_params.json). A device lists the classes it runs, its default
+first (device_db/devices.csv `backends`, built by import_shared.py).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from fitcheck.errors import UsageError
+
+BACKENDS = {
+    "cpu": "llama.cpp CPU (x86 AVX2 / AVX-512 / AMX; Arm NEON dotprod / i8mm / SVE)",
+    "metal": "llama.cpp Metal (Apple GPUs)",
+    "cuda": "llama.cpp CUDA (NVIDIA GPUs, Jetson, DGX Spark)",
+    "vulkan": "llama.cpp Vulkan (NVIDIA, AMD, Intel and mobile GPUs)",
+    "rocm": "llama.cpp HIP / ROCm (AMD GPUs, RDNA2 and later)",
+    "opencl": "llama.cpp OpenCL (Qualcomm Adreno GPUs)",
+    "hexagon": "llama.cpp Hexagon (Qualcomm NPU, HTP v73 and later)",
+    "mlx": "MLX / mlx-lm (Apple silicon)",
+    "mlc": "MLC LLM (compiled; Metal, OpenCL or Vulkan underneath)",
+}
+
+
+def check_backend(name: str) -> str:
+    b = name.strip().lower()
+    if b not in BACKENDS:
+        raise UsageError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}")
+    return b
+
+
+def check_runs(device_name: str, runs: tuple[str, ...], backend: str) -> None:
+    if backend not in runs:
+        raise UsageError(f"{device_name} cannot run the {backend} backend (it runs: {', '.join(runs)})")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    count: int
+    ghz: float
+    core: str
+
+
+_CLUSTER = re.compile(r"(\d+)\s*x\s*(\d+(?:\.\d+)?)\s+([A-Za-z][\w.+-]*(?:\s[\w.+-]+)*)")
+
+
+def clusters(cpu: str) -> list[Cluster]:
+    """'1x3.36 Cortex-X3 + 2x2.8 Cortex-A715 + 3x2.0 Cortex-A510' -> clusters, fastest first as written."""
+    out = []
+    for part in cpu.split("+"):
+        m = _CLUSTER.search(part.strip())
+        if m:
+            out.append(Cluster(int(m.group(1)), float(m.group(2)), m.group(3).split(" (")[0].strip()))
+    return out
+
+
+def n_cores(cpu: str) -> int:
+    return sum(c.count for c in clusters(cpu))
+
+
+_E_CORES = ("gracemont", "crestmont", "skymont", "apple-e")
+
+
+def default_threads(cpu: str, kind: str) -> int:
+    """What the usual runtime uses: phone apps 6 of 8 cores (the dev phone's llama.rn runs used 6); llama.cpp on a
+    Mac or a hybrid Intel CPU its performance cores (common.cpp cpu_get_num_math: hw.perflevel0 on Apple, E-cores
+    left out on x86), elsewhere every core."""
+    cl = clusters(cpu)
+    total = sum(c.count for c in cl)
+    if kind in ("phone", "tablet"):
+        return min(6, total)
+    if len(cl) > 1 and any(c.core.lower() in _E_CORES for c in cl[1:]):
+        return cl[0].count
+    return total
+
+
+@dataclass(frozen=True)
+class CpuCompute:
+    tflops: float  # fp32 FMA peak of the cores the threads run on
+    threads: int
+    cores: int
+    note: str
+
+
+def cpu_compute(cpu: str, threads: int, flops_per_cycle: dict[str, float]) -> CpuCompute | None:
+    """fp32 FMA peak of the `threads` fastest cores: GHz x FMA pipes x lanes x 2, per core type (cpu_cores.csv).
+
+    llama.cpp splits each matrix product into chunks the threads take in turn, so slow cores add their own
+    rate rather than holding the fast ones back."""
+    cl = clusters(cpu)
+    if not cl:
+        return None
+    per_core = []
+    for c in cl:
+        f = flops_per_cycle.get(c.core.lower())
+        if f is None:
+            return None
+        per_core += [c.ghz * f] * c.count
+    per_core.sort(reverse=True)
+    used = per_core[:threads]
+    return CpuCompute(sum(used) / 1000, len(used), len(per_core),
+                      f"{len(used)} of {len(per_core)} cores ({cpu}), {sum(used):.0f} GFLOP/s fp32 FMA peak")

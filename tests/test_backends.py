@@ -1,0 +1,131 @@
+"""Backend classes: which a device runs, --backend / --threads, and the per-class fits on the dev runs."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+import device_db
+from fitcheck.backtest import backend_of, backtest, threads_of
+from fitcheck.device.backends import BACKENDS, clusters, cpu_compute, default_threads
+from fitcheck.device.device_speed import from_device, params_for
+from fitcheck.errors import FitcheckError
+from fitcheck.estimator.speed import estimate_speed
+from fitcheck.model.catalog import entries, spec_from_catalog
+from .conftest import run_cli
+
+DB = Path(device_db.__file__).parent
+
+
+def _dev(name: str):
+    from fitcheck.device.names import resolve
+
+    return resolve(name).device
+
+
+def test_every_device_runs_known_classes_and_answers_prefill_on_its_default():
+    """Prefill for every device in the database that has a bandwidth: its default backend has a compute rate."""
+    no_rate = []
+    for d in device_db.devices().values():
+        assert d.backends and set(d.backends) <= set(BACKENDS), d.id
+        if d.bw_gbps:
+            spec, _ = from_device(d)
+            if not spec.peak_tflops:
+                no_rate.append(d.id)
+    assert no_rate == []
+
+
+@pytest.mark.parametrize("name, runs, default", [
+    ("Galaxy S23", {"cpu", "opencl", "hexagon"}, "cpu"),  # Snapdragon 8 Gen 2: Adreno and HTP v73
+    ("Galaxy S22", {"cpu", "opencl"}, "cpu"),  # HTP v69: below what llama.cpp's Hexagon backend takes
+    ("Pixel 8", {"cpu", "vulkan"}, "cpu"),
+    ("RTX 4090", {"cuda", "vulkan"}, "cuda"),
+    ("RX 7900 XTX", {"vulkan", "rocm"}, "vulkan"),
+    ("MacBook Air 13 M2", {"metal", "cpu", "mlx"}, "metal"),
+    ("Pi 5", {"cpu"}, "cpu"),
+])
+def test_device_backends(name, runs, default):
+    d = _dev(name)
+    assert runs <= set(d.backends) and d.backends[0] == default
+    assert "hexagon" not in d.backends or "Hexagon v7" in d.npu or "Hexagon v8" in d.npu
+
+
+def test_cpu_compute_follows_threads_and_core_types():
+    flops = {k: c.fp32_flops_per_cycle for k, c in device_db.cpu_cores().items()}
+    s23 = _dev("Galaxy S23").cpu
+    assert [c.count for c in clusters(s23)] == [1, 2, 2, 3] and default_threads(s23, "phone") == 6
+    one, six, eight = (cpu_compute(s23, n, flops).tflops for n in (1, 6, 8))
+    assert one < six < eight and one == pytest.approx(3.19 * 32 / 1000)  # the X3 first: four 128-bit FMA pipes
+    assert default_threads("8x5.7 Golden-Cove + 16x4.4 Gracemont", "desktop") == 8  # llama.cpp: P-cores on x86 hybrids
+    assert cpu_compute("4x1.0 Unknown-Core", 4, flops) is None
+
+
+def test_threads_slow_a_cpu_bound_device_down():
+    spec = spec_from_catalog(entries()["llama-2-7b"], "Q4_0")
+    pi = _dev("Pi 5")
+    rates = [estimate_speed(spec, s, params_for("cpu")[0], n_prompt=64).decode_tps
+             for s in (from_device(pi, "cpu", n)[0] for n in (1, 2, 4))]
+    assert rates[0] < rates[1] < rates[2]
+
+
+def test_published_rows_name_their_backend():
+    row = {"backend": "llama.cpp CPU", "device": "NVIDIA Jetson AGX Orin (CPU only)", "device_variant": "12 threads",
+           "notes": ""}
+    assert backend_of(row) == "cpu" and threads_of(row) == 12
+    assert backend_of({"backend": "Ollama / llama.cpp", "device": "Raspberry Pi 5 16GB", "device_variant": "CPU"}) == "cpu"
+    assert backend_of({"backend": "llama.cpp Vulkan (llama-bench)", "device": "RTX 4090", "device_variant": ""}) == "vulkan"
+    assert backend_of({"backend": "Ollama / llama.cpp", "device": "M4 Mac mini", "device_variant": "GPU"}) is None
+
+
+def test_cpu_only_row_is_never_a_gpu_prediction():
+    d = backtest(DB / "published_benchmarks_dev.csv")
+    cpu = [r for r in d["rows"] if r.get("category") == "cpu_tmac" and "predicted" in r]
+    assert len(cpu) == 16  # every T-MAC CPU row answered ...
+    jetson = [r for r in cpu if "jetson" in r["device"]]
+    assert jetson and all(r["predicted"] < 15 for r in jetson)  # ... on the CPU, not the Orin's GPU (66 t/s)
+
+
+def test_dev_phone_runs_by_backend():
+    """The 217 dev-phone runs: every one answered; decode error per backend on the dev set within what the fit
+    reached (README accuracy table)."""
+    d = backtest(DB / "phone_runs_dev.csv")
+    assert d["overall"]["unresolved"] == 0 and d["overall"]["n"] == 434
+    s = d["summary"]
+    assert s["phone_cpu/decode"]["mape"] < 0.15 and s["phone_cpu/prefill"]["mape"] < 0.3
+    assert s["phone_hexagon/decode"]["mape"] < 0.3 and s["phone_opencl/decode"]["mape"] < 0.4
+    # the three backends differ where the data does: Hexagon decodes Q4_0 far faster than the CPU
+    rows = {(r["model"], r["category"], r["metric"]): r["predicted"] for r in d["rows"] if "predicted" in r}
+    q40 = [k for k in rows if "Q4_0" in k[0] and k[1] == "phone_hexagon" and k[2] == "prefill"]
+    assert q40 and statistics.fmean(rows[k] / rows[(k[0], "phone_cpu", k[2])] for k in q40) > 1.5
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--backend", "npu"], "unknown backend 'npu'"),
+    (["-d", "Galaxy S23", "--backend", "cuda"], "cannot run the cuda backend"),
+    (["-d", "Galaxy S22", "--backend", "hexagon"], "cannot run the hexagon backend"),
+    (["-d", "Galaxy S23", "--threads", "0"], "--threads must be at least 1"),
+    (["-d", "Galaxy S23", "--threads", "9"], "has 8 cores"),
+    (["--backend", "metal"], "this device cannot run the metal backend"),
+])
+def test_bad_backend_and_threads(args, words):
+    r = run_cli("estimate", "-m", "1.8b", *args)
+    assert r.returncode == 1 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1 and not r.stdout
+
+
+def test_estimate_json_names_backend_and_threads():
+    out = json.loads(run_cli("estimate", "-m", "1.8b", "-d", "Galaxy S23", "--backend", "hexagon", "--json").stdout)
+    assert out["device"]["backend"] == "hexagon" and "hexagon" in out["device"]["backends"]
+    four = json.loads(run_cli("estimate", "-m", "1.8b", "-d", "Galaxy S23", "--threads", "4", "--json").stdout)
+    six = json.loads(run_cli("estimate", "-m", "1.8b", "-d", "Galaxy S23", "--json").stdout)
+    assert four["speed"]["prefill_tps"] < six["speed"]["prefill_tps"]
+    assert "4 of 8 cores" in four["basis"]["speed_inputs"]["note"] or "4 of 8 cores" in json.dumps(four)
+
+
+def test_classes_without_own_fit_borrow_and_say_so():
+    p, note = params_for("rocm")
+    assert "vulkan class is used" in note
+    with pytest.raises(FitcheckError):
+        from_device(_dev("RTX 4090"), "cpu")
