@@ -33,10 +33,11 @@ sys.path.insert(0, str(HERE.parent))
 
 from fitcheck.backtest import read_rows, resolve_row  # noqa: E402
 from fitcheck.estimator.speed import (BackendParams, _read_per_token, cost_keys, estimate_speed,  # noqa: E402
-                                      output_weights, recurrent_layers)
+                                      output_weights, recurrent_kind, recurrent_layers)
 
 DB = HERE.parent / "device_db"
 CLASSES = ("cpu", "vulkan", "opencl", "hexagon")
+KINDS = ("gdn", "conv", "ssm")  # recurrent blocks: gated delta net, short convolution, Mamba
 RIDGE = 0.15  # pull of log(type value) toward the class mean, per type
 
 
@@ -79,9 +80,13 @@ def unpack(x, keys: list[str]) -> BackendParams:
             if members:
                 table[fam] = float(np.exp(np.mean([np.log(table[k]) for k in members])))
         table.setdefault("q4", table.get("q4_0") or float(np.exp(np.mean(np.log(list(table.values()))))))
+    r = 3 + 2 * n
+    nodot = float(x[r + 2 * len(KINDS)])
     return BackendParams(bw_eff=float(x[0]), flops_per_weight={k: float(v) for k, v in fpw.items()},
                          t_layer_s=float(x[1]), pp_eff={k: float(v) for k, v in pp.items()}, t_token_s=float(x[2]),
-                         t_recurrent_layer_s=float(x[3 + 2 * n]))
+                         t_recurrent_layer_s={k: float(x[r + i]) for i, k in enumerate(KINDS)},
+                         t_recurrent_token_s={k: float(x[r + len(KINDS) + i]) for i, k in enumerate(KINDS)},
+                         no_dot_factor=nodot)
 
 
 def predict(res, p: BackendParams) -> float:
@@ -103,6 +108,8 @@ class Features:
         self.m = np.array([m for _, m, _ in samples])
         self.read, self.wbytes, self.bw, self.flops, self.layers, self.np, self.attn, self.passes, self.active, self.rec, \
             self.out = (np.zeros(n) for _ in range(11))
+        self.kind = np.zeros((n, len(KINDS)))
+        self.nodot = np.array([not r.device.dot_product for r, _, _ in samples], dtype=float)
         for i, (r, _, _) in enumerate(samples):
             wb, elems, act = active_weights(r.spec)
             for t, e in elems.items():
@@ -115,22 +122,28 @@ class Features:
             self.attn[i] = 2 * r.spec.n_layer * max(r.spec.n_head) * r.spec.head_dim_k * r.n_prompt ** 2
             self.passes[i] = -(-r.n_prompt // 512)
             self.rec[i], self.out[i] = recurrent_layers(r.spec), output_weights(r.spec)
+            self.kind[i, KINDS.index(recurrent_kind(r.spec))] = 1.0
 
     def tps(self, x) -> np.ndarray:
         n = len(self.keys)
         fpw, pp = np.exp(x[3:3 + n]), np.exp(x[3 + n:3 + 2 * n])
-        fixed = self.layers * x[1] + x[2] + self.rec * x[-1]
-        decode = self.read / (x[0] * self.bw) + (self.E @ fpw) / self.flops + fixed
+        r, k = 3 + 2 * n, len(KINDS)
+        flops = self.flops * (1 - self.nodot * (1 - x[r + 2 * k]))
+        fixed = self.layers * x[1] + x[2] + self.rec * (self.kind @ x[r:r + k])
+        t_rec = self.rec * self.np * (self.kind @ x[r + k:r + 2 * k])
+        decode = self.read / (x[0] * self.bw) + (self.E @ fpw) / flops + fixed
         eff = (self.E @ pp) / np.maximum(self.E.sum(1), 1)
-        t_pp = (2 * (self.active - self.out) * self.np + 2 * self.out + self.attn) / (eff * self.flops) + self.passes * (self.wbytes / self.bw + fixed)
+        t_pp = ((2 * (self.active - self.out) * self.np + 2 * self.out + self.attn) / (eff * flops) + t_rec
+                + self.passes * (self.wbytes / self.bw + fixed))
         return np.where(self.prefill, self.np / t_pp, 1 / decode)
 
 
 def fit(samples, keys: list[str]) -> BackendParams:
     n = len(keys)
-    x0 = np.array([0.7, 1e-4, 1e-3] + [np.log(20.0)] * n + [np.log(0.3)] * n + [1e-4])
-    lo = [0.1, 0.0, 0.0] + [np.log(0.01)] * n + [np.log(1e-4)] * n + [0.0]
-    hi = [1.0, 5e-3, 0.2] + [np.log(5000.0)] * n + [np.log(5.0)] * n + [0.05]
+    k = len(KINDS)
+    x0 = np.array([0.7, 1e-4, 1e-3] + [np.log(20.0)] * n + [np.log(0.3)] * n + [1e-4] * k + [1e-6] * k + [0.5])
+    lo = [0.1, 0.0, 0.0] + [np.log(0.01)] * n + [np.log(1e-4)] * n + [0.0] * (2 * k) + [0.05]
+    hi = [1.0, 5e-3, 0.2] + [np.log(5000.0)] * n + [np.log(5.0)] * n + [0.05] * k + [1e-3] * k + [1.0]
     has_pp = any(r.metric == "prefill" for r, _, _ in samples)
 
     f = Features(samples, keys)
@@ -140,8 +153,12 @@ def fit(samples, keys: list[str]) -> BackendParams:
         return np.concatenate([np.log(np.maximum(f.tps(x), 1e-9) / f.m), RIDGE * (fl - fl.mean()),
                                RIDGE * (pl - pl.mean()) * has_pp])
 
-    x = least_squares(resid, x0, bounds=(lo, hi), x_scale=[0.1, 1e-4, 1e-3] + [1.0] * (2 * n) + [1e-4]).x
+    x = least_squares(resid, x0, bounds=(lo, hi), x_scale=[0.1, 1e-4, 1e-3] + [1.0] * (2 * n) + [1e-4] * k + [1e-5] * k + [0.1]).x
     p = unpack(x, keys)
+    seen = {KINDS[j] for j in range(k) if (f.kind[:, j] * f.rec).any()}  # a kind without rows stays unfitted (0)
+    p = replace(p, no_dot_factor=p.no_dot_factor if f.nodot.any() else 1.0,
+                t_recurrent_layer_s={c: v for c, v in p.t_recurrent_layer_s.items() if c in seen},
+                t_recurrent_token_s={c: v for c, v in p.t_recurrent_token_s.items() if c in seen})
     check = [predict(r, p) / t - 1 for (r, _, _), t in zip(samples[:5], f.tps(x)[:5])]
     assert max(map(abs, check)) < 0.01, check  # the fast path computes what estimate_speed does
     return p
@@ -174,7 +191,8 @@ def main() -> None:
         p = fit(samples, keys)
         print(f"\n== {backend}: {len(samples)} rows, weight types {', '.join(keys)} ==")
         print(f"  bw_eff {p.bw_eff:.3f}  t_layer {p.t_layer_s * 1e6:.1f} us  t_token {p.t_token_s * 1e3:.2f} ms"
-              f"  t_recurrent_layer {p.t_recurrent_layer_s * 1e6:.0f} us")
+              f"  per recurrent layer {', '.join(f'{k} {v * 1e6:.0f}' for k, v in p.t_recurrent_layer_s.items())} us, "
+              f"no-dot-product factor {p.no_dot_factor:.2f}, per prompt token and recurrent layer {', '.join(f'{k} {v * 1e6:.1f}' for k, v in p.t_recurrent_token_s.items())} us")
         for k in keys:
             print(f"  {k:<8} flops/weight {p.flops_per_weight[k]:9.2f}   prefill eff {p.pp_eff[k]:.4f}")
         ins = errors(samples, p)
@@ -202,7 +220,9 @@ def main() -> None:
         cats = sorted({row["category"] for _, _, row in samples})
         fitted[backend] = {
             "bw_eff": round(p.bw_eff, 4), "t_layer_s": round(p.t_layer_s, 8), "t_token_s": round(p.t_token_s, 6),
-            "t_recurrent_layer_s": round(p.t_recurrent_layer_s, 7),
+            "t_recurrent_layer_s": {k: round(v, 7) for k, v in p.t_recurrent_layer_s.items()},
+            "t_recurrent_token_s": {k: round(v, 9) for k, v in p.t_recurrent_token_s.items()},
+            "no_dot_factor": round(p.no_dot_factor, 4),
             "flops_per_weight": {k: round(v, 3) for k, v in sorted(p.flops_per_weight.items())},
             "pp_eff": {k: round(v, 5) for k, v in sorted(p.pp_eff.items())},
             "peak": {"cpu": "fp32 FMA peak of the cores at the run's thread count (device_db/cpu_cores.csv)",

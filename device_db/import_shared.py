@@ -87,8 +87,12 @@ def backends_for(r: dict) -> str:
     if fam in ("AMD GPU", "Intel GPU"):
         rocm = fam == "AMD GPU" and not re.search(r"\brx (4|5)\d0\b|polaris|vega", text)
         return "vulkan/rocm" if rocm else "vulkan"
-    if fam == "AMD APU":
+    if fam == "AMD APU" or "strix halo" in text:
         return "vulkan/rocm/cpu"
+    if "radeon" in text:  # an APU's integrated Radeon: llama.cpp's Vulkan backend, or the CPU
+        return "vulkan/cpu"
+    if "snapdragon x" in text:  # Windows/Linux on Snapdragon: Adreno X1 through OpenCL (docs/backend/OPENCL.md)
+        return "cpu/opencl"
     return "cpu"
 
 

@@ -115,6 +115,13 @@ def from_profile(prof: dict[str, Any]) -> tuple[DeviceSpeedSpec, dict[str, Any]]
     return spec, basis
 
 
+def has_dot_product(isa: str) -> bool:
+    """Int8 dot products llama.cpp's quantized CPU kernels use: Arm dotprod/i8mm, x86 AVX2 (maddubs), VNNI, AMX.
+    An ISA not listed is taken to have them (most CPUs since 2018 do)."""
+    words = set(isa.lower().split())
+    return not words or bool(words & {"dotprod", "i8mm", "avx2", "avx512", "vnni", "avx-vnni", "amx", "sve", "sve2"})
+
+
 def _cpu_flops() -> dict[str, float]:
     import device_db
 
@@ -175,7 +182,11 @@ def from_device(dev, backend: str | None = None, threads: int | None = None) -> 
     if not dev.bw_gbps:
         raise NoSpeedError(f"{dev.name} has no memory bandwidth in the database; give --bandwidth-gbps")
     tflops, kind, how = _compute(dev, b, threads)
-    spec = DeviceSpeedSpec(backend=b, bw_gbps=dev.bw_gbps, peak_tflops=tflops, name=dev.id, flops_kind=kind)
+    dot = b != "cpu" or has_dot_product(dev.cpu_isa)
+    spec = DeviceSpeedSpec(backend=b, bw_gbps=dev.bw_gbps, peak_tflops=tflops, name=dev.id, flops_kind=kind,
+                           dot_product=dot)
+    if not dot:
+        how += f"; no int8 dot-product instructions ({dev.cpu_isa})"
     return spec, {"bandwidth": f"{dev.bw_gbps:g} GB/s peak ({dev.verification})",
                   "compute": how if tflops else f"{how}: compute term left out, decode reads high, no prefill",
                   "backend": f"{b}: {BACKENDS[b]}" + ("" if backend else f" (the default of {', '.join(runs)})")}

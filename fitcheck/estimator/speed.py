@@ -114,6 +114,7 @@ class DeviceSpeedSpec:
     name: str = ""
     flops_kind: str = ""  # "fp16 GPU", "fp32 non-tensor CUDA", "fp32 GEMM (numpy, probed)"
     kernels: CpuKernels | None = None  # measured llama.cpp CPU kernels: the CPU kernel model applies
+    dot_product: bool = True  # a CPU with int8 dot-product instructions (Arm dotprod, x86 AVX2 and later)
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,11 @@ class BackendParams:
     t_token_s: float = 0.0  # per decoded token beside the layers (graph build, sampling, the app's loop)
     # per recurrent layer (gated delta net, short convolution, Mamba): ops a GPU/NPU backend lacks run on the CPU,
     # each such layer a graph split (ggml-backend.cpp's scheduler copies activations across and syncs)
-    t_recurrent_layer_s: float = 0.0
+    t_recurrent_layer_s: dict[str, float] = field(default_factory=dict)  # by recurrent_kind
+    t_recurrent_token_s: dict[str, float] = field(default_factory=dict)  # prefill: per prompt token and layer
+    # a CPU without int8 dot products (Cortex-A72, SSE-only x86) runs llama.cpp's quantized kernels on widening
+    # multiplies: its peak counts this much
+    no_dot_factor: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -183,6 +188,18 @@ def active_weights(spec: ModelSpec) -> tuple[int, dict[str, int], int]:
 
 def recurrent_layers(spec: ModelSpec) -> int:
     return sum(1 for il in range(spec.n_layer - spec.n_nextn) if spec.is_recurrent(il))
+
+
+# the recurrent block an architecture's layers hold: their ops differ, and so does what a GPU/NPU backend lacks
+RECURRENT_KINDS = {"qwen35": "gdn", "qwen35moe": "gdn", "qwen3next": "gdn", "lfm2": "conv", "lfm2moe": "conv"}
+
+
+def recurrent_kind(spec: ModelSpec) -> str:
+    return RECURRENT_KINDS.get(spec.architecture, "ssm")
+
+
+def _recurrent(table: dict[str, float], spec: ModelSpec) -> float:
+    return table.get(recurrent_kind(spec), table.get("*", 0.0)) if recurrent_layers(spec) else 0.0
 
 
 def output_weights(spec: ModelSpec) -> int:
@@ -257,9 +274,9 @@ def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | Cpu
     read = wbytes + kv_bytes_read(spec, depth)
     bw = dev.bw_gbps * 1e9
     t_bw = read / (p.bw_eff * bw)
-    flops = (dev.peak_tflops or 0) * 1e12
+    flops = (dev.peak_tflops or 0) * 1e12 * (1.0 if dev.dot_product else p.no_dot_factor)
     t_compute = sum(n * _per_class(p.flops_per_weight, t) for t, n in elems.items()) / flops if flops else 0.0
-    t_fixed = spec.n_layer * p.t_layer_s + p.t_token_s + recurrent_layers(spec) * p.t_recurrent_layer_s
+    t_fixed = spec.n_layer * p.t_layer_s + p.t_token_s + recurrent_layers(spec) * _recurrent(p.t_recurrent_layer_s, spec)
     decode_s = t_bw + t_compute + t_fixed
     prefill = None
     if flops and n_prompt:
@@ -270,7 +287,8 @@ def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | Cpu
         # llama.cpp computes logits for the last prompt token only: the output layer runs once per prompt
         t_flops = (2 * (n_active - output_weights(spec)) * n_prompt + 2 * output_weights(spec) + attn) / (eff * flops)
         passes = math.ceil(n_prompt / n_ubatch)
-        prefill = n_prompt / (t_flops + passes * (wbytes / bw + t_fixed))
+        t_rec = recurrent_layers(spec) * n_prompt * _recurrent(p.t_recurrent_token_s, spec)
+        prefill = n_prompt / (t_flops + t_rec + passes * (wbytes / bw + t_fixed))
     load = spec.weights_bytes / (dev.disk_gbps * 1e9) if dev.disk_gbps else None
     ttft = (load or 0) + n_prompt / prefill if prefill else None
     return SpeedEstimate(
@@ -281,4 +299,11 @@ def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | Cpu
 
 def params_from_dict(d: dict) -> BackendParams:
     return BackendParams(d["bw_eff"], dict(d["flops_per_weight"]), d["t_layer_s"], dict(d["pp_eff"]), d.get("source", ""),
-                         float(d.get("t_token_s", 0.0)), float(d.get("t_recurrent_layer_s", 0.0)))
+                         float(d.get("t_token_s", 0.0)), _by_kind(d.get("t_recurrent_layer_s")),
+                         _by_kind(d.get("t_recurrent_token_s")), float(d.get("no_dot_factor", 1.0)))
+
+
+def _by_kind(v) -> dict[str, float]:
+    if isinstance(v, dict):
+        return {str(k): float(x) for k, x in v.items()}
+    return {"*": float(v)} if isinstance(v, (int, float)) else {}
