@@ -230,7 +230,7 @@ def predict(r: Resolved, params: dict | None = None) -> float:
 
 def backtest(path: str | Path, params: dict | None = None) -> dict[str, Any]:
     rows = read_rows(path)
-    out, errors = [], {}
+    out, errors, by_class = [], {}, {}
     for row in rows:
         try:
             measured = float(row["value"])
@@ -247,12 +247,48 @@ def backtest(path: str | Path, params: dict | None = None) -> dict[str, Any]:
             out.append({"id": row["id"], "category": row["category"], "test": row["test"], "unresolved": str(e)})
             continue
         err = pred / measured - 1
-        out.append({"id": row["id"], "category": row["category"], "device": res.device.name, "model": res.notes,
+        out.append({"id": row["id"], "category": row["category"], "device": res.device.name, "backend": res.backend,
+                    "model": res.notes,
                     "test": row["test"], "metric": res.metric, "predicted": round(pred, 3), "measured": measured,
                     "error": round(err, 4)})
         errors.setdefault((row["category"], res.metric), []).append(abs(err))
+        by_class.setdefault((res.backend, res.metric), []).append(abs(err))
     summary = {f"{cat}/{metric}": {"mape": round(statistics.fmean(v), 4), "n": len(v)} for (cat, metric), v in sorted(errors.items())}
     all_err = [e for v in errors.values() for e in v]
-    return {"rows": out, "summary": summary,
+    classes = {f"{b}/{metric}": {"mape": round(statistics.fmean(v), 4), "n": len(v)} for (b, metric), v in sorted(by_class.items())}
+    return {"rows": out, "summary": summary, "by_class": classes,
             "overall": {"mape": round(statistics.fmean(all_err), 4) if all_err else None, "n": len(all_err),
                         "unresolved": sum(1 for r in out if "unresolved" in r)}}
+
+
+def samples_by_class(rows: list[dict[str, str]], classes) -> dict[str, list]:
+    """(resolved row, measured value, row) per backend class; prompts of unknown length (main's or Ollama's
+    "prompt eval") are left out of prefill."""
+    out: dict[str, list] = {c: [] for c in classes}
+    for row in rows:
+        res, _ = resolve_row(row)
+        if res is None or res.backend not in out:
+            continue
+        if res.metric == "prefill" and not row["test"].lower().startswith("pp"):
+            continue
+        try:
+            out[res.backend].append((res, float(row["value"]), row))
+        except ValueError:
+            continue
+    return out
+
+
+def held_out(path: str | Path, min_rows: int = 8) -> dict[str, Any]:
+    """Per backend class in the file: each device family (a model, for one-phone classes) predicted by parameters
+    refitted without it. The refit uses this file's rows only; the shipped parameters are not touched."""
+    from fitcheck.calibration.class_fit import fit, leave_one_out, type_keys
+    from fitcheck.device.backends import BACKENDS
+
+    out = {}
+    for backend, samples in samples_by_class(read_rows(path), BACKENDS).items():
+        if len(samples) < min_rows:
+            continue
+        full = fit(samples, type_keys(samples))
+        lo = leave_one_out(backend, samples, full)
+        out[backend] = {metric: {"mape": round(statistics.fmean(v), 4), "n": len(v)} for metric, v in sorted(lo.items())}
+    return out

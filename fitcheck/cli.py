@@ -485,14 +485,17 @@ def calibrate(
 @app.command()
 @guarded
 def backtest(
-    csv_path: str = typer.Argument(..., metavar="CSV", help="Measurements in the schema of published_benchmarks_dev.csv."),
+    csv_path: str = typer.Argument(..., metavar="CSV", help="Measurements in the schema of published_benchmarks_dev.csv or phone_llm_results_dev.csv."),
+    lofo: bool = typer.Option(False, "--lofo", help="Also refit each backend class on this file without one device family (one model for a single phone) at a time and print the held-out errors."),
     json_out: bool = JSON_OPT,
 ) -> None:
-    """Predict every row of a CSV of published measurements and print the errors."""
-    from fitcheck.backtest import backtest as run_backtest
+    """Predict every row of a CSV of published measurements and print the errors, per category and per backend class."""
+    from fitcheck.backtest import backtest as run_backtest, held_out
     from fitcheck.views.render import backtest_view
 
     d = run_backtest(csv_path)
+    if lofo:
+        d["held_out"] = held_out(csv_path)
     show(d, json_out, backtest_view)
     if d["overall"]["n"] == 0:
         raise FitcheckError(f"{csv_path}: no row could be evaluated ({d['overall']['unresolved']} unresolved)")

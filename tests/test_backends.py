@@ -129,3 +129,21 @@ def test_classes_without_own_fit_borrow_and_say_so():
     assert "vulkan class is used" in note
     with pytest.raises(FitcheckError):
         from_device(_dev("RTX 4090"), "cpu")
+
+
+def test_backtest_prints_held_out_errors_per_class(tmp_path):
+    """`backtest --lofo` refits each class on the file without one group at a time: here the dev phone's CPU and
+    Hexagon runs of four models, each model held out in turn."""
+    lines = (DB / "phone_runs_dev.csv").read_text().splitlines()
+    keep = [ln for ln in lines[1:] if any(m in ln for m in ("qwen3-1.7b", "gemma-3-1b", "smollm2-1.7b", "phi-4-mini"))
+            and (",cpu," in ln or ",hexagon," in ln)]
+    p = tmp_path / "runs.csv"
+    p.write_text("\n".join([lines[0]] + keep) + "\n")
+    r = run_cli("backtest", str(p), "--lofo", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert set(d["held_out"]) == {"cpu", "hexagon"}
+    for b in ("cpu", "hexagon"):
+        assert d["held_out"][b]["decode"]["n"] == d["by_class"][f"{b}/decode"]["n"] > 10
+        # held-out errors: of the order of the shipped fit's on the same rows, and finite
+        assert d["by_class"][f"{b}/decode"]["mape"] * 0.5 < d["held_out"][b]["decode"]["mape"] < 2.0

@@ -1,7 +1,7 @@
 """A device's speed-model inputs: from a probed profile or a device_db row, the fitted class parameters.
 
 The parameters per backend class live in device_db/speed_params.json (fitted
-by benchmarks/fit_speed_model.py, provenance kept); a calibration stored in
+by benchmarks/fit_classes.py, provenance kept); a calibration stored in
 the profile replaces them for this device.
 """
 

@@ -10,7 +10,7 @@ TTFT = load (weights from disk) + prefill of the prompt.
 Few parameters, each physical: a bandwidth efficiency, a compute cost per
 weight by weight class, a per-layer fixed cost, and a prefill compute
 efficiency by class. They are fitted per backend class by
-benchmarks/fit_speed_model.py on published llama.cpp measurements and stored
+benchmarks/fit_classes.py on published llama.cpp measurements and stored
 with their provenance in device_db/speed_params.json.
 """
 

@@ -317,6 +317,14 @@ def backtest_view(console: Console, d: dict[str, Any]) -> None:
     o = d["overall"]
     s.add_row("[bold]all[/bold]", f"{o['mape']:.1%}" if o["mape"] is not None else "-", str(o["n"]))
     console.print(s)
+    c = Table(title="By backend class (held out: refitted without each device family, --lofo)", title_justify="left")
+    for col in ("class / metric", "MAPE", "rows", "held out", "rows "):
+        c.add_column(col)
+    for k, v in d.get("by_class", {}).items():
+        b, metric = k.split("/")
+        h = d.get("held_out", {}).get(b, {}).get(metric)
+        c.add_row(k, f"{v['mape']:.1%}", str(v["n"]), f"{h['mape']:.1%}" if h else "-", str(h["n"]) if h else "-")
+    console.print(c)
     un = [r for r in d["rows"] if "unresolved" in r]
     if un:
         console.print(f"{len(un)} rows unresolved (listed with --json); reasons:", highlight=False)

@@ -1,0 +1,182 @@
+"""Fitting a backend class's speed parameters on measured rows (the backtest's resolved rows and their values).
+
+Per class: bandwidth efficiency, per-layer and per-token fixed costs, per weight type a decode compute cost
+(FLOPs per weight over the class's peak) and a prefill efficiency, recurrent-layer costs by kind, and a factor
+for CPUs without int8 dot products. Least squares on log(predicted/measured) with a weak pull of each type's
+values toward the class mean (types with few rows stay near it); types the data lacks fall back along
+cost_keys. The fast path (Features) computes what estimate_speed does and is checked against it.
+Used by benchmarks/fit_classes.py (which stores the values) and `fitcheck backtest --lofo`.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from dataclasses import replace
+
+from fitcheck.estimator.speed import (BackendParams, _read_per_token, cost_keys, estimate_speed, output_weights,
+                                      recurrent_kind, recurrent_layers)
+
+KINDS = ("gdn", "conv", "ssm")  # recurrent blocks: gated delta net, short convolution, Mamba
+RIDGE = 0.15  # pull of log(type value) toward the class mean, per type
+
+
+def type_keys(samples) -> list[str]:
+    """Weight types carrying at least 3 % of some row's weights (smaller ones fall back along cost_keys)."""
+    keys = set()
+    for res, _, _ in samples:
+        share: dict[str, int] = {}
+        for t, f in _read_per_token(res.spec):
+            k = cost_keys(t.ggml_type)[0]
+            share[k] = share.get(k, 0) + int(t.n_elements * f)
+        total = sum(share.values())
+        keys |= {k for k, n in share.items() if n >= 0.03 * total}
+    return sorted(keys)
+
+
+def unpack(x, keys: list[str]) -> BackendParams:
+    import numpy as np
+
+    n = len(keys)
+    fpw = dict(zip(keys, np.exp(x[3:3 + n])))
+    pp = dict(zip(keys, np.exp(x[3 + n:3 + 2 * n])))
+    for table in (fpw, pp):  # the fallbacks cost_keys walks to: family means, then legacy 4-bit
+        for fam, members in (("kq", [k for k in keys if k.endswith("_k")]), ("iq", [k for k in keys if k.startswith("iq")])):
+            if members:
+                table[fam] = float(np.exp(np.mean([np.log(table[k]) for k in members])))
+        table.setdefault("q4", table.get("q4_0") or float(np.exp(np.mean(np.log(list(table.values()))))))
+    r = 3 + 2 * n
+    nodot = float(x[r + 2 * len(KINDS)])
+    return BackendParams(bw_eff=float(x[0]), flops_per_weight={k: float(v) for k, v in fpw.items()},
+                         t_layer_s=float(x[1]), pp_eff={k: float(v) for k, v in pp.items()}, t_token_s=float(x[2]),
+                         t_recurrent_layer_s={k: float(x[r + i]) for i, k in enumerate(KINDS)},
+                         t_recurrent_token_s={k: float(x[r + len(KINDS) + i]) for i, k in enumerate(KINDS)},
+                         no_dot_factor=nodot)
+
+
+def predict(res, p: BackendParams) -> float:
+    e = estimate_speed(res.spec, res.device, p, n_prompt=res.n_prompt, depth=res.depth)
+    return e.prefill_tps if res.metric == "prefill" else e.decode_tps
+
+
+class Features:
+    """What estimate_speed computes from a row that does not depend on the parameters, so a fit evaluates fast."""
+
+    def __init__(self, samples, keys: list[str]):
+        import numpy as np
+
+        from fitcheck.estimator.speed import active_weights, kv_bytes_read
+
+        self.keys = keys
+        idx = {k: i for i, k in enumerate(keys)}
+        n = len(samples)
+        self.E = np.zeros((n, len(keys)))
+        self.prefill = np.array([r.metric == "prefill" for r, _, _ in samples])
+        self.m = np.array([m for _, m, _ in samples])
+        self.read, self.wbytes, self.bw, self.flops, self.layers, self.np, self.attn, self.passes, self.active, self.rec, \
+            self.out = (np.zeros(n) for _ in range(11))
+        self.kind = np.zeros((n, len(KINDS)))
+        self.nodot = np.array([not r.device.dot_product for r, _, _ in samples], dtype=float)
+        for i, (r, _, _) in enumerate(samples):
+            wb, elems, act = active_weights(r.spec)
+            for t, e in elems.items():
+                k = next(k for k in cost_keys(t) + tuple(keys) if k in idx)
+                self.E[i, idx[k]] += e
+            self.read[i] = wb + kv_bytes_read(r.spec, r.depth)
+            self.wbytes[i], self.active[i] = wb, act
+            self.bw[i], self.flops[i] = r.device.bw_gbps * 1e9, (r.device.peak_tflops or 0) * 1e12
+            self.layers[i], self.np[i] = r.spec.n_layer, r.n_prompt
+            self.attn[i] = 2 * r.spec.n_layer * max(r.spec.n_head) * r.spec.head_dim_k * r.n_prompt ** 2
+            self.passes[i] = -(-r.n_prompt // 512)
+            self.rec[i], self.out[i] = recurrent_layers(r.spec), output_weights(r.spec)
+            self.kind[i, KINDS.index(recurrent_kind(r.spec))] = 1.0
+
+    def tps(self, x):
+        import numpy as np
+
+        n = len(self.keys)
+        fpw, pp = np.exp(x[3:3 + n]), np.exp(x[3 + n:3 + 2 * n])
+        r, k = 3 + 2 * n, len(KINDS)
+        flops = self.flops * (1 - self.nodot * (1 - x[r + 2 * k]))
+        fixed = self.layers * x[1] + x[2] + self.rec * (self.kind @ x[r:r + k])
+        t_rec = self.rec * self.np * (self.kind @ x[r + k:r + 2 * k])
+        decode = self.read / (x[0] * self.bw) + (self.E @ fpw) / flops + fixed
+        eff = (self.E @ pp) / np.maximum(self.E.sum(1), 1)
+        t_pp = ((2 * (self.active - self.out) * self.np + 2 * self.out + self.attn) / (eff * flops) + t_rec
+                + self.passes * (self.wbytes / self.bw + fixed))
+        return np.where(self.prefill, self.np / t_pp, 1 / decode)
+
+
+def fit(samples, keys: list[str]) -> BackendParams:
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    n = len(keys)
+    k = len(KINDS)
+    x0 = np.array([0.7, 1e-4, 1e-3] + [np.log(20.0)] * n + [np.log(0.3)] * n + [1e-4] * k + [1e-6] * k + [0.5])
+    lo = [0.1, 0.0, 0.0] + [np.log(0.01)] * n + [np.log(1e-4)] * n + [0.0] * (2 * k) + [0.05]
+    hi = [1.0, 5e-3, 0.2] + [np.log(5000.0)] * n + [np.log(5.0)] * n + [0.05] * k + [1e-3] * k + [1.0]
+    has_pp = any(r.metric == "prefill" for r, _, _ in samples)
+
+    f = Features(samples, keys)
+
+    def resid(x):
+        fl, pl = x[3:3 + n], x[3 + n:3 + 2 * n]
+        return np.concatenate([np.log(np.maximum(f.tps(x), 1e-9) / f.m), RIDGE * (fl - fl.mean()),
+                               RIDGE * (pl - pl.mean()) * has_pp])
+
+    x = least_squares(resid, x0, bounds=(lo, hi), x_scale=[0.1, 1e-4, 1e-3] + [1.0] * (2 * n) + [1e-4] * k + [1e-5] * k + [0.1]).x
+    p = unpack(x, keys)
+    seen = {KINDS[j] for j in range(k) if (f.kind[:, j] * f.rec).any()}  # a kind without rows stays unfitted (0)
+    p = replace(p, no_dot_factor=p.no_dot_factor if f.nodot.any() else 1.0,
+                t_recurrent_layer_s={c: v for c, v in p.t_recurrent_layer_s.items() if c in seen},
+                t_recurrent_token_s={c: v for c, v in p.t_recurrent_token_s.items() if c in seen})
+    check = [predict(r, p) / t - 1 for (r, _, _), t in zip(samples[:5], f.tps(x)[:5])]
+    assert max(map(abs, check)) < 0.01, check  # the fast path computes what estimate_speed does
+    return p
+
+
+def family(device_id: str) -> str:
+    """Device family held out together: an Apple generation, an RTX series, a data-centre part, else the device."""
+    m = re.match(r"apple-(m\d|a\d+)", device_id)
+    if m:
+        return f"Apple {m.group(1).upper()}"
+    m = re.search(r"rtx-(\d)0", device_id)
+    if m:
+        return f"RTX {m.group(1)}0-series"
+    for key in ("a100", "h100", "jetson", "dgx"):
+        if key in device_id:
+            return key.upper()
+    return device_id
+
+
+def group_of(backend: str, res, row) -> str:
+    if backend in ("opencl", "hexagon") or row["category"].startswith("phone_"):
+        return row["model"]  # one phone: hold out each model
+    return family(res.device.name)
+
+
+def errors(samples, p) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for res, m, row in samples:
+        out.setdefault(f"{row['category']}/{res.metric}", []).append(abs(predict(res, p) / m - 1))
+    return out
+
+
+
+
+def leave_one_out(backend: str, samples, full: BackendParams) -> dict[str, list[float]]:
+    """Errors of each group's rows (a device family, or a model on one phone) predicted by a fit without them."""
+    out: dict[str, list[float]] = {}
+    for g in sorted({group_of(backend, r, row) for r, _, row in samples}):
+        train = [s for s in samples if group_of(backend, s[0], s[2]) != g]
+        test = [s for s in samples if group_of(backend, s[0], s[2]) == g]
+        if len(train) < 4:
+            continue
+        pf = fit(train, type_keys(train))
+        # a type only the held-out group has: the full fit's value
+        pf = replace(pf, flops_per_weight={**full.flops_per_weight, **pf.flops_per_weight},
+                     pp_eff={**full.pp_eff, **pf.pp_eff})
+        for k, v in errors(test, pf).items():
+            out.setdefault(k.split("/")[1], []).extend(v)
+    return out
