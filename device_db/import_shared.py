@@ -238,6 +238,12 @@ def main() -> None:
                 d[k] = d.get(k) or chip.get(k)
     for d in rows:
         d["backends"] = d.get("backends") or backends_for(d)
+    for c in rows:  # a chip asked for by name: the RAM its phones in this database come with
+        if c.get("kind") == "chip" and not c.get("ram_gb"):
+            opts = sorted({int(x) for d in rows if d.get("chip") == c["id"] for x in str(d.get("ram_gb") or "").split("/") if x})
+            if opts:
+                c["ram_gb"] = "/".join(map(str, opts))
+                c["derived"] = "; ".join(x for x in (c.get("derived"), "RAM options: those of the phones listed with this chip") if x)
     with (HERE / "devices.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()

@@ -115,6 +115,9 @@ def from_profile(prof: dict[str, Any]) -> tuple[DeviceSpeedSpec, dict[str, Any]]
     return spec, basis
 
 
+PHONE_SOC_FAMILIES = ("Snapdragon", "Dimensity", "Tensor", "Exynos", "Apple A")
+
+
 def has_dot_product(isa: str) -> bool:
     """Int8 dot products llama.cpp's quantized CPU kernels use: Arm dotprod/i8mm, x86 AVX2 (maddubs), VNNI, AMX.
     An ISA not listed is taken to have them (most CPUs since 2018 do)."""
@@ -140,7 +143,8 @@ def check_threads(threads: int | None, cores: int | None, where: str) -> None:
 def _compute(dev, backend: str, threads: int | None) -> tuple[float | None, str, str]:
     """(peak the class's parameters were fitted against, its kind, how it was found) for a device and backend."""
     if backend == "cpu":
-        n = threads or default_threads(dev.cpu, dev.kind)
+        phone_soc = dev.kind == "chip" and dev.family in PHONE_SOC_FAMILIES  # asked by SoC name: a phone's app
+        n = threads or default_threads(dev.cpu, "phone" if phone_soc else dev.kind)
         cc = cpu_compute(dev.cpu, n, _cpu_flops()) if dev.cpu else None
         if cc is None:
             return None, "", f"CPU cores unknown ({dev.cpu or 'no CPU in the database'})"
