@@ -147,3 +147,20 @@ def test_backtest_prints_held_out_errors_per_class(tmp_path):
         assert d["held_out"][b]["decode"]["n"] == d["by_class"][f"{b}/decode"]["n"] > 10
         # held-out errors: of the order of the shipped fit's on the same rows, and finite
         assert d["by_class"][f"{b}/decode"]["mape"] * 0.5 < d["held_out"][b]["decode"]["mape"] < 2.0
+
+
+@pytest.mark.parametrize("soc", [
+    "Snapdragon 8 Gen 1", "Snapdragon 8 Gen 2", "Snapdragon 8 Gen 3", "Snapdragon 8 Elite", "Snapdragon 8 Elite Gen 5",
+    "Snapdragon 7+ Gen 3", "Snapdragon 8s Gen 3", "Dimensity 8300", "Dimensity 8400", "Dimensity 9200", "Dimensity 9300",
+    "Dimensity 9400", "Dimensity 9500", "Tensor G2", "Tensor G3", "Tensor G4", "Tensor G5", "Exynos 2200", "Exynos 2400",
+    "Exynos 2500", "A15 Bionic 5-core", "A16 Bionic", "A17 Pro", "A18 Pro", "A19 Pro",
+])
+def test_phone_socs_answer_by_name(soc):
+    """The issue's phone SoCs of 2022-2026 resolve by name, with CPU clusters and a RAM option, and answer decode and
+    prefill on their CPU at the phone apps' thread count."""
+    d = _dev(soc)
+    assert d.kind == "chip" and d.cpu and d.ram_options_gb and "source" and d.source
+    spec, basis = from_device(d, "cpu")
+    assert spec.peak_tflops and "6 of" in basis["compute"]
+    est = estimate_speed(spec_from_catalog(entries()["qwen3-1.7b"], "Q4_K_M"), spec, params_for("cpu")[0], n_prompt=256)
+    assert 1 < est.decode_tps < 100 and 5 < est.prefill_tps < 2000

@@ -204,9 +204,13 @@ def _recurrent(table: dict[str, float], spec: ModelSpec) -> float:
 
 def output_weights(spec: ModelSpec) -> int:
     """Elements of the output projection (the tied embedding table when there is no output.weight)."""
+    return _output_by_kernel(spec)[1]
+
+
+def _output_by_kernel(spec: ModelSpec) -> tuple[str, int]:
     out = next((t for t in spec.tensors if t.name == "output.weight"), None)
     out = out or next((t for t in spec.tensors if t.name == "token_embd.weight"), None)
-    return out.n_elements if out else 0
+    return (kernel_class(out.ggml_type), out.n_elements) if out else ("", 0)
 
 
 def kv_bytes_read(spec: ModelSpec, depth: int, kv_type_bytes: float = 2.0) -> int:
@@ -254,7 +258,10 @@ def cpu_kernel_speed(spec: ModelSpec, dev: DeviceSpeedSpec, kp: CpuKernelParams,
     if n_prompt:
         head = max(spec.n_head) * spec.head_dim_k
         attn_macs = spec.n_layer * head * n_prompt * n_prompt  # QK^T and PV over a causal prompt (half of n^2 each)
-        t_mm = sum(n * n_prompt / (kp.pp(c) * _rate(k.pp_elems_per_s, c)) for c, n in elems.items() if n)
+        # logits for the last prompt token only: the output projection runs once per prompt
+        out_class, out_n = _output_by_kernel(spec)
+        rows = {c: n * n_prompt - (out_n * (n_prompt - 1) if c == out_class else 0) for c, n in elems.items()}
+        t_mm = sum(r / (kp.pp(c) * _rate(k.pp_elems_per_s, c)) for c, r in rows.items() if r > 0)
         t_attn = attn_macs / (kp.pp("f16") * _rate(k.pp_elems_per_s, "f16"))
         passes = math.ceil(n_prompt / n_ubatch)
         prefill = n_prompt / (t_mm + t_attn + passes * wbytes / bw)
