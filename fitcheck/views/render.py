@@ -279,6 +279,11 @@ def devices_view(console: Console, devs: list) -> None:
         t.add_row(esc(d.name), d.kind, str(d.year or "-"), "/".join(map(str, d.ram_options_gb)) or "-",
                   f"{d.bw_gbps:g}" if d.bw_gbps else "-", f"{tf:g}" if tf else "-", *(["/".join(d.backends)] if wide else []))
     console.print(t)
+    if len(devs) <= 3:  # a device asked for by name: what it runs and what its speed rests on
+        for d in devs:
+            runs = ", ".join(f"{b} (default)" if i == 0 else b for i, b in enumerate(d.backends))
+            facts = [f"runs: {runs}"] + [f"{k}: {v}" for k, v in (("CPU", d.cpu), ("ISA", d.cpu_isa), ("NPU", d.npu)) if v]
+            console.print(f"{d.name}: " + "; ".join(facts), highlight=False, markup=False, soft_wrap=True)
 
 
 def speed_line(d: dict[str, Any]) -> str:
