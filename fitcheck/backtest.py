@@ -29,7 +29,8 @@ MODEL_ALIASES = {
     "qwen2.5-coder 7b": "qwen2.5-7b",
 }
 QUANT_ALIASES = {"fp16": "F16", "bf16": "F16", "q8": "MLX_8BIT", "q4": "MLX_4BIT", "mlx 4-bit": "MLX_4BIT",
-                 "q4 (mlx 4-bit)": "MLX_4BIT"}
+                 "q4 (mlx 4-bit)": "MLX_4BIT", "4bit": "MLX_4BIT", "4-bit": "MLX_4BIT", "8bit": "MLX_8BIT",
+                 "8-bit": "MLX_8BIT", "mlx 4bit": "MLX_4BIT", "mlx 8bit": "MLX_8BIT"}
 
 
 @dataclass(frozen=True)

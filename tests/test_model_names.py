@@ -53,3 +53,20 @@ def test_unknown_names_stay_errors():
     assert r.returncode != 0 and "no such file" in r.stderr
     r = run_cli("estimate", "-m", "someorg/nosuch-model")
     assert r.returncode != 0 and "unknown model" in r.stderr
+
+
+@pytest.mark.parametrize("name, cid", [
+    ("qwen3moe 30B.A3B", "qwen3-30b-a3b"), ("llama 7B", "llama-2-7b"), ("llama 8B", "llama-3.1-8b"),
+    ("gpt-oss 20B", "gpt-oss-20b"), ("gemma3 4B", "gemma-3-4b"), ("llama 70B", "llama-3.1-70b"),
+])
+def test_llama_bench_model_types_resolve(name, cid):
+    """llama-bench's "model type" column (llama.cpp's architecture word and size) names a catalog shape."""
+    assert resolve(name)[0].id == cid
+
+
+@pytest.mark.parametrize("ftype, fmt", [("Q4_K - Medium", "Q4_K_M"), ("Q3_K - Large", "Q3_K_L"), ("Q2_K - Medium", "Q2_K"),
+                                        ("IQ4_XS - 4.25 bpw", "IQ4_XS"), ("MXFP4 MoE", "MXFP4_MOE")])
+def test_llama_bench_file_types_resolve(ftype, fmt):
+    from fitcheck.model.quants import get_format
+
+    assert get_format(ftype).name == fmt

@@ -133,6 +133,25 @@ def _by_name(text: str) -> str | None:
     return None
 
 
+# llama.cpp's own architecture words in llama-bench's "model type" column ("llama 8B", "qwen3moe 30B.A3B")
+_BENCH_TYPE = re.compile(r"^([a-z][a-z0-9_.-]*?)\s+(\d+(?:\.\d+)?)b(?:\.a(\d+(?:\.\d+)?)b)?\b")
+
+
+def _by_bench_type(model: str) -> str | None:
+    """'<arch> <size>B' as llama-bench prints a model: the catalog entry of that llama.cpp architecture whose
+    parameter count is nearest the size (within 15 %); among equals the one named after the architecture
+    ("llama 7B" is Llama-2-7B, not Mistral-7B)."""
+    m = _BENCH_TYPE.match(model.strip().lower())
+    if not m:
+        return None
+    arch, size = m.group(1), float(m.group(2))
+    cands = [e for e in entries().values() if e.arch == arch and e.params_b_published
+             and abs(e.params_b_published / size - 1) <= 0.15]
+    if not cands:
+        return None
+    return min(cands, key=lambda e: (not e.id.startswith(arch.split("moe")[0]), abs(e.params_b_published - size))).id
+
+
 def resolve(model: str) -> tuple[CatalogEntry, str | None]:
     """Catalog entry for an id, size alias, Hugging Face repo id, Ollama tag or GGUF file name; second value names
     the alias or name used (None for an id)."""
@@ -141,7 +160,7 @@ def resolve(model: str) -> tuple[CatalogEntry, str | None]:
         return entries()[ALIASES[key]], key
     if key in entries():
         return entries()[key], None
-    found = _by_name(model)
+    found = _by_name(model) or _by_bench_type(model)
     if found:
         return entries()[found], model.strip()
     names = list(entries()) + list(ALIASES)

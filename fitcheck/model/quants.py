@@ -82,8 +82,21 @@ ALIASES = {"MLX4": "MLX_4BIT", "MLX-4BIT": "MLX_4BIT", "MLX8": "MLX_8BIT", "MLX-
 LADDER = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K")
 
 
+# llama-bench's file-type words (llama_model_ftype_name): "Q4_K - Medium", "IQ4_XS - 4.25 bpw", "MXFP4 MoE"
+_BENCH_FTYPE = re.compile(r"^(\w+?)\s+-\s+(SMALL|MEDIUM|LARGE|[\d.]+ BPW)$")
+
+
+def _bench_ftype(key: str) -> str:
+    m = _BENCH_FTYPE.match(key)
+    if m:
+        base, kind = m.groups()
+        size = {"SMALL": "_S", "MEDIUM": "_M", "LARGE": "_L"}.get(kind, "")
+        return base if base in ("Q2_K", "Q6_K") else base + size
+    return "MXFP4_MOE" if key == "MXFP4 MOE" else key
+
+
 def get_format(name: str) -> QuantFormat:
-    key = name.strip().upper().replace("-", "_")
+    key = _bench_ftype(" ".join(name.strip().upper().split())).replace("-", "_")
     key = ALIASES.get(key, ALIASES.get(name.strip().upper(), key))
     if key not in FORMATS:
         raise UsageError(f"unknown quantization {name!r}; known: {', '.join(FORMATS)}")
