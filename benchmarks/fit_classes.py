@@ -27,10 +27,25 @@ from fitcheck.backtest import read_rows, samples_by_class  # noqa: E402
 from fitcheck.calibration.class_fit import errors, fit, leave_one_out, predict, type_keys  # noqa: E402
 
 DB = HERE.parent / "device_db"
-CLASSES = ("cpu", "vulkan", "opencl", "hexagon", "metal", "cuda")
+CLASSES = ("cpu", "vulkan", "opencl", "hexagon", "metal", "cuda")  # cpu first: opencl and hexagon use it
+# weight types with no matrix-product kernel in the backend, run on the device's CPU (llama.cpp's supports_op:
+# ggml-opencl.cpp ggml_opencl_supports_op GGML_OP_MUL_MAT; ggml-hexagon.cpp ggml_hexagon_supported_mul_mat)
+_IQ_LOW = ("iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s", "iq4_xs")
+# OpenCL lacks Q2_K/Q3_K/IQ kernels as well, but modelling those as CPU work made its decode error 48.6 % against
+# 23.8 % with a fitted cost per type on the GPU's peak (the copies across each split dominate): its types stay its own
+CPU_TYPES = {"hexagon": ("q2_k", "q3_k", "q5_0", "q5_1", "bf16") + _IQ_LOW}
 PEAK = {"cpu": "fp32 FMA peak of the cores at the run's thread count (device_db/cpu_cores.csv)",
         "metal": "fp16 Apple GPU TFLOPS", "cuda": "fp32 non-tensor CUDA TFLOPS", "vulkan": "fp32 non-tensor GPU TFLOPS",
         "opencl": "fp32 GPU TFLOPS (Adreno)", "hexagon": "1.0 per Hexagon HTP (only the v73 was measured)"}
+
+
+def backend_params_of(d: dict | None):
+    """The CPU class just fitted in this run, else the stored one."""
+    from fitcheck.estimator.speed import params_from_dict
+
+    if d is None:
+        d = json.loads((DB / "speed_params.json").read_text())["backends"]["cpu"]
+    return params_from_dict(d)
 
 
 def main() -> None:
@@ -44,8 +59,10 @@ def main() -> None:
     for backend, samples in samples_by_class(rows, CLASSES).items():
         if backend not in wanted or not samples:
             continue
-        keys = type_keys(samples)
-        p = fit(samples, keys)
+        cpu_types = CPU_TYPES.get(backend, ())
+        cpu = backend_params_of(fitted.get("cpu")) if cpu_types else None
+        keys = type_keys(samples, cpu_types)
+        p = fit(samples, keys, cpu, cpu_types)
         print(f"\n== {backend}: {len(samples)} rows, weight types {', '.join(keys)} ==")
         print(f"  bw_eff {p.bw_eff:.3f}  t_layer {p.t_layer_s * 1e6:.1f} us  t_token {p.t_token_s * 1e3:.2f} ms"
               f"  per recurrent layer {', '.join(f'{k} {v * 1e6:.0f}' for k, v in p.t_recurrent_layer_s.items())} us, "
@@ -69,6 +86,7 @@ def main() -> None:
             "t_recurrent_layer_s": {k: round(v, 7) for k, v in p.t_recurrent_layer_s.items()},
             "t_recurrent_token_s": {k: round(v, 9) for k, v in p.t_recurrent_token_s.items()},
             "no_dot_factor": round(p.no_dot_factor, 4),
+            **({"cpu_types": list(cpu_types)} if cpu_types else {}),
             "flops_per_weight": {k: round(v, 3) for k, v in sorted(p.flops_per_weight.items())},
             "pp_eff": {k: round(v, 5) for k, v in sorted(p.pp_eff.items())},
             "peak": PEAK[backend],

@@ -21,12 +21,15 @@ KINDS = ("gdn", "conv", "ssm")  # recurrent blocks: gated delta net, short convo
 RIDGE = 0.15  # pull of log(type value) toward the class mean, per type
 
 
-def type_keys(samples) -> list[str]:
-    """Weight types carrying at least 3 % of some row's weights (smaller ones fall back along cost_keys)."""
+def type_keys(samples, cpu_types: tuple[str, ...] = ()) -> list[str]:
+    """Weight types carrying at least 3 % of some row's weights (smaller ones fall back along cost_keys); types the
+    backend leaves to the CPU are the CPU class's."""
     keys = set()
     for res, _, _ in samples:
         share: dict[str, int] = {}
         for t, f in _read_per_token(res.spec):
+            if t.ggml_type.lower() in cpu_types:
+                continue
             k = cost_keys(t.ggml_type)[0]
             share[k] = share.get(k, 0) + int(t.n_elements * f)
         total = sum(share.values())
@@ -62,10 +65,10 @@ def predict(res, p: BackendParams) -> float:
 class Features:
     """What estimate_speed computes from a row that does not depend on the parameters, so a fit evaluates fast."""
 
-    def __init__(self, samples, keys: list[str]):
+    def __init__(self, samples, keys: list[str], cpu: BackendParams | None = None, cpu_types: tuple[str, ...] = ()):
         import numpy as np
 
-        from fitcheck.estimator.speed import active_weights, kv_bytes_read
+        from fitcheck.estimator.speed import _output_tensor, active_weights, compute_part, kv_bytes_read, split_cpu_types
 
         self.keys = keys
         idx = {k: i for i, k in enumerate(keys)}
@@ -77,8 +80,16 @@ class Features:
             self.out = (np.zeros(n) for _ in range(11))
         self.kind = np.zeros((n, len(KINDS)))
         self.nodot = np.array([not r.device.dot_product for r, _, _ in samples], dtype=float)
+        self.cpu_dec, self.cpu_pp = np.zeros(n), np.zeros(n)  # the types the backend leaves to the CPU: fixed costs
+        stub = BackendParams(1.0, {}, 0.0, {}, cpu_types=cpu_types, cpu=cpu)
         for i, (r, _, _) in enumerate(samples):
             wb, elems, act = active_weights(r.spec)
+            out = _output_tensor(r.spec)
+            elems, on_cpu = split_cpu_types(elems, stub, r.device)
+            if on_cpu:
+                cpu_flops = r.device.cpu_tflops * 1e12 * (1.0 if r.device.cpu_dot_product else cpu.no_dot_factor)
+                self.cpu_dec[i], self.cpu_pp[i], _ = compute_part(on_cpu, cpu, cpu_flops, r.n_prompt, out)
+            act = sum(elems.values())
             for t, e in elems.items():
                 k = next(k for k in cost_keys(t) + tuple(keys) if k in idx)
                 self.E[i, idx[k]] += e
@@ -88,7 +99,7 @@ class Features:
             self.layers[i], self.np[i] = r.spec.n_layer, r.n_prompt
             self.attn[i] = 2 * r.spec.n_layer * max(r.spec.n_head) * r.spec.head_dim_k * r.n_prompt ** 2
             self.passes[i] = -(-r.n_prompt // 512)
-            self.rec[i], self.out[i] = recurrent_layers(r.spec), output_weights(r.spec)
+            self.rec[i], self.out[i] = recurrent_layers(r.spec), (out[1] if out[0] in elems else 0)
             self.kind[i, KINDS.index(recurrent_kind(r.spec))] = 1.0
 
     def tps(self, x):
@@ -100,14 +111,15 @@ class Features:
         flops = self.flops * (1 - self.nodot * (1 - x[r + 2 * k]))
         fixed = self.layers * x[1] + x[2] + self.rec * (self.kind @ x[r:r + k])
         t_rec = self.rec * self.np * (self.kind @ x[r + k:r + 2 * k])
-        decode = self.read / (x[0] * self.bw) + (self.E @ fpw) / flops + fixed
+        decode = self.read / (x[0] * self.bw) + (self.E @ fpw) / flops + self.cpu_dec + fixed
         eff = (self.E @ pp) / np.maximum(self.E.sum(1), 1)
-        t_pp = ((2 * (self.active - self.out) * self.np + 2 * self.out + self.attn) / (eff * flops) + t_rec
+        t_pp = ((2 * (self.active - self.out) * self.np + 2 * self.out) / (eff * flops) + self.attn / (eff * flops)
+                + self.cpu_pp + t_rec
                 + self.passes * (self.wbytes / self.bw + fixed))
         return np.where(self.prefill, self.np / t_pp, 1 / decode)
 
 
-def fit(samples, keys: list[str]) -> BackendParams:
+def fit(samples, keys: list[str], cpu: BackendParams | None = None, cpu_types: tuple[str, ...] = ()) -> BackendParams:
     import numpy as np
     from scipy.optimize import least_squares
 
@@ -118,7 +130,7 @@ def fit(samples, keys: list[str]) -> BackendParams:
     hi = [1.0, 5e-3, 0.2] + [np.log(5000.0)] * n + [np.log(5.0)] * n + [0.05] * k + [1e-3] * k + [1.0]
     has_pp = any(r.metric == "prefill" for r, _, _ in samples)
 
-    f = Features(samples, keys)
+    f = Features(samples, keys, cpu, cpu_types)
 
     def resid(x):
         fl, pl = x[3:3 + n], x[3 + n:3 + 2 * n]
@@ -128,7 +140,7 @@ def fit(samples, keys: list[str]) -> BackendParams:
     x = least_squares(resid, x0, bounds=(lo, hi), x_scale=[0.1, 1e-4, 1e-3] + [1.0] * (2 * n) + [1e-4] * k + [1e-5] * k + [0.1]).x
     p = unpack(x, keys)
     seen = {KINDS[j] for j in range(k) if (f.kind[:, j] * f.rec).any()}  # a kind without rows stays unfitted (0)
-    p = replace(p, no_dot_factor=p.no_dot_factor if f.nodot.any() else 1.0,
+    p = replace(p, no_dot_factor=p.no_dot_factor if f.nodot.any() else 1.0, cpu_types=cpu_types, cpu=cpu,
                 t_recurrent_layer_s={c: v for c, v in p.t_recurrent_layer_s.items() if c in seen},
                 t_recurrent_token_s={c: v for c, v in p.t_recurrent_token_s.items() if c in seen})
     check = [predict(r, p) / t - 1 for (r, _, _), t in zip(samples[:5], f.tps(x)[:5])]
@@ -167,13 +179,14 @@ def errors(samples, p) -> dict[str, list[float]]:
 
 def leave_one_out(backend: str, samples, full: BackendParams) -> dict[str, list[float]]:
     """Errors of each group's rows (a device family, or a model on one phone) predicted by a fit without them."""
+    cpu, cpu_types = full.cpu, full.cpu_types
     out: dict[str, list[float]] = {}
     for g in sorted({group_of(backend, r, row) for r, _, row in samples}):
         train = [s for s in samples if group_of(backend, s[0], s[2]) != g]
         test = [s for s in samples if group_of(backend, s[0], s[2]) == g]
         if len(train) < 4:
             continue
-        pf = fit(train, type_keys(train))
+        pf = fit(train, type_keys(train, cpu_types), cpu, cpu_types)
         # a type only the held-out group has: the full fit's value
         pf = replace(pf, flops_per_weight={**full.flops_per_weight, **pf.flops_per_weight},
                      pp_eff={**full.pp_eff, **pf.pp_eff})

@@ -36,8 +36,10 @@ def _key(backend: str, table: dict) -> str:
 
 
 def backend_params(backend: str, params: dict | None = None) -> BackendParams:
+    """A class's parameters; a class that leaves some weight types to the CPU carries the CPU class's too."""
     table = (params or fitted_params())["backends"]
-    return params_from_dict(table[_key(backend, table)])
+    p = params_from_dict(table[_key(backend, table)])
+    return replace(p, cpu=params_from_dict(table["cpu"])) if p.cpu_types and "cpu" in table else p
 
 
 def params_for(backend: str) -> tuple[BackendParams, str]:
@@ -187,8 +189,9 @@ def from_device(dev, backend: str | None = None, threads: int | None = None) -> 
         raise NoSpeedError(f"{dev.name} has no memory bandwidth in the database; give --bandwidth-gbps")
     tflops, kind, how = _compute(dev, b, threads)
     dot = b != "cpu" or has_dot_product(dev.cpu_isa)
+    cpu_tflops = tflops if b == "cpu" else _compute(dev, "cpu", threads)[0]  # for the types a GPU/NPU leaves to it
     spec = DeviceSpeedSpec(backend=b, bw_gbps=dev.bw_gbps, peak_tflops=tflops, name=dev.id, flops_kind=kind,
-                           dot_product=dot)
+                           dot_product=dot, cpu_tflops=cpu_tflops, cpu_dot_product=has_dot_product(dev.cpu_isa))
     if not dot:
         how += f"; no int8 dot-product instructions ({dev.cpu_isa})"
     return spec, {"bandwidth": f"{dev.bw_gbps:g} GB/s peak ({dev.verification})",

@@ -115,6 +115,8 @@ class DeviceSpeedSpec:
     flops_kind: str = ""  # "fp16 GPU", "fp32 non-tensor CUDA", "fp32 GEMM (numpy, probed)"
     kernels: CpuKernels | None = None  # measured llama.cpp CPU kernels: the CPU kernel model applies
     dot_product: bool = True  # a CPU with int8 dot-product instructions (Arm dotprod, x86 AVX2 and later)
+    cpu_tflops: float | None = None  # the device's CPU (fp32 FMA peak at its threads): where a GPU/NPU backend's
+    cpu_dot_product: bool = True     # unsupported weight types run
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,10 @@ class BackendParams:
     # a CPU without int8 dot products (Cortex-A72, SSE-only x86) runs llama.cpp's quantized kernels on widening
     # multiplies: its peak counts this much
     no_dot_factor: float = 1.0
+    # weight types the backend has no kernels for (ggml-opencl.cpp / ggml-hexagon.cpp supports_op): their matrix
+    # products run on the device's CPU, at the CPU class's parameters (`cpu`)
+    cpu_types: tuple[str, ...] = ()
+    cpu: BackendParams | None = None
 
 
 @dataclass(frozen=True)
@@ -282,17 +288,21 @@ def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | Cpu
     bw = dev.bw_gbps * 1e9
     t_bw = read / (p.bw_eff * bw)
     flops = (dev.peak_tflops or 0) * 1e12 * (1.0 if dev.dot_product else p.no_dot_factor)
-    t_compute = sum(n * _per_class(p.flops_per_weight, t) for t, n in elems.items()) / flops if flops else 0.0
+    acc, on_cpu = split_cpu_types(elems, p, dev)
+    out = _output_tensor(spec)
+    t_dec, t_pp, eff = compute_part(acc, p, flops, n_prompt, out)
+    if on_cpu:
+        cpu_flops = dev.cpu_tflops * 1e12 * (1.0 if dev.cpu_dot_product else p.cpu.no_dot_factor)
+        c_dec, c_pp, _ = compute_part(on_cpu, p.cpu, cpu_flops, n_prompt, out)
+        t_dec, t_pp = t_dec + c_dec, t_pp + c_pp
+    t_compute = t_dec
     t_fixed = spec.n_layer * p.t_layer_s + p.t_token_s + recurrent_layers(spec) * _recurrent(p.t_recurrent_layer_s, spec)
     decode_s = t_bw + t_compute + t_fixed
     prefill = None
     if flops and n_prompt:
-        # dominant class sets the matmul efficiency (weighted by elements)
-        eff = sum(n * _per_class(p.pp_eff, t) for t, n in elems.items()) / max(n_active, 1)
         head = max(spec.n_head) * spec.head_dim_k
         attn = 2 * spec.n_layer * head * n_prompt * n_prompt  # QK^T and PV over a causal prompt
-        # llama.cpp computes logits for the last prompt token only: the output layer runs once per prompt
-        t_flops = (2 * (n_active - output_weights(spec)) * n_prompt + 2 * output_weights(spec) + attn) / (eff * flops)
+        t_flops = t_pp + attn / ((eff or _per_class(p.pp_eff, "f16")) * flops)
         passes = math.ceil(n_prompt / n_ubatch)
         t_rec = recurrent_layers(spec) * n_prompt * _recurrent(p.t_recurrent_token_s, spec)
         prefill = n_prompt / (t_flops + t_rec + passes * (wbytes / bw + t_fixed))
@@ -304,10 +314,42 @@ def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | Cpu
     )
 
 
+def split_cpu_types(elems: dict[str, int], p: BackendParams, dev: DeviceSpeedSpec
+                    ) -> tuple[dict[str, int], dict[str, int]]:
+    """(elements the backend computes, elements left to the device's CPU) by GGML type."""
+    if not (p.cpu_types and p.cpu is not None and dev.cpu_tflops):
+        return elems, {}
+    acc = {t: n for t, n in elems.items() if t.lower() not in p.cpu_types}
+    return acc, {t: n for t, n in elems.items() if t.lower() in p.cpu_types}
+
+
+def compute_part(elems: dict[str, int], p: BackendParams, flops: float, n_prompt: int, out) -> tuple[float, float, float]:
+    """(decode compute s, prefill matrix-product s, prefill efficiency) of some weights on one processor.
+
+    Decode: elements x FLOPs per weight (by type) / peak. Prefill: 2 FLOPs per weight and prompt token at the
+    types' efficiency; llama.cpp computes logits for the last prompt token only, so the output projection
+    (`out`: its type and elements) runs once per prompt."""
+    n_all = sum(elems.values())
+    if not n_all or not flops:
+        return 0.0, 0.0, 0.0
+    t_dec = sum(n * _per_class(p.flops_per_weight, t) for t, n in elems.items()) / flops
+    eff = sum(n * _per_class(p.pp_eff, t) for t, n in elems.items()) / n_all
+    out_type, out_n = out
+    fl = 2 * n_all * n_prompt - (2 * out_n * (n_prompt - 1) if out_type in elems and n_prompt else 0)
+    return t_dec, fl / (eff * flops), eff
+
+
+def _output_tensor(spec: ModelSpec) -> tuple[str, int]:
+    out = next((t for t in spec.tensors if t.name == "output.weight"), None)
+    out = out or next((t for t in spec.tensors if t.name == "token_embd.weight"), None)
+    return (out.ggml_type, out.n_elements) if out else ("", 0)
+
+
 def params_from_dict(d: dict) -> BackendParams:
     return BackendParams(d["bw_eff"], dict(d["flops_per_weight"]), d["t_layer_s"], dict(d["pp_eff"]), d.get("source", ""),
                          float(d.get("t_token_s", 0.0)), _by_kind(d.get("t_recurrent_layer_s")),
-                         _by_kind(d.get("t_recurrent_token_s")), float(d.get("no_dot_factor", 1.0)))
+                         _by_kind(d.get("t_recurrent_token_s")), float(d.get("no_dot_factor", 1.0)),
+                         tuple(d.get("cpu_types", ())))
 
 
 def _by_kind(v) -> dict[str, float]:
