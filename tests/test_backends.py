@@ -164,3 +164,17 @@ def test_phone_socs_answer_by_name(soc):
     assert spec.peak_tflops and "6 of" in basis["compute"]
     est = estimate_speed(spec_from_catalog(entries()["qwen3-1.7b"], "Q4_K_M"), spec, params_for("cpu")[0], n_prompt=256)
     assert 1 < est.decode_tps < 100 and 5 < est.prefill_tps < 2000
+
+
+def test_types_the_npu_lacks_run_on_the_cpu():
+    """Q2_K has no Hexagon matrix-product kernel (ggml-hexagon.cpp): its share runs on the phone's CPU, so fewer CPU
+    threads slow a Q2_K model on the NPU, and leave a Q4_0 one (all on the NPU) as it was."""
+    s23 = _dev("Galaxy S23")
+    p = params_for("hexagon")[0]
+    assert "q2_k" in p.cpu_types and p.cpu is not None and "q4_0" not in p.cpu_types
+    rates = {}
+    for q in ("Q2_K", "Q4_0"):
+        spec = spec_from_catalog(entries()["qwen3-1.7b"], q)
+        rates[q] = [estimate_speed(spec, from_device(s23, "hexagon", n)[0], p, n_prompt=256).decode_tps for n in (2, 6)]
+    assert rates["Q2_K"][0] < rates["Q2_K"][1] * 0.9
+    assert rates["Q4_0"][0] == pytest.approx(rates["Q4_0"][1], rel=0.02)
