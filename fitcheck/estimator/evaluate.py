@@ -64,6 +64,7 @@ class Target:
                 "backend": self.speed.backend if self.speed else None,
                 "bw_gbps": self.speed.bw_gbps if self.speed else None,
                 "peak_tflops": self.speed.peak_tflops if self.speed else None,
+                "peak_kind": self.speed.flops_kind if self.speed else None,
                 "calibrated": self.calibrated, "speed_note": self.speed_note, "warnings": list(self.warnings),
                 "speed_uncertainty": {"decode": round(self.uncertainty[0], 3), "prefill": round(self.uncertainty[1], 3)},
                 "paging": {"evicts_mapped_files": self.paging.evicts_mapped_files, "rule": self.paging.os_rule,
