@@ -306,7 +306,8 @@ def _basis(cls: DeviceClass, config: str, s: RuntimeSettings) -> dict[str, Any]:
         "configuration": "each device's largest RAM option and largest GPU variant" if config == "best" else
                          "each device's smallest RAM option and smallest GPU variant",
         "memory": "usable per app by OS rule (device_db/os_memory.csv); verdict on llama.cpp's reserved total",
-        "speed": "fitcheck's speed model per device (device_db/speed_params.json); mobile GPUs use the CPU class",
+        "speed": "fitcheck's speed model per device (device_db/speed_params.json), each device on the fastest "
+                 "llama.cpp backend it runs",
         "trend": "log-linear least squares on release year (scipy.stats.linregress)",
         "year": "first year the usable-memory trend clears the need with the 10 % margin and the decode trend reaches the target",
         "interval": f"{INTERVAL[0]}th-{INTERVAL[1]}th percentile over {N_BOOT} bootstrap resamples of the class's devices",

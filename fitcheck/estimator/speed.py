@@ -107,7 +107,7 @@ class CpuKernelParams:
 class DeviceSpeedSpec:
     """What the speed model needs to know about a device."""
 
-    backend: str  # cpu | metal | cuda | vulkan | mobile-gpu
+    backend: str  # a class of fitcheck.device.backends.BACKENDS: cpu, metal, cuda, vulkan, opencl, hexagon ...
     bw_gbps: float
     peak_tflops: float | None  # the peak the backend's parameters were fitted against; which one is `flops_kind`
     disk_gbps: float | None = None
