@@ -165,10 +165,7 @@ def _device(row: dict[str, str]):
         except FitcheckError:
             pass
     for q in queries:
-        try:
-            hits = search(q)
-        except Exception:  # noqa: BLE001 - an odd name is unresolved, not an error
-            hits = []
+        hits = search(q)
         if len(hits) > 1:
             # prefer the chip entry, then the one whose memory type the row names
             chips = [h for h in hits if h.kind in ("chip", "gpu", "cpu")]

@@ -11,10 +11,9 @@ Used by benchmarks/fit_classes.py (which stores the values) and `fitcheck backte
 from __future__ import annotations
 
 import re
-import statistics
 from dataclasses import replace
 
-from fitcheck.estimator.speed import (BackendParams, _read_per_token, cost_keys, estimate_speed, output_weights,
+from fitcheck.estimator.speed import (BackendParams, _read_per_token, cost_keys, estimate_speed,
                                       recurrent_kind, recurrent_layers)
 
 KINDS = ("gdn", "conv", "ssm")  # recurrent blocks: gated delta net, short convolution, Mamba
@@ -68,7 +67,7 @@ class Features:
     def __init__(self, samples, keys: list[str], cpu: BackendParams | None = None, cpu_types: tuple[str, ...] = ()):
         import numpy as np
 
-        from fitcheck.estimator.speed import _output_tensor, active_weights, compute_part, kv_bytes_read, split_cpu_types
+        from fitcheck.estimator.speed import active_weights, compute_part, kv_bytes_read, output_tensor, split_cpu_types
 
         self.keys = keys
         idx = {k: i for i, k in enumerate(keys)}
@@ -84,7 +83,7 @@ class Features:
         stub = BackendParams(1.0, {}, 0.0, {}, cpu_types=cpu_types, cpu=cpu)
         for i, (r, _, _) in enumerate(samples):
             wb, elems, act = active_weights(r.spec)
-            out = _output_tensor(r.spec)
+            out = output_tensor(r.spec)
             elems, on_cpu = split_cpu_types(elems, stub, r.device)
             if on_cpu:
                 cpu_flops = r.device.cpu_tflops * 1e12 * (1.0 if r.device.cpu_dot_product else cpu.no_dot_factor)

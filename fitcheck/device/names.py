@@ -74,7 +74,7 @@ def search(query: str | None) -> list[Device]:
     q = [w for w in tokens(query) if w not in OPTIONAL]
 
     def words(d: Device) -> set[str]:
-        return _words(d) | set(tokens(f"{d.kind} {d.os} {d.family} {d.backend}"))
+        return _words(d) | set(tokens(f"{d.kind} {d.os} {d.family} {' '.join(d.backends)}"))
 
     hits = [d for d in devices().values() if all(w in words(d) for w in q)]
     if hits:

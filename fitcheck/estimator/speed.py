@@ -21,9 +21,6 @@ from dataclasses import asdict, dataclass, field
 
 from fitcheck.model.model_spec import ModelSpec
 
-WEIGHT_CLASSES = ("f16", "q8", "q4", "kq")
-
-
 def weight_class(ggml_type: str) -> str:
     """f16 (float), q8 (Q8_0), q4 (legacy 32-block types, MLX/MLC groups), kq (K-quants and IQ types)."""
     t = ggml_type.upper()
@@ -208,15 +205,12 @@ def _recurrent(table: dict[str, float], spec: ModelSpec) -> float:
     return table.get(recurrent_kind(spec), table.get("*", 0.0)) if recurrent_layers(spec) else 0.0
 
 
-def output_weights(spec: ModelSpec) -> int:
-    """Elements of the output projection (the tied embedding table when there is no output.weight)."""
-    return _output_by_kernel(spec)[1]
-
-
-def _output_by_kernel(spec: ModelSpec) -> tuple[str, int]:
+def output_tensor(spec: ModelSpec) -> tuple[str, int]:
+    """(GGML type, elements) of the output projection: output.weight, else the tied embedding table.
+    llama.cpp computes logits for the last prompt token only, so prefill runs it once per prompt."""
     out = next((t for t in spec.tensors if t.name == "output.weight"), None)
     out = out or next((t for t in spec.tensors if t.name == "token_embd.weight"), None)
-    return (kernel_class(out.ggml_type), out.n_elements) if out else ("", 0)
+    return (out.ggml_type, out.n_elements) if out else ("", 0)
 
 
 def kv_bytes_read(spec: ModelSpec, depth: int, kv_type_bytes: float = 2.0) -> int:
@@ -264,8 +258,8 @@ def cpu_kernel_speed(spec: ModelSpec, dev: DeviceSpeedSpec, kp: CpuKernelParams,
     if n_prompt:
         head = max(spec.n_head) * spec.head_dim_k
         attn_macs = spec.n_layer * head * n_prompt * n_prompt  # QK^T and PV over a causal prompt (half of n^2 each)
-        # logits for the last prompt token only: the output projection runs once per prompt
-        out_class, out_n = _output_by_kernel(spec)
+        out_type, out_n = output_tensor(spec)
+        out_class = kernel_class(out_type) if out_type else ""
         rows = {c: n * n_prompt - (out_n * (n_prompt - 1) if c == out_class else 0) for c, n in elems.items()}
         t_mm = sum(r / (kp.pp(c) * _rate(k.pp_elems_per_s, c)) for c, r in rows.items() if r > 0)
         t_attn = attn_macs / (kp.pp("f16") * _rate(k.pp_elems_per_s, "f16"))
@@ -289,7 +283,7 @@ def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | Cpu
     t_bw = read / (p.bw_eff * bw)
     flops = (dev.peak_tflops or 0) * 1e12 * (1.0 if dev.dot_product else p.no_dot_factor)
     acc, on_cpu = split_cpu_types(elems, p, dev)
-    out = _output_tensor(spec)
+    out = output_tensor(spec)
     t_dec, t_pp, eff = compute_part(acc, p, flops, n_prompt, out)
     if on_cpu:
         cpu_flops = dev.cpu_tflops * 1e12 * (1.0 if dev.cpu_dot_product else p.cpu.no_dot_factor)
@@ -327,8 +321,7 @@ def compute_part(elems: dict[str, int], p: BackendParams, flops: float, n_prompt
     """(decode compute s, prefill matrix-product s, prefill efficiency) of some weights on one processor.
 
     Decode: elements x FLOPs per weight (by type) / peak. Prefill: 2 FLOPs per weight and prompt token at the
-    types' efficiency; llama.cpp computes logits for the last prompt token only, so the output projection
-    (`out`: its type and elements) runs once per prompt."""
+    types' efficiency, the output projection (`out`, from output_tensor) once per prompt."""
     n_all = sum(elems.values())
     if not n_all or not flops:
         return 0.0, 0.0, 0.0
@@ -337,12 +330,6 @@ def compute_part(elems: dict[str, int], p: BackendParams, flops: float, n_prompt
     out_type, out_n = out
     fl = 2 * n_all * n_prompt - (2 * out_n * (n_prompt - 1) if out_type in elems and n_prompt else 0)
     return t_dec, fl / (eff * flops), eff
-
-
-def _output_tensor(spec: ModelSpec) -> tuple[str, int]:
-    out = next((t for t in spec.tensors if t.name == "output.weight"), None)
-    out = out or next((t for t in spec.tensors if t.name == "token_embd.weight"), None)
-    return (out.ggml_type, out.n_elements) if out else ("", 0)
 
 
 def params_from_dict(d: dict) -> BackendParams:

@@ -324,13 +324,15 @@ def backtest_view(console: Console, d: dict[str, Any]) -> None:
     o = d["overall"]
     s.add_row("[bold]all[/bold]", f"{o['mape']:.1%}" if o["mape"] is not None else "-", str(o["n"]))
     console.print(s)
-    c = Table(title="By backend class (held out: refitted without each device family, --lofo)", title_justify="left")
-    for col in ("class / metric", "MAPE", "rows", "held out", "rows "):
+    held = d.get("held_out")  # with --lofo: each class refitted without one device family at a time
+    c = Table(title="By backend class", title_justify="left")
+    for col in ("class / metric", "MAPE", "rows") + (("held out", "rows ") if held is not None else ()):
         c.add_column(col)
     for k, v in d.get("by_class", {}).items():
         b, metric = k.split("/")
-        h = d.get("held_out", {}).get(b, {}).get(metric)
-        c.add_row(k, f"{v['mape']:.1%}", str(v["n"]), f"{h['mape']:.1%}" if h else "-", str(h["n"]) if h else "-")
+        h = (held or {}).get(b, {}).get(metric)
+        extra = (f"{h['mape']:.1%}" if h else "-", str(h["n"]) if h else "-") if held is not None else ()
+        c.add_row(k, f"{v['mape']:.1%}", str(v["n"]), *extra)
     console.print(c)
     un = [r for r in d["rows"] if "unresolved" in r]
     if un:
