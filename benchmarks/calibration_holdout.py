@@ -25,6 +25,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from fitcheck.calibration.synth import SynthModel  # noqa: E402
+
+# models calibration never saw (also used by calibration_repeat.py)
+HELD_OUT = {
+    "1.4 GB Q4_0 (30 x 2560)": SynthModel(n_layer=30, n_embd=2560, n_head=20, n_head_kv=5, n_ff=6912, n_vocab=48000, weight_type="Q4_0", seed=23),
+    "2 GB Q8_0 (28 x 2304)": SynthModel(n_layer=28, n_embd=2304, n_head=18, n_head_kv=6, n_ff=6144, n_vocab=32000, weight_type="Q8_0", seed=22),
+    "0.3 GB Q4_0 (16 x 1536), ~LLC": SynthModel(n_layer=16, n_embd=1536, n_head=12, n_head_kv=4, n_ff=4096, n_vocab=48000, weight_type="Q4_0", seed=21),
+}
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -41,17 +50,13 @@ def main() -> None:
     from fitcheck.device.paging_rules import profile_rule
     from fitcheck.device.device_speed import params_for_basis
     from fitcheck.estimator.speed import estimate_speed
-    from fitcheck.calibration.synth import SynthModel, write_synthetic
+    from fitcheck.calibration.synth import write_synthetic
 
     prof = add_to_profile(profile.collect(quick=True), quick=True)
     cal = calibrate(prof, quick=args.quick, on_step=lambda m: print(m, file=sys.stderr))
     dev, basis = from_profile({**prof, "calibration": cal.to_dict()})
     params, note, _ = params_for_basis(dev.backend, basis, dev.kernels)
-    held_out = {
-        "1.4 GB Q4_0 (30 x 2560)": SynthModel(n_layer=30, n_embd=2560, n_head=20, n_head_kv=5, n_ff=6912, n_vocab=48000, weight_type="Q4_0", seed=23),
-        "2 GB Q8_0 (28 x 2304)": SynthModel(n_layer=28, n_embd=2304, n_head=18, n_head_kv=6, n_ff=6144, n_vocab=32000, weight_type="Q8_0", seed=22),
-        "0.3 GB Q4_0 (16 x 1536), ~LLC": SynthModel(n_layer=16, n_embd=1536, n_head=12, n_head_kv=4, n_ff=4096, n_vocab=48000, weight_type="Q4_0", seed=21),
-    }
+    held_out = HELD_OUT
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)

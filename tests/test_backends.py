@@ -131,6 +131,16 @@ def test_classes_without_own_fit_borrow_and_say_so():
         from_device(_dev("RTX 4090"), "cpu")
 
 
+@pytest.mark.parametrize("device, cls", [("Galaxy S23", "opencl"), ("MacBook Air 13 M2", "metal")])
+def test_mlc_speed_follows_the_gpu_api_it_compiles_to(device, cls):
+    """MLC has no fit of its own: on an Adreno phone it runs OpenCL, on a Mac Metal."""
+    dev = _dev(device)
+    spec, basis = from_device(dev, "mlc")
+    assert spec.backend == "mlc" and spec.params_class == cls and f"fitted {cls} class" in basis["backend"]
+    own = from_device(dev, cls)[0]
+    assert spec.peak_tflops == own.peak_tflops
+
+
 def test_backtest_prints_held_out_errors_per_class(tmp_path):
     """`backtest --lofo` refits each class on the file without one group at a time: here the dev phone's CPU and
     Hexagon runs of four models, each model held out in turn."""

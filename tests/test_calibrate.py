@@ -156,3 +156,14 @@ def test_bad_llama_bench_json(calibrated_home, tmp_path):
     p.write_text(json.dumps([{"model_filename": "/nowhere/x.gguf", "n_prompt": 512, "n_gen": 0, "avg_ts": 10.0}]))
     r = run_cli("calibrate", "--from-llama-bench", str(p), env=env)
     assert r.returncode == 1 and "model file not found here" in r.stderr
+
+
+def test_kernel_probe_keeps_each_class_fastest_round(calibrated_home):
+    """The profile's llama.cpp kernel probe ran every class in at least two rounds and kept the fastest (a
+    neighbour's burst only slows a run), with the spread across rounds as its uncertainty."""
+    home, *_ = calibrated_home
+    k = json.loads((home / "profile.json").read_text())["kernels"]
+    assert k["status"] == "ok" and k["rounds"] >= 2
+    for cls, r in k["rates"].items():
+        assert len(r["rounds_tg_tps"]) == k["rounds"], cls
+        assert r["tg_tps"] == pytest.approx(max(r["rounds_tg_tps"]), rel=0.01) and r["tg_cv"] > 0

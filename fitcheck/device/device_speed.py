@@ -25,6 +25,14 @@ BORROW = {"rocm": "vulkan", "mlx": "metal", "mlc": "metal"}
 FALLBACK_BACKEND = "cpu"
 
 
+def param_class(backend: str, runs: tuple[str, ...] = ()) -> str:
+    """The class whose fitted parameters a backend uses on a device that runs `runs`. MLC compiles (TVM) to the
+    platform's own GPU API: Metal on Apple, CUDA on NVIDIA, OpenCL on Adreno, Vulkan elsewhere (Mali, PowerVR)."""
+    if backend == "mlc":
+        return next((b for b in ("metal", "cuda", "opencl", "vulkan") if b in runs), "vulkan")
+    return BORROW.get(backend, backend)
+
+
 @lru_cache(maxsize=1)
 def fitted_params() -> dict[str, Any]:
     return json.loads(files("device_db").joinpath("speed_params.json").read_text())
@@ -187,16 +195,19 @@ def from_device(dev, backend: str | None = None, threads: int | None = None) -> 
     check_threads(threads, n_cores(dev.cpu) or None, dev.name)
     if not dev.bw_gbps:
         raise NoSpeedError(f"{dev.name} has no memory bandwidth in the database; give --bandwidth-gbps")
-    tflops, kind, how = _compute(dev, b, threads)
+    pc = param_class(b, runs) if b not in fitted_params()["backends"] else b
+    tflops, kind, how = _compute(dev, pc, threads)
     dot = b != "cpu" or has_dot_product(dev.cpu_isa)
     cpu_tflops = tflops if b == "cpu" else _compute(dev, "cpu", threads)[0]  # for the types a GPU/NPU leaves to it
     spec = DeviceSpeedSpec(backend=b, bw_gbps=dev.bw_gbps, peak_tflops=tflops, name=dev.id, flops_kind=kind,
-                           dot_product=dot, cpu_tflops=cpu_tflops, cpu_dot_product=has_dot_product(dev.cpu_isa))
+                           dot_product=dot, cpu_tflops=cpu_tflops, cpu_dot_product=has_dot_product(dev.cpu_isa),
+                           params_class=pc)
     if not dot:
         how += f"; no int8 dot-product instructions ({dev.cpu_isa})"
     return spec, {"bandwidth": f"{dev.bw_gbps:g} GB/s peak ({dev.verification})",
                   "compute": how if tflops else f"{how}: compute term left out, decode reads high, no prefill",
-                  "backend": f"{b}: {BACKENDS[b]}" + ("" if backend else f" (the default of {', '.join(runs)})")}
+                  "backend": f"{b}: {BACKENDS[b]}" + ("" if backend else f" (the default of {', '.join(runs)})")
+                  + (f"; speed as the fitted {pc} class" if pc != b else "")}
 
 
 def with_overrides(spec: DeviceSpeedSpec | None, basis: dict, bandwidth_gbps: float | None, tflops: float | None

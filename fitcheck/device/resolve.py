@@ -90,7 +90,7 @@ def _speed(spec, basis, overrides) -> tuple[Any, Any, bool, str]:
     if spec is None:
         return None, None, False, ""
     try:
-        params, note, calibrated = device_speed.params_for_basis(spec.backend, basis, spec.kernels)
+        params, note, calibrated = device_speed.params_for_basis(spec.params_class or spec.backend, basis, spec.kernels)
     except (KeyError, TypeError, ValueError):
         raise ProfileError("the calibration in the saved profile is malformed; run `fitcheck calibrate` again") from None
     parts = [basis.get("bandwidth"), basis.get("compute"), f"parameters: {note}"]

@@ -114,6 +114,7 @@ class DeviceSpeedSpec:
     dot_product: bool = True  # a CPU with int8 dot-product instructions (Arm dotprod, x86 AVX2 and later)
     cpu_tflops: float | None = None  # the device's CPU (fp32 FMA peak at its threads): where a GPU/NPU backend's
     cpu_dot_product: bool = True     # unsupported weight types run
+    params_class: str = ""  # the fitted class whose parameters apply, when the backend borrows (MLC, MLX, ROCm)
 
 
 @dataclass(frozen=True)
