@@ -4,7 +4,7 @@ As a user would run `fitcheck calibrate --quick` three times on one saved profil
 llama.cpp's kernel probe), calibrates N times, and after each calibration predicts the held-out models of
 calibration_holdout.py (they need not exist: the shape is enough). Prints each prediction and the spread
 (largest / smallest - 1). Target (issue #12): within 10 % of each other. Then measures the held-out models
-once with llama.cpp, so the spread can be read against a real figure from the same run.
+with llama.cpp (fastest of two rounds, as the calibration takes its runs), so the spread can be read against a real figure from the same run.
 
     python benchmarks/calibration_repeat.py [--n 3] [--keep DIR] [--no-measure]
 """
@@ -27,11 +27,11 @@ def main() -> None:
     ap.add_argument("--keep", type=Path)
     ap.add_argument("--no-measure", action="store_true")
     args = ap.parse_args()
-    from calibration_holdout import HELD_OUT
+    from calibration_holdout import HELD_OUT, measure_rounds
     from fitcheck.calibration.calibrate import CalibrationError, calibrate
     from fitcheck.calibration.kernels import add_to_profile
-    from fitcheck.calibration.llama_run import RunSettings, run_llama
-    from fitcheck.calibration.synth import spec_of, write_synthetic
+    from fitcheck.calibration.llama_run import RunSettings
+    from fitcheck.calibration.synth import spec_of
     from fitcheck.device import profile
     from fitcheck.device.device_speed import from_profile, params_for_basis
     from fitcheck.estimator.speed import estimate_speed
@@ -55,13 +55,9 @@ def main() -> None:
     measured = {}
     if not args.no_measure:
         with tempfile.TemporaryDirectory() as tmp:
-            folder = args.keep or Path(tmp)
-            folder.mkdir(parents=True, exist_ok=True)
-            for label, m in held.items():
-                path = folder / f"holdout-{m.n_layer}x{m.n_embd}-{m.weight_type}.gguf"
-                if not path.exists():
-                    write_synthetic(path, m)
-                run = run_llama(path, n_prompt=512, n_gen=128, reps=3, settings=RunSettings(n_ctx=1024, n_threads=dev.kernels.threads if dev.kernels else None))
+            settings = RunSettings(n_ctx=1024, n_threads=dev.kernels.threads if dev.kernels else None,
+                                   use_extra_bufts=cal.crashed_first is None)
+            for label, (_, run, _) in measure_rounds(held, args.keep or Path(tmp), settings).items():
                 measured[label] = (run.generation_tps, run.prompt_tps)
     print(f"{'held-out model':<26}{'metric':<9}{'predictions':<28}{'spread':>8}{'target':>8}{'measured':>10}")
     for label, rows in preds.items():

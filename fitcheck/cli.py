@@ -435,7 +435,7 @@ def report(
 @guarded
 def calibrate(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Calibrate on this GGUF instead of fitcheck's synthetic pair."),
-    quick: bool = typer.Option(False, "--quick", help="Shorter runs (pp128, tg32, 2 repetitions)."),
+    quick: bool = typer.Option(False, "--quick", help="Shorter runs (pp128, tg64, 3 repetitions a round; rounds until each model settles, about 40 s)."),
     force: bool = typer.Option(False, "--force", help="Run even when the memory estimate says it would not fit with margin."),
     from_llama_bench: Optional[str] = typer.Option(None, "--from-llama-bench", help="Calibrate from llama-bench JSON output instead of running."),
     llama_bench_out: Optional[str] = typer.Option(None, "--llama-bench-out", help="Also write the runs as llama-bench JSON records."),
