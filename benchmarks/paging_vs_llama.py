@@ -10,12 +10,10 @@ the verdict (fits / pages / killed), paged decode and prefill. Then the
 dense Q4_0 model with llama.cpp's default repacking, which fitcheck says is
 killed below its size. Target (issue #17): paged decode within 35 %.
 
-Three errors per paged run: fitcheck's prediction as a user gets it; the same
+Two errors per paged run: fitcheck's prediction as a user gets it, and the same
 paging model over the in-memory decode llama.cpp measured in the same session
 (the no-limit run: what `fitcheck calibrate` supplies), which isolates the
-paging model from the in-memory speed model's error; and the prediction with
-the re-read probe run on the model file just before the run ("disk now"),
-which isolates it from the disk's drift over minutes (±30 % on this VM).
+paging model from the in-memory speed model's error.
 
 Needs root and the cgroup v1 memory controller at /sys/fs/cgroup/memory.
 
@@ -100,7 +98,6 @@ def main() -> int:
     from fitcheck.estimator.evaluate import evaluate
     from fitcheck.estimator.paging import paged_speed
     from fitcheck.model.inspection import load_spec
-    from probes.paging import probe as paging_probe
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
@@ -113,8 +110,8 @@ def main() -> int:
         print(f"device: {target.label}; storage: {rule.storage_source}; llama.cpp repacks here: "
               f"{', '.join(sorted(rule.repacked_types)) or 'nothing'}")
         print(f"{'model':<14}{'limit':>8}  {'predicted':<24}{'measured':<22}{'decode err':>11}{'calibrated':>11}"
-              f"{'disk now':>10}{'prefill err':>12}")
-        errs, cal_errs, now_errs = [], [], []
+              f"{'prefill err':>12}")
+        errs, cal_errs = [], []
         cases = [(label, repack) for label in paths for repack in (False,)] + [("dense Q4_0", True)]
         for label, repack in cases:
             path = paths[label]
@@ -128,15 +125,6 @@ def main() -> int:
             measured_free = None
             for limit in limits:
                 ev = free if limit is None else evaluate(spec, s, replace(tgt, usable_bytes=limit), n_prompt=N_PROMPT)
-                now = None
-                if limit is not None and ev.fit.verdict == "pages":
-                    # this VM's disk drifts +-30 % over minutes: the same re-read probe, on this file, just before
-                    # the run, isolates the paging model from that drift (the profile's probe is what a user gets)
-                    d = paging_probe(str(path))
-                    if d.get("status") == "ok":
-                        r_now = replace(tgt.paging, storage_read_gbps=d["paging_read_gbps"],
-                                        random_read_gbps=d["paging_random_read_gbps"])
-                        now = evaluate(spec, s, replace(tgt, usable_bytes=limit, paging=r_now), n_prompt=N_PROMPT)
                 if limit is not None:  # the in-memory run starts warm; a limited one with the file out of cache
                     drop_cache(path)
                 with memory_cgroup(limit):
@@ -153,7 +141,7 @@ def main() -> int:
                     measured_free = run.generation_tps
                 sp = ev.speed
                 pred = ev.fit.verdict + (f" {sp.decode_tps:.2f} / {sp.prefill_tps:.1f}" if sp and ev.runs else "")
-                de = pe = ce = ne = ""
+                de = pe = ce = ""
                 if run and sp and ev.runs:
                     d_err, p_err = sp.decode_tps / run.generation_tps - 1, sp.prefill_tps / run.prompt_tps - 1
                     de, pe = f"{d_err:+.1%}", f"{p_err:+.1%}"
@@ -165,15 +153,10 @@ def main() -> int:
                             c_err = cal.decode_tps / run.generation_tps - 1
                             ce = f"{c_err:+.1%}"
                             cal_errs.append(abs(c_err))
-                        if now is not None and now.speed:
-                            n_err = now.speed.decode_tps / run.generation_tps - 1
-                            ne = f"{n_err:+.1%}"
-                            now_errs.append(abs(n_err))
                 name = label + (" (repack)" if repack else "")
                 lim = "none" if limit is None else f"{limit / 2**20:.0f}M"
-                print(f"{name:<14}{lim:>8}  {pred:<24}{got:<22}{de:>11}{ce:>11}{ne:>10}{pe:>12}", flush=True)
-    for what, e in (("paged decode", errs), ("paged decode over the measured in-memory decode", cal_errs),
-                    ("paged decode with the re-read probe just before each run", now_errs)):
+                print(f"{name:<14}{lim:>8}  {pred:<24}{got:<22}{de:>11}{ce:>11}{pe:>12}", flush=True)
+    for what, e in (("paged decode", errs), ("paged decode over the measured in-memory decode", cal_errs)):
         if e:
             print(f"{what}: worst error {max(e):.1%} over {len(e)} runs; target (within 35 %): "
                   f"{'met' if max(e) <= 0.35 else 'NOT met'}")

@@ -7,6 +7,8 @@ its device once into a `Target` (fitcheck.device.resolve) and calls
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -129,12 +131,14 @@ def evaluate(spec: ModelSpec, settings: RuntimeSettings, target: Target, n_promp
     sp = None
     if target.speed is not None and target.params is not None and spec.weights_bytes > 0:  # nothing to stream, no rate
         sp = estimate_speed(spec, target.speed, target.params, n_prompt=n_prompt, depth=depth, n_ubatch=settings.n_ubatch)
-    pg, sp_mem = None, sp
+    pg, sp_mem, u = None, sp, target.uncertainty
     if fit.verdict == "does_not_fit":
         pg = assess(spec, mem, settings, backend, fit.usable_bytes, target.paging)
         fit = replace(fit, verdict=pg.regime)
         sp = paged_speed(pg, sp, n_prompt, settings.n_ubatch)
-    return Evaluation(spec, mem, fit, sp, target.uncertainty, pg, sp_mem)
+        if sp is not None:  # the paged rates carry the storage's and the knee's uncertainty too
+            u = tuple(math.hypot(x, pg.uncertainty) for x in u)
+    return Evaluation(spec, mem, fit, sp, u, pg, sp_mem)
 
 
 def rate_range(v: float | None, u: float) -> list[float] | None:

@@ -211,7 +211,9 @@ def estimate_view(console: Console, d: dict[str, Any]) -> None:
     if "alias" in b:
         console.print(f"[dim]{esc(b['alias'])}[/dim]", highlight=False)
     for w in d.get("ways_out") or []:
-        rate = f"~{w['decode_tps']:.2f} t/s decode" if w.get("decode_tps") else "speed unknown"
+        lo_hi = w.get("decode_tps_range")
+        rng = f" ({lo_hi[0]:.2f}–{lo_hi[1]:.2f})" if lo_hi else ""
+        rate = f"~{w['decode_tps']:.2f} t/s decode{rng}" if w.get("decode_tps") else "speed unknown"
         src = f" ({w['paging']['storage_source']})" if w.get("paging") else ""
         how = "it pages at" if w["verdict"] == "pages" else "it fits, at"
         console.print(f"way out: {w['how']} — {how} {rate}{src}", soft_wrap=True, highlight=False, markup=False)
