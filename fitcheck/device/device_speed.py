@@ -112,7 +112,7 @@ def from_profile(prof: dict[str, Any]) -> tuple[DeviceSpeedSpec, dict[str, Any]]
     spec = DeviceSpeedSpec(backend="cpu", bw_gbps=read, peak_tflops=gflops / 1000 if gflops else None,
                            disk_gbps=_positive(disk.get("read_gbps")), name="this",
                            flops_kind="fp32 GEMM (numpy, probed)", kernels=kernels)
-    threads = f" at {kernels.threads} threads" if kernels else ""
+    threads = f" at {kernels.threads} thread{'s' if kernels.threads != 1 else ''}" if kernels else ""
     basis = {"bandwidth": f"probed read {read:.1f} GB/s{threads} ({bw.get('method')})",
              "compute": (f"llama.cpp's own kernels, probed ({', '.join(f'{c} {v / 1e9:.0f}' for c, v in kernels.tg_elems_per_s.items())}"
                          f" G weights/s decode{'; repacked' if kernels.repack else ''})") if kernels else
