@@ -119,7 +119,7 @@ def main() -> int:
             path = paths[label]
             spec = load_spec(path)
             s = RunSettings(n_ctx=512, use_mmap=True, use_extra_bufts=repack)
-            tgt = replace(target, paging=rule if repack else rule.without_repacking())
+            tgt = target if repack else target.without_repacking()
             free = evaluate(spec, s, replace(tgt, usable_bytes=1 << 40), n_prompt=N_PROMPT)
             limits = [None] if not repack else []
             pinned = free.memory.resident_bytes - spec.weights_bytes

@@ -135,11 +135,7 @@ def _target(device: str, **kw):
 
 def _repacking(target, repack: bool):
     """--no-repack: llama.cpp run with use_extra_bufts=false, every weight used from the mapping."""
-    if repack or target.paging is None:
-        return target
-    from dataclasses import replace
-
-    return replace(target, paging=target.paging.without_repacking())
+    return target if repack else target.without_repacking()
 
 
 def _warnings(d: dict) -> None:

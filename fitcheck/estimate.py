@@ -104,7 +104,7 @@ def paging_ways_out(spec: ModelSpec, s: RuntimeSettings, target: Target, cpu_tar
     base = cpu_target or target
     if base.paging is None or (base.speed and base.speed.backend != "cpu"):
         return []
-    alt = replace(base, paging=base.paging.without_repacking())
+    alt = base.without_repacking()
     s = replace(s, use_mmap=True, n_gpu_layers=0)
     ways = [(None, MMAP_APP)]
     if base.alternatives.entitlement_usable_bytes:

@@ -167,3 +167,18 @@ def test_kernel_probe_keeps_each_class_fastest_round(calibrated_home):
     for cls, r in k["rates"].items():
         assert len(r["rounds_tg_tps"]) == k["rounds"], cls
         assert r["tg_tps"] == pytest.approx(max(r["rounds_tg_tps"]), rel=0.01) and r["tg_cv"] > 0
+
+
+def test_no_repack_uses_the_kernels_probed_without_repacking(calibrated_home):
+    """The kernel probe also runs the classes llama.cpp repacks with repacking off; `--no-repack` (an LLMFarm-style
+    app) predicts from those rates, not the repacked ones."""
+    home, env, *_ = calibrated_home
+    k = json.loads((home / "profile.json").read_text())["kernels"]
+    if not k["repack"]:
+        pytest.skip("repacking crashed here: the probe ran every class without it already")
+    q4 = k["rates"]["q4_0"]
+    assert q4["unrepacked"]["pp_elems_per_s"] > 0 and q4["unrepacked"]["tg_elems_per_s"] > 0
+    on = json.loads(run_cli("estimate", "-m", "1.8b", "-q", "Q4_0", "--json", env=env).stdout)["speed"]
+    off = json.loads(run_cli("estimate", "-m", "1.8b", "-q", "Q4_0", "--no-repack", "--json", env=env).stdout)["speed"]
+    slower = q4["unrepacked"]["pp_elems_per_s"] < q4["pp_elems_per_s"]
+    assert (off["prefill_tps"] < on["prefill_tps"]) == slower and off["prefill_tps"] != on["prefill_tps"]

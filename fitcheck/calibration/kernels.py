@@ -42,21 +42,20 @@ def overhead_model(n_layer: int):
 
 OVERHEAD_LAYERS = (1, 9)
 MAX_ROUNDS = 4
+UNREPACKED_CLASSES = ("q4_0", "q4_k")  # what llama.cpp's CPU backend repacks on x86 (AVX2/AVX-512) and Arm (i8mm)
 ROUNDS_AGREE = 0.05  # two rounds of a class this close: its rate is taken as settled
-ROUND_BUDGET_S = {True: 8.0, False: 30.0}  # quick probe: the whole `probe --quick` stays within about 15 s
+ROUND_BUDGET_S = {True: 8.0, False: 30.0}  # quick probe (with the unrepacked classes): `probe --quick` within about 15 s
 
 
 def measure(threads: int, quick: bool = False, on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Decode and prefill rates (weight elements per second) per kernel class; a profile section."""
     from fitcheck.calibration.calibrate import ensure_model
     from fitcheck.calibration.llama_run import RunSettings, run_llama
-    from fitcheck.calibration.synth import spec_of
-    from fitcheck.estimator.speed import active_weights
     from fitcheck.paths import cache_dir
 
     t0 = time.perf_counter()
     folder = cache_dir() / "kernels"
-    reps = 3 if quick else 5
+    reps = 2 if quick else 4  # a round; at least two rounds
     repack = True
     rates: dict[str, Any] = {}
     crashed = None
@@ -86,24 +85,37 @@ def measure(threads: int, quick: bool = False, on_step: Callable[[str], None] | 
                 crashed, repack = res.crashed_first, False
             best.setdefault(cls, []).append(res)
         now = time.perf_counter()
-        if rnd and (all(_agree(v) for v in best.values()) or now + (now - t_round) - t0 > budget_s):
+        if rnd and (all(_agree(v) for v in best.values()) or now + (now - t_round) - t0 > budget_s):  # >= 2 rounds
             break  # settled, or another round would end past the budget
     for cls, runs in best.items():
-        m = probe_model(PROBE_TYPES[cls])
-        elems = active_weights(spec_of(m))[2]
         tg = max(r.generation_tps or 0 for r in runs)
         pp = max(r.prompt_tps or 0 for r in runs)
-        # the probe model's own fixed costs are not its kernels' work
-        t_work = max(1 / tg - per_token - 2 * per_layer, 0.5 / tg) if tg else 0
-        rates[cls] = {"type": PROBE_TYPES[cls], "tg_tps": round(tg, 2), "pp_tps": round(pp, 1),
-                      "tg_elems_per_s": elems / t_work if t_work else 0, "pp_elems_per_s": elems * pp,
+        rates[cls] = {"type": PROBE_TYPES[cls], **_rates(cls, tg, pp, per_token, per_layer),
                       "tg_cv": _cv([r.generation_tps for r in runs], [r.generation_tps_std for r in runs]),
                       "pp_cv": _cv([r.prompt_tps for r in runs], [r.prompt_tps_std for r in runs]),
                       "rounds_tg_tps": [round(r.generation_tps or 0, 1) for r in runs]}
+    if repack:  # an app may run llama.cpp with repacking off (LLMFarm-style): the classes it repacks, once without
+        for cls in UNREPACKED_CLASSES:
+            step(f"llama.cpp kernels: {PROBE_TYPES[cls]}, repacking off")
+            res = run_llama(ensure_model(probe_model(PROBE_TYPES[cls]), folder), n_prompt=64, n_gen=32, reps=reps,
+                            settings=RunSettings(n_ctx=256, n_threads=threads, use_extra_bufts=False), timeout_s=120)
+            rates[cls]["unrepacked"] = _rates(cls, res.generation_tps or 0, res.prompt_tps or 0, per_token, per_layer)
     return {"status": "ok", "threads": threads, "repack": repack, "crashed_first": crashed,
             "fixed_costs": {"per_token_s": per_token, "per_layer_s": per_layer},
             "probe_model": {"n_layer": 2, "n_embd": 2048, "n_ff": 5632, "n_vocab": 8000},
             "rates": rates, "rounds": len(next(iter(best.values()))), "elapsed_s": round(time.perf_counter() - t0, 2)}
+
+
+def _rates(cls: str, tg: float, pp: float, per_token: float, per_layer: float) -> dict[str, float]:
+    """Elements per second of one probe model's decode and prefill rates (t/s)."""
+    from fitcheck.calibration.synth import spec_of
+    from fitcheck.estimator.speed import active_weights
+
+    elems = active_weights(spec_of(probe_model(PROBE_TYPES[cls])))[2]
+    # the probe model's own fixed costs are not its kernels' work
+    t_work = max(1 / tg - per_token - 2 * per_layer, 0.5 / tg) if tg else 0
+    return {"tg_tps": round(tg, 2), "pp_tps": round(pp, 1), "tg_elems_per_s": elems / t_work if t_work else 0,
+            "pp_elems_per_s": elems * pp}
 
 
 def _agree(runs) -> bool:

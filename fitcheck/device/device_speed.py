@@ -74,22 +74,27 @@ def kernels_from_profile(prof: dict[str, Any]) -> CpuKernels | None:
     rates = (k or {}).get("rates")
     if not isinstance(rates, dict) or not isinstance(k.get("threads"), int) or k["threads"] < 1:
         return None
-    tg, pp, cvs = {}, {}, []
+    tg, pp, cvs, tg_u, pp_u = {}, {}, [], {}, {}
+    rate = lambda d, key: (d.get(key) if isinstance(d, dict) and isinstance(d.get(key), (int, float))  # noqa: E731
+                           and 0 < d[key] < 1e16 else None)
     for c in KERNEL_CLASSES:
         r = rates.get(c)
         if not isinstance(r, dict):
             continue
-        t_rate, p_rate = (v if isinstance(v, (int, float)) and 0 < v < 1e16 else None
-                          for v in (r.get("tg_elems_per_s"), r.get("pp_elems_per_s")))
+        t_rate, p_rate = rate(r, "tg_elems_per_s"), rate(r, "pp_elems_per_s")
         if t_rate and p_rate:
             tg[c], pp[c] = float(t_rate), float(p_rate)
             cvs += [v for v in (r.get("tg_cv"), r.get("pp_cv")) if _positive(v)]
+            u = r.get("unrepacked")
+            if rate(u, "tg_elems_per_s") and rate(u, "pp_elems_per_s"):
+                tg_u[c], pp_u[c] = float(u["tg_elems_per_s"]), float(u["pp_elems_per_s"])
     if not tg:
         return None
     fixed = k.get("fixed_costs") if isinstance(k.get("fixed_costs"), dict) else {}
     per_token, per_layer = (v if isinstance(v, (int, float)) and 0 <= v < 1 else 0.0
                             for v in (fixed.get("per_token_s"), fixed.get("per_layer_s")))
-    return CpuKernels(k["threads"], tg, pp, bool(k.get("repack", True)), max(cvs) if cvs else 0.0, per_token, per_layer)
+    return CpuKernels(k["threads"], tg, pp, bool(k.get("repack", True)), max(cvs) if cvs else 0.0, per_token, per_layer,
+                      tg_u, pp_u)
 
 
 def bandwidth_at(bw: dict[str, Any], threads: int | None) -> float | None:
@@ -180,8 +185,9 @@ def at_threads(spec: DeviceSpeedSpec, basis: dict, prof: dict[str, Any] | None, 
     k = spec.kernels
     if k is not None and threads != k.threads:
         f = threads / k.threads
-        k = replace(k, threads=threads, tg_elems_per_s={c: v * f for c, v in k.tg_elems_per_s.items()},
-                    pp_elems_per_s={c: v * f for c, v in k.pp_elems_per_s.items()})
+        scaled = lambda d: {c: v * f for c, v in d.items()}  # noqa: E731
+        k = replace(k, threads=threads, tg_elems_per_s=scaled(k.tg_elems_per_s), pp_elems_per_s=scaled(k.pp_elems_per_s),
+                    tg_unrepacked=scaled(k.tg_unrepacked), pp_unrepacked=scaled(k.pp_unrepacked))
     basis = {**basis, "threads": f"{threads} (--threads; kernel rates scaled from the probe's {spec.kernels.threads})"
              if spec.kernels else f"{threads} (--threads)"}
     return replace(spec, bw_gbps=bw, kernels=k), basis

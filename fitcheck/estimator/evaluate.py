@@ -61,6 +61,14 @@ class Target:
     uncertainty: tuple[float, float] = (0.3, 0.4)
     paging: PagingRule | None = None  # what happens when a model does not fit: paging from storage, or killed
 
+    def without_repacking(self) -> "Target":
+        """llama.cpp run with use_extra_bufts=false: every weight used from the mapping (it can page), and this
+        machine's kernels at the rates its probe measured with repacking off."""
+        speed = self.speed
+        if speed is not None and speed.kernels is not None:
+            speed = replace(speed, kernels=speed.kernels.without_repacking())
+        return replace(self, speed=speed, paging=self.paging.without_repacking() if self.paging else None)
+
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "usable_bytes": self.usable_bytes, "memory_rule": self.memory_rule,
                 "backend": self.speed.backend if self.speed else None,

@@ -17,7 +17,7 @@ with their provenance in device_db/speed_params.json.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from fitcheck.model.model_spec import ModelSpec
 
@@ -75,6 +75,16 @@ class CpuKernels:
     spread: float = 0.0  # relative spread of the probe's repetitions (for the interval)
     per_token_s: float = 0.0  # llama.cpp's fixed cost per decoded token (graph, thread sync) ...
     per_layer_s: float = 0.0  # ... and per layer
+    # the classes llama.cpp repacks here, measured with repacking off too (use_extra_bufts=false)
+    tg_unrepacked: dict[str, float] = field(default_factory=dict, hash=False)
+    pp_unrepacked: dict[str, float] = field(default_factory=dict, hash=False)
+
+    def without_repacking(self) -> "CpuKernels":
+        """The rates an app that runs llama.cpp with repacking off gets (as probed; unmeasured classes unchanged)."""
+        if not self.repack:
+            return self
+        return replace(self, repack=False, tg_elems_per_s={**self.tg_elems_per_s, **self.tg_unrepacked},
+                       pp_elems_per_s={**self.pp_elems_per_s, **self.pp_unrepacked})
 
 
 @dataclass(frozen=True)
