@@ -47,25 +47,20 @@ def measure_rounds(models: dict, folder: Path, settings, rounds: int = ROUNDS) -
 
     from fitcheck.calibration.calibrate import best_of
     from fitcheck.calibration.llama_run import run_llama
+    from fitcheck.calibration.rounds import in_rounds, spread
     from fitcheck.calibration.synth import write_synthetic
     from fitcheck.model.inspection import load_spec
 
     folder.mkdir(parents=True, exist_ok=True)
-    runs: dict[str, list] = {}
-    for _ in range(rounds):
-        for label, m in models.items():
-            path = folder / f"holdout-{m.n_layer}x{m.n_embd}-{m.weight_type}.gguf"
-            if not path.exists():
-                write_synthetic(path, m)
-            runs.setdefault(label, []).append(run_llama(path, n_prompt=512, n_gen=128, reps=3, settings=settings))
-    spread = lambda v: max(v) / min(v) - 1  # noqa: E731
-    out = {}
-    for label, rs in runs.items():
-        m = models[label]
-        path = folder / f"holdout-{m.n_layer}x{m.n_embd}-{m.weight_type}.gguf"
-        out[label] = (load_spec(path), functools.reduce(best_of, rs),
-                      (spread([r.generation_tps for r in rs]), spread([r.prompt_tps for r in rs])))
-    return out
+    paths = {label: folder / f"holdout-{m.n_layer}x{m.n_embd}-{m.weight_type}.gguf" for label, m in models.items()}
+    for label, path in paths.items():
+        if not path.exists():
+            write_synthetic(path, models[label])
+    jobs = [lambda _, p=p: run_llama(p, n_prompt=512, n_gen=128, reps=3, settings=settings) for p in paths.values()]
+    seen = in_rounds(jobs, lambda _: False, float("inf"), min_rounds=rounds, max_rounds=rounds)
+    return {label: (load_spec(paths[label]), functools.reduce(best_of, rs),
+                    (spread([r.generation_tps for r in rs]), spread([r.prompt_tps for r in rs])))
+            for label, rs in zip(paths, seen)}
 
 
 def main() -> None:

@@ -7,7 +7,6 @@ commands so `fitcheck --help` stays instant.
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -133,11 +132,6 @@ def _target(device: str, **kw):
     return resolve_target(device, profile=prof, **kw), prof
 
 
-def _repacking(target, repack: bool):
-    """--no-repack: llama.cpp run with use_extra_bufts=false, every weight used from the mapping."""
-    return target if repack else target.without_repacking()
-
-
 def _warnings(d: dict) -> None:
     for w in dict.fromkeys(d.get("warnings", [])):
         warn(w)
@@ -258,7 +252,7 @@ def estimate(
                                                  type_v=kv_type.lower())
     opts = dict(memory_gb=memory_gb, entitlement=entitlement, bandwidth_gbps=bandwidth_gbs, tflops=tflops)
     target, _ = _target(device, backend=backend, threads=threads, **opts)
-    target = _repacking(target, repack)
+    target = target if repack else target.without_repacking()  # --no-repack: use_extra_bufts=false
     cpu_target = None
     if target.speed is not None and target.speed.backend != "cpu" and not gpu_layers:  # the mmap way out runs on the CPU
         from fitcheck.errors import UsageError

@@ -19,14 +19,15 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import math
 import os
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from fitcheck.errors import FitcheckError, CalibrationError
+from fitcheck.errors import CalibrationError
 from fitcheck.calibration.llama_run import RunSettings, run_llama
+from fitcheck.calibration.rounds import fastest_two_agree, in_rounds, spread
 from fitcheck.model.model_spec import ModelSpec
 from fitcheck.estimator.speed import BackendParams, DeviceSpeedSpec, active_weights, estimate_speed, weight_class
 
@@ -217,28 +218,16 @@ def best_of(a: CalibrationRun, b: CalibrationRun) -> CalibrationRun:
     return replace(a, generation_tps=best(a.generation_tps, b.generation_tps), prompt_tps=best(a.prompt_tps, b.prompt_tps))
 
 
-MAX_ROUNDS = 4
-ROUNDS_AGREE = 0.05  # a model's two fastest rounds this close (decode and prefill): settled
 ROUND_BUDGET_S = {True: 40.0, False: 300.0}  # quick calibration stays within a minute with its probe
 
 
-def _spread(values) -> float:
-    vals = [v for v in values if v]
-    return max(vals) / min(vals) - 1 if vals else 0.0
-
-
 def _settled(rounds: list[CalibrationRun]) -> bool:
-    """The two fastest rounds of one model agree within ROUNDS_AGREE, for decode and for prefill."""
-    def close(vals):
-        top = sorted((v for v in vals if v), reverse=True)[:2]
-        return len(top) < 2 or top[0] / top[1] - 1 <= ROUNDS_AGREE
-    return len(rounds) >= 2 and close([r.generation_tps for r in rounds]) and close([r.prompt_tps for r in rounds])
+    """The two fastest rounds of one model agree, for decode and for prefill."""
+    return fastest_two_agree([r.generation_tps for r in rounds]) and fastest_two_agree([r.prompt_tps for r in rounds])
 
 
 def _kernel_residuals(kp, runs, dev) -> list[tuple[str, str, float]]:
     """(run, metric, log error) of the kernel model with factors kp on each measured rate."""
-    import math
-
     out = []
     for s, r in runs:
         est = estimate_speed(s, dev, kp, n_prompt=r.n_prompt or 512, depth=(r.n_gen or 0) // 2)
@@ -256,8 +245,6 @@ PRIOR_LOG_SD = 0.5  # how far (log) a calibration may move a factor before the d
 
 
 def _fit_kernel_model(base, runs, dev):
-    import math
-
     import numpy as np
     from scipy.optimize import least_squares
 
@@ -326,8 +313,6 @@ def _main_kernels(spec: ModelSpec, share: float = 0.1) -> list[str]:
 def solve_kernel_model(base, runs: list[tuple[ModelSpec, CalibrationRun]], dev: DeviceSpeedSpec):
     """The kernel model's factors for this device (bounded least squares on log errors, scipy), with its
     residuals and leave-one-run-out errors. Refuses (CalibrationError) a fit that misses its own runs by > 10 %."""
-    import math
-
     kp = _fit_kernel_model(base, runs, dev)
     res = _kernel_residuals(kp, runs, dev)
     worst = max(res, key=lambda x: abs(x[2]))
@@ -407,27 +392,24 @@ def calibrate(profile: dict[str, Any], model: str | None = None, quick: bool = F
             path = ensure_model(m, folder)
             targets.append((load_spec(path), path, m.name))
     runs, crashed, last = [], None, None
-    # rounds over every model, each keeping its fastest decode and prefill: on a shared machine a neighbour's burst
-    # slows one run by 10-15 % (measured here: Q8_0 tg 70.5 then 82.4 t/s minutes apart), and a calibration taken in
-    # such a burst moved a held-out forecast by as much. Stop once each model's two fastest rounds agree, or at the
-    # budget (a round that would end past it is not started; a single slow round is then all there is).
-    seen: list[list[CalibrationRun]] = [[] for _ in targets]
-    t0 = time.perf_counter()
-    for rnd in range(MAX_ROUNDS):
-        t_round = time.perf_counter()
-        for i, (spec, path, label) in enumerate(targets):
+    # rounds over every model, each keeping its fastest decode and prefill (fitcheck.calibration.rounds): a
+    # neighbour's burst slows one run by 10-15 % here (Q8_0 tg 70.5 then 82.4 t/s minutes apart), and a calibration
+    # taken in one moved a held-out forecast by as much. A single round when one round already fills the budget.
+    def job(spec, path, label):
+        def run(rnd: int):
+            nonlocal crashed, last
             step(f"running {label}" + (f" (round {rnd + 1})" if rnd else ""))
             # once repacking has crashed, later runs start without it
-            run, last = _run_one(spec, path, label, quick, dev, base, usable, force, repack=crashed is None)
+            r, last = _run_one(spec, path, label, quick, dev, base, usable, force, repack=crashed is None)
             crashed = crashed or last.crashed_first
-            seen[i].append(run)
-        now = time.perf_counter()
-        if (rnd and all(_settled(s) for s in seen)) or now + (now - t_round) - t0 > ROUND_BUDGET_S[quick]:
-            break
+            return r
+        return run
+
+    seen = in_rounds([job(*t) for t in targets], _settled, ROUND_BUDGET_S[quick])
     runs = [(spec, functools.reduce(best_of, s)) for (spec, _, _), s in zip(targets, seen)]
     if len(seen[0]) > 1:
         notes.append(f"{len(seen[0])} rounds; each run is its fastest round (decode spread across rounds "
-                     + ", ".join(f"{r.model} {_spread([x.generation_tps for x in s]):.0%}" for (_, r), s in zip(runs, seen))
+                     + ", ".join(f"{r.model} {spread([x.generation_tps for x in s]):.0%}" for (_, r), s in zip(runs, seen))
                      + ")")
     for attempt in range(REMEASURE + 1):
         try:

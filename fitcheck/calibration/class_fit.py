@@ -67,7 +67,7 @@ class Features:
     def __init__(self, samples, keys: list[str], cpu: BackendParams | None = None, cpu_types: tuple[str, ...] = ()):
         import numpy as np
 
-        from fitcheck.estimator.speed import active_weights, compute_part, kv_bytes_read, output_tensor, split_cpu_types
+        from fitcheck.estimator.speed import active_weights, cpu_part, kv_bytes_read, output_tensor, split_cpu_types
 
         self.keys = keys
         idx = {k: i for i, k in enumerate(keys)}
@@ -86,8 +86,7 @@ class Features:
             out = output_tensor(r.spec)
             elems, on_cpu = split_cpu_types(elems, stub, r.device)
             if on_cpu:
-                cpu_flops = r.device.cpu_tflops * 1e12 * (1.0 if r.device.cpu_dot_product else cpu.no_dot_factor)
-                self.cpu_dec[i], self.cpu_pp[i], _ = compute_part(on_cpu, cpu, cpu_flops, r.n_prompt, out)
+                self.cpu_dec[i], self.cpu_pp[i] = cpu_part(on_cpu, cpu, r.device, r.n_prompt, out)
             act = sum(elems.values())
             for t, e in elems.items():
                 k = next(k for k in cost_keys(t) + tuple(keys) if k in idx)

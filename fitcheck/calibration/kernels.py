@@ -41,9 +41,7 @@ def overhead_model(n_layer: int):
 
 
 OVERHEAD_LAYERS = (1, 9)
-MAX_ROUNDS = 4
 UNREPACKED_CLASSES = ("q4_0", "q4_k")  # what llama.cpp's CPU backend repacks on x86 (AVX2/AVX-512) and Arm (i8mm)
-ROUNDS_AGREE = 0.05  # two rounds of a class this close: its rate is taken as settled
 ROUND_BUDGET_S = {True: 8.0, False: 30.0}  # quick probe (with the unrepacked classes): `probe --quick` within about 15 s
 
 
@@ -51,6 +49,7 @@ def measure(threads: int, quick: bool = False, on_step: Callable[[str], None] | 
     """Decode and prefill rates (weight elements per second) per kernel class; a profile section."""
     from fitcheck.calibration.calibrate import ensure_model
     from fitcheck.calibration.llama_run import RunSettings, run_llama
+    from fitcheck.calibration.rounds import fastest_two_agree, in_rounds
     from fitcheck.paths import cache_dir
 
     t0 = time.perf_counter()
@@ -69,24 +68,23 @@ def measure(threads: int, quick: bool = False, on_step: Callable[[str], None] | 
         t_tiny.append(1 / res.generation_tps)
     per_layer = max((t_tiny[1] - t_tiny[0]) / (OVERHEAD_LAYERS[1] - OVERHEAD_LAYERS[0]), 0.0)
     per_token = max(t_tiny[0] - per_layer * OVERHEAD_LAYERS[0], 0.0)
-    # rounds over every class, each class keeping its fastest round: a neighbour's burst on a shared machine only
-    # ever slows a run, and it can halve one (seen here: Q4_0 at 51 then 78 G weights/s minutes apart). Stop once
-    # each class's two fastest rounds agree, or at the budget.
-    best: dict[str, list] = {}
-    budget_s = ROUND_BUDGET_S[quick]
-    for rnd in range(MAX_ROUNDS):
-        t_round = time.perf_counter()
-        for cls, gtype in PROBE_TYPES.items():
+    # rounds over every class, each keeping its fastest (fitcheck.calibration.rounds): a neighbour's burst halved one
+    # run here (Q4_0 at 51 then 78 G weights/s minutes apart). At least two rounds; settled on decode.
+    def job(gtype: str):
+        def run(rnd: int):
+            nonlocal crashed, repack
             step(f"llama.cpp kernels: {gtype}" + (f" (round {rnd + 1})" if rnd else ""))
-            m = probe_model(gtype)
             settings = RunSettings(n_ctx=256, n_threads=threads, use_extra_bufts=repack)
-            res = run_llama(ensure_model(m, folder), n_prompt=64, n_gen=32, reps=reps, settings=settings, timeout_s=120)
+            res = run_llama(ensure_model(probe_model(gtype), folder), n_prompt=64, n_gen=32, reps=reps,
+                            settings=settings, timeout_s=120)
             if res.crashed_first:  # repacked kernels crashed (AMX on some CPUs): the rest run as the retry did
                 crashed, repack = res.crashed_first, False
-            best.setdefault(cls, []).append(res)
-        now = time.perf_counter()
-        if rnd and (all(_agree(v) for v in best.values()) or now + (now - t_round) - t0 > budget_s):  # >= 2 rounds
-            break  # settled, or another round would end past the budget
+            return res
+        return run
+
+    seen = in_rounds([job(g) for g in PROBE_TYPES.values()],
+                     lambda runs: fastest_two_agree([r.generation_tps for r in runs]), ROUND_BUDGET_S[quick], min_rounds=2)
+    best = dict(zip(PROBE_TYPES, seen))
     for cls, runs in best.items():
         tg = max(r.generation_tps or 0 for r in runs)
         pp = max(r.prompt_tps or 0 for r in runs)
@@ -103,7 +101,7 @@ def measure(threads: int, quick: bool = False, on_step: Callable[[str], None] | 
     return {"status": "ok", "threads": threads, "repack": repack, "crashed_first": crashed,
             "fixed_costs": {"per_token_s": per_token, "per_layer_s": per_layer},
             "probe_model": {"n_layer": 2, "n_embd": 2048, "n_ff": 5632, "n_vocab": 8000},
-            "rates": rates, "rounds": len(next(iter(best.values()))), "elapsed_s": round(time.perf_counter() - t0, 2)}
+            "rates": rates, "rounds": len(seen[0]), "elapsed_s": round(time.perf_counter() - t0, 2)}
 
 
 def _rates(cls: str, tg: float, pp: float, per_token: float, per_layer: float) -> dict[str, float]:
@@ -116,12 +114,6 @@ def _rates(cls: str, tg: float, pp: float, per_token: float, per_layer: float) -
     t_work = max(1 / tg - per_token - 2 * per_layer, 0.5 / tg) if tg else 0
     return {"tg_tps": round(tg, 2), "pp_tps": round(pp, 1), "tg_elems_per_s": elems / t_work if t_work else 0,
             "pp_elems_per_s": elems * pp}
-
-
-def _agree(runs) -> bool:
-    """The two fastest rounds' decode rates within ROUNDS_AGREE of each other."""
-    tps = sorted((r.generation_tps or 0 for r in runs), reverse=True)
-    return len(tps) >= 2 and tps[1] > 0 and tps[0] / tps[1] - 1 <= ROUNDS_AGREE
 
 
 def _cv(means, stds) -> float | None:

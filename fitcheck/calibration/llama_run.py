@@ -20,7 +20,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fitcheck.errors import FitcheckError, Interrupted, LlamaRunError
+from fitcheck.errors import Interrupted, LlamaRunError
 from fitcheck.estimator.settings import RuntimeSettings
 
 RunSettings = RuntimeSettings  # the run uses exactly the settings an estimate assumes

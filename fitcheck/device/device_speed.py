@@ -28,6 +28,8 @@ FALLBACK_BACKEND = "cpu"
 def param_class(backend: str, runs: tuple[str, ...] = ()) -> str:
     """The class whose fitted parameters a backend uses on a device that runs `runs`. MLC compiles (TVM) to the
     platform's own GPU API: Metal on Apple, CUDA on NVIDIA, OpenCL on Adreno, Vulkan elsewhere (Mali, PowerVR)."""
+    if backend in fitted_params()["backends"]:
+        return backend
     if backend == "mlc":
         return next((b for b in ("metal", "cuda", "opencl", "vulkan") if b in runs), "vulkan")
     return BORROW.get(backend, backend)
@@ -201,7 +203,7 @@ def from_device(dev, backend: str | None = None, threads: int | None = None) -> 
     check_threads(threads, n_cores(dev.cpu) or None, dev.name)
     if not dev.bw_gbps:
         raise NoSpeedError(f"{dev.name} has no memory bandwidth in the database; give --bandwidth-gbps")
-    pc = param_class(b, runs) if b not in fitted_params()["backends"] else b
+    pc = param_class(b, runs)
     tflops, kind, how = _compute(dev, pc, threads)
     dot = b != "cpu" or has_dot_product(dev.cpu_isa)
     cpu_tflops = tflops if b == "cpu" else _compute(dev, "cpu", threads)[0]  # for the types a GPU/NPU leaves to it

@@ -8,7 +8,6 @@ its device once into a `Target` (fitcheck.device.resolve) and calls
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field, replace
 from typing import Any
 

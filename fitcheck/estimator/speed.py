@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from fitcheck.model.model_spec import ModelSpec
 
+
 def weight_class(ggml_type: str) -> str:
     """f16 (float), q8 (Q8_0), q4 (legacy 32-block types, MLX/MLC groups), kq (K-quants and IQ types)."""
     t = ggml_type.upper()
@@ -297,12 +298,10 @@ def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | Cpu
     out = output_tensor(spec)
     t_dec, t_pp, eff = compute_part(acc, p, flops, n_prompt, out)
     if on_cpu:
-        cpu_flops = dev.cpu_tflops * 1e12 * (1.0 if dev.cpu_dot_product else p.cpu.no_dot_factor)
-        c_dec, c_pp, _ = compute_part(on_cpu, p.cpu, cpu_flops, n_prompt, out)
+        c_dec, c_pp = cpu_part(on_cpu, p.cpu, dev, n_prompt, out)
         t_dec, t_pp = t_dec + c_dec, t_pp + c_pp
-    t_compute = t_dec
     t_fixed = spec.n_layer * p.t_layer_s + p.t_token_s + recurrent_layers(spec) * _recurrent(p.t_recurrent_layer_s, spec)
-    decode_s = t_bw + t_compute + t_fixed
+    decode_s = t_bw + t_dec + t_fixed
     prefill = None
     if flops and n_prompt:
         head = max(spec.n_head) * spec.head_dim_k
@@ -315,7 +314,7 @@ def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | Cpu
     ttft = (load or 0) + n_prompt / prefill if prefill else None
     return SpeedEstimate(
         decode_tps=1 / decode_s, prefill_tps=prefill, ttft_s=ttft, load_s=load, bytes_per_token=read,
-        decode_breakdown_s={"bandwidth": t_bw, "compute": t_compute, "fixed": t_fixed},
+        decode_breakdown_s={"bandwidth": t_bw, "compute": t_dec, "fixed": t_fixed},
     )
 
 
@@ -326,6 +325,13 @@ def split_cpu_types(elems: dict[str, int], p: BackendParams, dev: DeviceSpeedSpe
         return elems, {}
     acc = {t: n for t, n in elems.items() if t.lower() not in p.cpu_types}
     return acc, {t: n for t, n in elems.items() if t.lower() in p.cpu_types}
+
+
+def cpu_part(elems: dict[str, int], cpu: BackendParams, dev: DeviceSpeedSpec, n_prompt: int, out
+             ) -> tuple[float, float]:
+    """(decode s, prefill matrix-product s) of the weights a GPU/NPU backend leaves to the device's CPU."""
+    flops = dev.cpu_tflops * 1e12 * (1.0 if dev.cpu_dot_product else cpu.no_dot_factor)
+    return compute_part(elems, cpu, flops, n_prompt, out)[:2]
 
 
 def compute_part(elems: dict[str, int], p: BackendParams, flops: float, n_prompt: int, out) -> tuple[float, float, float]:
