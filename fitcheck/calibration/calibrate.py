@@ -239,8 +239,7 @@ def _kernel_residuals(kp, runs, dev) -> list[tuple[str, str, float]]:
 
 
 CLASS_RANGE = 1.5  # how far one weight class's factor may sit from the fit over all runs
-CLASS_WEIGHT = 0.5  # ... how much of its own run's deviation it takes (log) ...
-CLASS_SLACK = 0.05  # ... and at least enough to come within this of its run
+CLASS_WEIGHT = 0.5  # ... and how much of its own run's deviation it takes
 MAX_STREAM_EFF = 1.1  # weights stream at most this share of the probed read bandwidth (the models are >= 4x the LLC)
 PRIOR_LOG_SD = 0.5  # how far (log) a calibration may move a factor before the data must insist
 
@@ -284,17 +283,15 @@ def _fit_kernel_model(base, runs, dev):
     def decode_mean(d, overall, top=math.inf):
         # the probe measured each class's decode kernels already: a class's own factor is a second-order correction,
         # taken halfway (geometric) from the fit over all runs, since one run's noise (10-15 % here from minute to
-        # minute, memory bandwidth shared with neighbours) is all it rests on; a larger deviation is real (the probe
-        # itself caught a slow minute) and is taken to within CLASS_SLACK of its run. A run that needs more than
+        # minute, memory bandwidth shared with neighbours) is all it rests on. A run that needs more than
         # CLASS_RANGE, or streaming past the probed read bandwidth, is noise the fit must not absorb.
         # With one run (--model) there is nothing to weigh it against: it is all the evidence, taken whole.
         out = {}
         for c, v in d.items():
             own = sum(v) / len(v)
             if len(runs) > 1:
-                dev_log = math.log(min(max(own, overall / CLASS_RANGE), overall * CLASS_RANGE, top) / overall)
-                kept = max(abs(dev_log) * CLASS_WEIGHT, abs(dev_log) - math.log1p(CLASS_SLACK))
-                own = overall * math.exp(math.copysign(kept, dev_log))
+                own = min(max(own, overall / CLASS_RANGE), overall * CLASS_RANGE, top)
+                own = overall * (own / overall) ** CLASS_WEIGHT
             out[c] = own
         return out
     # prefill is compute (steadier here) and its per-class differences are large and real (repacked layouts, the
