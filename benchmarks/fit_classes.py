@@ -24,16 +24,23 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from fitcheck.backtest import read_rows, samples_by_class  # noqa: E402
-from fitcheck.calibration.class_fit import errors, fit, leave_one_out, predict, type_keys  # noqa: E402
+from fitcheck.calibration.class_fit import errors, fit, leave_one_out, offload, predict, type_keys  # noqa: E402
 
 DB = HERE.parent / "device_db"
 CLASSES = ("cpu", "vulkan", "opencl", "hexagon", "metal", "cuda")  # cpu first: opencl and hexagon use it
-# weight types with no matrix-product kernel in the backend, run on the device's CPU (llama.cpp's supports_op:
-# ggml-opencl.cpp ggml_opencl_supports_op GGML_OP_MUL_MAT; ggml-hexagon.cpp ggml_hexagon_supported_mul_mat)
+# what a GPU/NPU backend leaves to the device's CPU and which matrices miss its fast prefill kernels, as in the
+# build the dev runs used (llama.rn 0.12.0-rc.9):
 _IQ_LOW = ("iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s", "iq4_xs")
-# OpenCL lacks Q2_K/Q3_K/IQ kernels as well, but modelling those as CPU work made its decode error 48.6 % against
-# 23.8 % with a fitted cost per type on the GPU's peak (the copies across each split dominate): its types stay its own
-CPU_TYPES = {"hexagon": ("q2_k", "q3_k", "q5_0", "q5_1", "bf16") + _IQ_LOW}
+OFFLOAD = {
+    # ggml-hexagon.cpp ggml_hexagon_supported_mul_mat: Q4_0, Q8_0, IQ4_NL, MXFP4 and F16 only, no matrix of more
+    # than 16 Ki rows (the lm-head, "too large for VTCM"); htp/matmul-ops.c op_matmul: quantized rows not a
+    # multiple of 256 take HVX instead of HMX
+    "hexagon": dict(cpu_types=("q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "q4_1", "q5_0", "q5_1", "bf16") + _IQ_LOW,
+                    cpu_rows_over=16 * 1024, slow_align=256),
+    # ggml-opencl.cpp ggml_opencl_supports_op MUL_MAT: F16, F32, Q4_0, Q4_1, MXFP4, Q4_K, Q5_K, Q6_K, Q8_0 only;
+    # use_adreno_kernels: a matrix with a side under 512 takes the generic kernels
+    "opencl": dict(cpu_types=("q2_k", "q3_k", "q5_0", "q5_1", "bf16") + _IQ_LOW, slow_under=512),
+}
 PEAK = {"cpu": "fp32 FMA peak of the cores at the run's thread count (device_db/cpu_cores.csv)",
         "metal": "fp16 Apple GPU TFLOPS", "cuda": "fp32 non-tensor CUDA TFLOPS", "vulkan": "fp32 non-tensor GPU TFLOPS",
         "opencl": "fp32 GPU TFLOPS (Adreno)", "hexagon": "1.0 per Hexagon HTP (only the v73 was measured)"}
@@ -59,10 +66,10 @@ def main() -> None:
     for backend, samples in samples_by_class(rows, CLASSES).items():
         if backend not in wanted or not samples:
             continue
-        cpu_types = CPU_TYPES.get(backend, ())
-        cpu = backend_params_of(fitted.get("cpu")) if cpu_types else None
-        keys = type_keys(samples, cpu_types)
-        p = fit(samples, keys, cpu, cpu_types)
+        rules = OFFLOAD.get(backend, {})
+        off = offload(backend_params_of(fitted.get("cpu")), **rules) if rules else None
+        keys = type_keys(samples, off)
+        p = fit(samples, keys, off)
         print(f"\n== {backend}: {len(samples)} rows, weight types {', '.join(keys)} ==")
         print(f"  bw_eff {p.bw_eff:.3f}  t_layer {p.t_layer_s * 1e6:.1f} us  t_token {p.t_token_s * 1e3:.2f} ms"
               f"  per recurrent layer {', '.join(f'{k} {v * 1e6:.0f}' for k, v in p.t_recurrent_layer_s.items())} us, "
@@ -86,7 +93,8 @@ def main() -> None:
             "t_recurrent_layer_s": {k: round(v, 7) for k, v in p.t_recurrent_layer_s.items()},
             "t_recurrent_token_s": {k: round(v, 9) for k, v in p.t_recurrent_token_s.items()},
             "no_dot_factor": round(p.no_dot_factor, 4),
-            **({"cpu_types": list(cpu_types)} if cpu_types else {}),
+            **{k: (list(v) if isinstance(v, tuple) else v) for k, v in rules.items()},
+            **({"t_split_s": round(p.t_split_s, 6)} if p.t_split_s else {}),
             "flops_per_weight": {k: round(v, 3) for k, v in sorted(p.flops_per_weight.items())},
             "pp_eff": {k: round(v, 5) for k, v in sorted(p.pp_eff.items())},
             "peak": PEAK[backend],

@@ -13,24 +13,32 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from fitcheck.estimator.speed import (BackendParams, _read_per_token, cost_keys, estimate_speed,
+from fitcheck.estimator.speed import (BackendParams, cost_keys, estimate_speed,
                                       recurrent_kind, recurrent_layers)
 
 KINDS = ("gdn", "conv", "ssm")  # recurrent blocks: gated delta net, short convolution, Mamba
 RIDGE = 0.15  # pull of log(type value) toward the class mean, per type
 
 
-def type_keys(samples, cpu_types: tuple[str, ...] = ()) -> list[str]:
-    """Weight types carrying at least 3 % of some row's weights (smaller ones fall back along cost_keys); types the
-    backend leaves to the CPU are the CPU class's."""
+def offload(cpu: BackendParams | None = None, cpu_types: tuple[str, ...] = (), cpu_rows_over: int = 0,
+            slow_under: int = 0, slow_align: int = 0) -> BackendParams:
+    """What a GPU/NPU backend leaves to the device's CPU (the CPU class's parameters, the types and the matrices it
+    has no kernels for) and which matrices miss its fast prefill kernels, carried in an otherwise empty parameter set."""
+    return BackendParams(1.0, {}, 0.0, {}, cpu_types=cpu_types, cpu=cpu, cpu_rows_over=cpu_rows_over,
+                         slow_under=slow_under, slow_align=slow_align)
+
+
+def type_keys(samples, off: BackendParams | None = None) -> list[str]:
+    """Weight types carrying at least 3 % of some row's weights on the backend itself (smaller ones fall back along
+    cost_keys); what it leaves to the CPU is the CPU class's."""
+    from fitcheck.estimator.speed import split_cpu_types
+
     keys = set()
     for res, _, _ in samples:
         share: dict[str, int] = {}
-        for t, f in _read_per_token(res.spec):
-            if t.ggml_type.lower() in cpu_types:
-                continue
-            k = cost_keys(t.ggml_type)[0]
-            share[k] = share.get(k, 0) + int(t.n_elements * f)
+        for t, n in split_cpu_types(res.spec, off or offload(), res.device).acc.items():
+            k = cost_keys(t)[0]
+            share[k] = share.get(k, 0) + n
         total = sum(share.values())
         keys |= {k for k, n in share.items() if n >= 0.03 * total}
     return sorted(keys)
@@ -49,11 +57,12 @@ def unpack(x, keys: list[str]) -> BackendParams:
         table.setdefault("q4", table.get("q4_0") or float(np.exp(np.mean(np.log(list(table.values()))))))
     r = 3 + 2 * n
     nodot = float(x[r + 2 * len(KINDS)])
+    pp["slow"] = float(np.exp(x[r + 2 * len(KINDS) + 2]))
     return BackendParams(bw_eff=float(x[0]), flops_per_weight={k: float(v) for k, v in fpw.items()},
                          t_layer_s=float(x[1]), pp_eff={k: float(v) for k, v in pp.items()}, t_token_s=float(x[2]),
                          t_recurrent_layer_s={k: float(x[r + i]) for i, k in enumerate(KINDS)},
                          t_recurrent_token_s={k: float(x[r + len(KINDS) + i]) for i, k in enumerate(KINDS)},
-                         no_dot_factor=nodot)
+                         no_dot_factor=nodot, t_split_s=float(x[r + 2 * len(KINDS) + 1]))
 
 
 def predict(res, p: BackendParams) -> float:
@@ -64,7 +73,7 @@ def predict(res, p: BackendParams) -> float:
 class Features:
     """What estimate_speed computes from a row that does not depend on the parameters, so a fit evaluates fast."""
 
-    def __init__(self, samples, keys: list[str], cpu: BackendParams | None = None, cpu_types: tuple[str, ...] = ()):
+    def __init__(self, samples, keys: list[str], off: BackendParams):
         import numpy as np
 
         from fitcheck.estimator.speed import active_weights, cpu_part, kv_bytes_read, output_tensor, split_cpu_types
@@ -72,73 +81,82 @@ class Features:
         self.keys = keys
         idx = {k: i for i, k in enumerate(keys)}
         n = len(samples)
-        self.E = np.zeros((n, len(keys)))
+        # elements by type key the backend computes per token; of those, prompt-token products in prefill
+        self.E, self.P = np.zeros((n, len(keys))), np.zeros((n, len(keys)))
         self.prefill = np.array([r.metric == "prefill" for r, _, _ in samples])
         self.m = np.array([m for _, m, _ in samples])
-        self.read, self.wbytes, self.bw, self.flops, self.layers, self.np, self.attn, self.passes, self.active, self.rec, \
-            self.out = (np.zeros(n) for _ in range(11))
+        self.read, self.wbytes, self.bw, self.flops, self.layers, self.np, self.attn, self.passes, self.rec, \
+            self.slow = (np.zeros(n) for _ in range(10))
         self.kind = np.zeros((n, len(KINDS)))
         self.nodot = np.array([not r.device.dot_product for r, _, _ in samples], dtype=float)
         self.cpu_dec, self.cpu_pp = np.zeros(n), np.zeros(n)  # the types the backend leaves to the CPU: fixed costs
-        stub = BackendParams(1.0, {}, 0.0, {}, cpu_types=cpu_types, cpu=cpu)
+        self.trips = np.zeros(n)
         for i, (r, _, _) in enumerate(samples):
-            wb, elems, act = active_weights(r.spec)
-            out = output_tensor(r.spec)
-            elems, on_cpu = split_cpu_types(elems, stub, r.device)
-            if on_cpu:
-                self.cpu_dec[i], self.cpu_pp[i] = cpu_part(on_cpu, cpu, r.device, r.n_prompt, out)
-            act = sum(elems.values())
-            for t, e in elems.items():
-                k = next(k for k in cost_keys(t) + tuple(keys) if k in idx)
-                self.E[i, idx[k]] += e
+            wb = active_weights(r.spec)[0]
+            out_type, out_n = output_tensor(r.spec)
+            sp = split_cpu_types(r.spec, off, r.device)
+            self.trips[i], self.slow[i] = sp.trips, sum(sp.slow.values()) * r.n_prompt
+            if sp.cpu:
+                self.cpu_dec[i], self.cpu_pp[i] = cpu_part(sp.cpu, off.cpu, r.device, r.n_prompt,
+                                                           (out_type, out_n) if sp.out_on_cpu else ("", 0))
+            for t, e in sp.acc.items():
+                j = idx[next(k for k in cost_keys(t) + tuple(keys) if k in idx)]
+                self.E[i, j] += e
+                once = out_n * (r.n_prompt - 1) if t == out_type and not sp.out_on_cpu else 0
+                self.P[i, j] += (e - sp.slow.get(t, 0)) * r.n_prompt - once
             self.read[i] = wb + kv_bytes_read(r.spec, r.depth)
-            self.wbytes[i], self.active[i] = wb, act
+            self.wbytes[i] = wb
             self.bw[i], self.flops[i] = r.device.bw_gbps * 1e9, (r.device.peak_tflops or 0) * 1e12
             self.layers[i], self.np[i] = r.spec.n_layer, r.n_prompt
             self.attn[i] = 2 * r.spec.n_layer * max(r.spec.n_head) * r.spec.head_dim_k * r.n_prompt ** 2
             self.passes[i] = -(-r.n_prompt // 512)
-            self.rec[i], self.out[i] = recurrent_layers(r.spec), (out[1] if out[0] in elems else 0)
+            self.rec[i] = recurrent_layers(r.spec)
             self.kind[i, KINDS.index(recurrent_kind(r.spec))] = 1.0
 
     def tps(self, x):
         import numpy as np
 
         n = len(self.keys)
-        fpw, pp = np.exp(x[3:3 + n]), np.exp(x[3 + n:3 + 2 * n])
+        fpw, inv_pp = np.exp(x[3:3 + n]), np.exp(-x[3 + n:3 + 2 * n])
         r, k = 3 + 2 * n, len(KINDS)
         flops = self.flops * (1 - self.nodot * (1 - x[r + 2 * k]))
-        fixed = self.layers * x[1] + x[2] + self.rec * (self.kind @ x[r:r + k])
+        fixed = self.layers * x[1] + x[2] + self.rec * (self.kind @ x[r:r + k]) + self.trips * x[r + 2 * k + 1]
         t_rec = self.rec * self.np * (self.kind @ x[r + k:r + 2 * k])
         decode = self.read / (x[0] * self.bw) + (self.E @ fpw) / flops + self.cpu_dec + fixed
-        eff = (self.E @ pp) / np.maximum(self.E.sum(1), 1)
-        t_pp = ((2 * (self.active - self.out) * self.np + 2 * self.out) / (eff * flops) + self.attn / (eff * flops)
-                + self.cpu_pp + t_rec
-                + self.passes * (self.wbytes / self.bw + fixed))
+        eff = self.E.sum(1) / np.maximum(self.E @ inv_pp, 1e-30)
+        t_pp = ((2 * (self.P @ inv_pp) + 2 * self.slow / np.exp(x[r + 2 * k + 2])) / flops
+                + self.attn / (eff * flops) + self.cpu_pp + t_rec + self.passes * (self.wbytes / self.bw + fixed))
         return np.where(self.prefill, self.np / t_pp, 1 / decode)
 
 
-def fit(samples, keys: list[str], cpu: BackendParams | None = None, cpu_types: tuple[str, ...] = ()) -> BackendParams:
+def fit(samples, keys: list[str], off: BackendParams | None = None) -> BackendParams:
     import numpy as np
     from scipy.optimize import least_squares
 
     n = len(keys)
     k = len(KINDS)
-    x0 = np.array([0.7, 1e-4, 1e-3] + [np.log(20.0)] * n + [np.log(0.3)] * n + [1e-4] * k + [1e-6] * k + [0.5])
-    lo = [0.1, 0.0, 0.0] + [np.log(0.01)] * n + [np.log(1e-4)] * n + [0.0] * (2 * k) + [0.05]
-    hi = [1.0, 5e-3, 0.2] + [np.log(5000.0)] * n + [np.log(5.0)] * n + [0.05] * k + [1e-3] * k + [1.0]
+    x0 = np.array([0.7, 1e-4, 1e-3] + [np.log(20.0)] * n + [np.log(0.3)] * n + [1e-4] * k + [1e-6] * k
+                  + [0.5, 1e-3, np.log(0.05)])
+    lo = [0.1, 0.0, 0.0] + [np.log(0.01)] * n + [np.log(1e-4)] * n + [0.0] * (2 * k) + [0.05, 0.0, np.log(1e-4)]
+    hi = [1.0, 5e-3, 0.2] + [np.log(5000.0)] * n + [np.log(5.0)] * n + [0.05] * k + [1e-3] * k + [1.0, 0.05, np.log(5.0)]
     has_pp = any(r.metric == "prefill" for r, _, _ in samples)
 
-    f = Features(samples, keys, cpu, cpu_types)
+    off = off or offload()
+    f = Features(samples, keys, off)
 
     def resid(x):
         fl, pl = x[3:3 + n], x[3 + n:3 + 2 * n]
         return np.concatenate([np.log(np.maximum(f.tps(x), 1e-9) / f.m), RIDGE * (fl - fl.mean()),
                                RIDGE * (pl - pl.mean()) * has_pp])
 
-    x = least_squares(resid, x0, bounds=(lo, hi), x_scale=[0.1, 1e-4, 1e-3] + [1.0] * (2 * n) + [1e-4] * k + [1e-5] * k + [0.1]).x
+    x = least_squares(resid, x0, bounds=(lo, hi), x_scale=[0.1, 1e-4, 1e-3] + [1.0] * (2 * n) + [1e-4] * k + [1e-5] * k + [0.1, 1e-3, 1.0]).x
     p = unpack(x, keys)
     seen = {KINDS[j] for j in range(k) if (f.kind[:, j] * f.rec).any()}  # a kind without rows stays unfitted (0)
-    p = replace(p, no_dot_factor=p.no_dot_factor if f.nodot.any() else 1.0, cpu_types=cpu_types, cpu=cpu,
+    if not (f.slow.any() and has_pp):  # no row has a slow matrix: nothing to fit
+        p.pp_eff.pop("slow")
+    p = replace(p, no_dot_factor=p.no_dot_factor if f.nodot.any() else 1.0, cpu_types=off.cpu_types, cpu=off.cpu,
+                cpu_rows_over=off.cpu_rows_over, slow_under=off.slow_under, slow_align=off.slow_align,
+                t_split_s=p.t_split_s if f.trips.any() else 0.0,
                 t_recurrent_layer_s={c: v for c, v in p.t_recurrent_layer_s.items() if c in seen},
                 t_recurrent_token_s={c: v for c, v in p.t_recurrent_token_s.items() if c in seen})
     check = [predict(r, p) / t - 1 for (r, _, _), t in zip(samples[:5], f.tps(x)[:5])]
@@ -177,14 +195,14 @@ def errors(samples, p) -> dict[str, list[float]]:
 
 def leave_one_out(backend: str, samples, full: BackendParams) -> dict[str, list[float]]:
     """Errors of each group's rows (a device family, or a model on one phone) predicted by a fit without them."""
-    cpu, cpu_types = full.cpu, full.cpu_types
+    off = offload(full.cpu, full.cpu_types, full.cpu_rows_over, full.slow_under, full.slow_align)
     out: dict[str, list[float]] = {}
     for g in sorted({group_of(backend, r, row) for r, _, row in samples}):
         train = [s for s in samples if group_of(backend, s[0], s[2]) != g]
         test = [s for s in samples if group_of(backend, s[0], s[2]) == g]
         if len(train) < 4:
             continue
-        pf = fit(train, type_keys(train, cpu_types), cpu, cpu_types)
+        pf = fit(train, type_keys(train, off), off)
         # a type only the held-out group has: the full fit's value
         pf = replace(pf, flops_per_weight={**full.flops_per_weight, **pf.flops_per_weight},
                      pp_eff={**full.pp_eff, **pf.pp_eff})

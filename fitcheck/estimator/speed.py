@@ -147,6 +147,14 @@ class BackendParams:
     # products run on the device's CPU, at the CPU class's parameters (`cpu`)
     cpu_types: tuple[str, ...] = ()
     cpu: BackendParams | None = None
+    # matrices with more rows than this also run on the CPU (ggml-hexagon.cpp refuses the lm-head: VTCM)
+    cpu_rows_over: int = 0
+    t_split_s: float = 0.0  # per round trip to the CPU and back (a graph split)
+    # matrices that miss the backend's fast prefill kernels run at pp_eff["slow"]: those with a side under
+    # `slow_under` (ggml-opencl.cpp use_adreno_kernels: 512) or quantized ones whose rows are not a multiple of
+    # `slow_align` elements (ggml-hexagon htp/matmul-ops.c op_matmul: HMX wants 256, else HVX)
+    slow_under: int = 0
+    slow_align: int = 0
 
 
 @dataclass(frozen=True)
@@ -215,6 +223,11 @@ def recurrent_kind(spec: ModelSpec) -> str:
 
 def _recurrent(table: dict[str, float], spec: ModelSpec) -> float:
     return table.get(recurrent_kind(spec), table.get("*", 0.0)) if recurrent_layers(spec) else 0.0
+
+
+def output_tensor_name(spec: ModelSpec) -> str:
+    """output.weight, else the tied embedding table the output projection multiplies by."""
+    return "output.weight" if any(t.name == "output.weight" for t in spec.tensors) else "token_embd.weight"
 
 
 def output_tensor(spec: ModelSpec) -> tuple[str, int]:
@@ -289,18 +302,19 @@ def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | Cpu
         if dev.kernels is None:
             raise ValueError("CPU kernel parameters need measured kernels")
         return cpu_kernel_speed(spec, dev, p, n_prompt, depth, n_ubatch)
-    wbytes, elems, n_active = active_weights(spec)
+    wbytes = active_weights(spec)[0]
     read = wbytes + kv_bytes_read(spec, depth)
     bw = dev.bw_gbps * 1e9
     t_bw = read / (p.bw_eff * bw)
     flops = (dev.peak_tflops or 0) * 1e12 * (1.0 if dev.dot_product else p.no_dot_factor)
-    acc, on_cpu = split_cpu_types(elems, p, dev)
+    sp = split_cpu_types(spec, p, dev)
     out = output_tensor(spec)
-    t_dec, t_pp, eff = compute_part(acc, p, flops, n_prompt, out)
-    if on_cpu:
-        c_dec, c_pp = cpu_part(on_cpu, p.cpu, dev, n_prompt, out)
+    t_dec, t_pp, eff = compute_part(sp.acc, p, flops, n_prompt, ("", 0) if sp.out_on_cpu else out, sp.slow)
+    if sp.cpu:
+        c_dec, c_pp = cpu_part(sp.cpu, p.cpu, dev, n_prompt, out if sp.out_on_cpu else ("", 0))
         t_dec, t_pp = t_dec + c_dec, t_pp + c_pp
-    t_fixed = spec.n_layer * p.t_layer_s + p.t_token_s + recurrent_layers(spec) * _recurrent(p.t_recurrent_layer_s, spec)
+    t_fixed = (spec.n_layer * p.t_layer_s + p.t_token_s + sp.trips * p.t_split_s
+               + recurrent_layers(spec) * _recurrent(p.t_recurrent_layer_s, spec))
     decode_s = t_bw + t_dec + t_fixed
     prefill = None
     if flops and n_prompt:
@@ -318,13 +332,47 @@ def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | Cpu
     )
 
 
-def split_cpu_types(elems: dict[str, int], p: BackendParams, dev: DeviceSpeedSpec
-                    ) -> tuple[dict[str, int], dict[str, int]]:
-    """(elements the backend computes, elements left to the device's CPU) by GGML type."""
-    if not (p.cpu_types and p.cpu is not None and dev.cpu_tflops):
-        return elems, {}
-    acc = {t: n for t, n in elems.items() if t.lower() not in p.cpu_types}
-    return acc, {t: n for t, n in elems.items() if t.lower() in p.cpu_types}
+@dataclass(frozen=True)
+class Split:
+    """How a GPU/NPU backend's graph divides for one decoded token: elements by GGML type it computes (`acc`) and
+    leaves to the device's CPU (`cpu`), whether the output projection is among the latter, the round trips to the
+    CPU (each a graph split: ggml-backend.cpp's scheduler syncs and copies activations across), and the elements
+    of matrices that miss the backend's fast prefill kernels."""
+
+    acc: dict[str, int]
+    cpu: dict[str, int]
+    out_on_cpu: bool = False
+    trips: int = 0
+    slow: dict[str, int] = field(default_factory=dict)  # by GGML type
+
+
+def split_cpu_types(spec: ModelSpec, p: BackendParams, dev: DeviceSpeedSpec) -> Split:
+    """A tensor goes to the CPU when the backend has no kernel for its type (`cpu_types`) or it has more rows than
+    the backend takes (`cpu_rows_over`). A layer with any such matrix costs round trips (its other ops stay on the
+    backend, so the graph splits around each CPU product): counted once per layer, and once for the output head."""
+    acc: dict[str, int] = {}
+    cpu: dict[str, int] = {}
+    out_on_cpu, slow, tripped = False, {}, set()
+    split = bool((p.cpu_types or p.cpu_rows_over) and p.cpu is not None and dev.cpu_tflops)
+    out_name = output_tensor_name(spec)
+    for t, f in _read_per_token(spec):
+        rows = t.shape[1] if len(t.shape) == 2 else 0
+        on_cpu = split and (t.ggml_type.lower() in p.cpu_types or bool(p.cpu_rows_over and rows > p.cpu_rows_over))
+        side = cpu if on_cpu else acc
+        n = int(t.n_elements * f)
+        side[t.ggml_type] = side.get(t.ggml_type, 0) + n
+        out_on_cpu |= on_cpu and t.name == out_name
+        if on_cpu and len(t.shape) >= 2:  # a matrix: vectors (norms, biases) are elementwise ops the backend runs
+            tripped.add(t.name.split(".")[1] if t.name.startswith("blk.") else t.name)
+        if not on_cpu and len(t.shape) >= 2 and _slow(t, p):
+            slow[t.ggml_type] = slow.get(t.ggml_type, 0) + n
+    return Split(acc, cpu, out_on_cpu, len(tripped), slow)
+
+
+def _slow(t, p: BackendParams) -> bool:
+    if p.slow_under and min(t.shape[:2]) < p.slow_under:
+        return True
+    return bool(p.slow_align and t.ggml_type.upper() not in ("F32", "F16", "BF16") and t.shape[0] % p.slow_align)
 
 
 def cpu_part(elems: dict[str, int], cpu: BackendParams, dev: DeviceSpeedSpec, n_prompt: int, out
@@ -334,26 +382,35 @@ def cpu_part(elems: dict[str, int], cpu: BackendParams, dev: DeviceSpeedSpec, n_
     return compute_part(elems, cpu, flops, n_prompt, out)[:2]
 
 
-def compute_part(elems: dict[str, int], p: BackendParams, flops: float, n_prompt: int, out) -> tuple[float, float, float]:
+def compute_part(elems: dict[str, int], p: BackendParams, flops: float, n_prompt: int, out,
+                 slow: dict[str, int] | None = None) -> tuple[float, float, float]:
     """(decode compute s, prefill matrix-product s, prefill efficiency) of some weights on one processor.
 
-    Decode: elements x FLOPs per weight (by type) / peak. Prefill: 2 FLOPs per weight and prompt token at the
-    types' efficiency, the output projection (`out`, from output_tensor) once per prompt."""
+    Decode: elements x FLOPs per weight (by type) / peak. Prefill: each type's matrix products take their own time,
+    2 FLOPs per weight and prompt token at that type's efficiency; the output projection (`out`, from
+    output_tensor) once per prompt; the elements of `slow` matrices at pp_eff["slow"]. The efficiency returned is
+    their harmonic mean (for the attention's products)."""
     n_all = sum(elems.values())
     if not n_all or not flops:
         return 0.0, 0.0, 0.0
     t_dec = sum(n * _per_class(p.flops_per_weight, t) for t, n in elems.items()) / flops
-    eff = sum(n * _per_class(p.pp_eff, t) for t, n in elems.items()) / n_all
+    inv = {t: 1 / _per_class(p.pp_eff, t) for t in elems}
+    eff = n_all / sum(n * inv[t] for t, n in elems.items())
+    slow = slow or {}
     out_type, out_n = out
-    fl = 2 * n_all * n_prompt - (2 * out_n * (n_prompt - 1) if out_type in elems and n_prompt else 0)
-    return t_dec, fl / (eff * flops), eff
+    fl = sum((2 * n_prompt * (n - slow.get(t, 0)) - (2 * out_n * (n_prompt - 1) if t == out_type and n_prompt else 0))
+             * inv[t] for t, n in elems.items())
+    t_slow = 2 * sum(slow.values()) * n_prompt / p.pp_eff["slow"] if slow else 0.0
+    return t_dec, (fl + t_slow) / flops, eff
 
 
 def params_from_dict(d: dict) -> BackendParams:
     return BackendParams(d["bw_eff"], dict(d["flops_per_weight"]), d["t_layer_s"], dict(d["pp_eff"]), d.get("source", ""),
                          float(d.get("t_token_s", 0.0)), _by_kind(d.get("t_recurrent_layer_s")),
                          _by_kind(d.get("t_recurrent_token_s")), float(d.get("no_dot_factor", 1.0)),
-                         tuple(d.get("cpu_types", ())))
+                         tuple(d.get("cpu_types", ())), cpu_rows_over=int(d.get("cpu_rows_over", 0)),
+                         t_split_s=float(d.get("t_split_s", 0.0)), slow_under=int(d.get("slow_under", 0)),
+                         slow_align=int(d.get("slow_align", 0)))
 
 
 def _by_kind(v) -> dict[str, float]:
