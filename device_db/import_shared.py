@@ -130,11 +130,11 @@ def chip_rows(specs: Path) -> list[dict]:
 
 def _chip_for(soc: str, chips: list[dict]) -> dict | None:
     soc_l = re.sub(r"\((g\d)\)", r"\1", soc.lower().replace(" for galaxy", ""))  # "Google Tensor (G1)"
-    best = None
-    for c in chips:
+    best, best_stem = None, ""
+    for c in chips:  # the longest chip name the SoC text holds ("Snapdragon 8 Elite Gen 5" over "Snapdragon 8 Elite")
         stem = c["name"].split(" (")[0].lower().replace("qualcomm ", "")
-        if stem and stem in soc_l and (best is None or len(stem) > len(best["name"].split(" (")[0])):
-            best = c
+        if stem and stem in soc_l and len(stem) > len(best_stem):
+            best, best_stem = c, stem
     if best is None:
         return None
     stem = best["name"].split(" (")[0]

@@ -97,3 +97,24 @@ def test_devices_cli():
     assert all("jetson" in d["id"] for d in json.loads(r.stdout))
     r = run_cli("devices", "zzzz")
     assert r.returncode == 1 and r.stderr.startswith("fitcheck: error: no device matches 'zzzz'")
+
+
+def test_a_phone_takes_the_longest_chip_name_its_soc_holds():
+    """The Xiaomi 17's SoC cell reads "Snapdragon 8 Elite Gen 5 (SM8850)": its chip is that one, not the
+    Snapdragon 8 Elite whose name the cell also contains."""
+    d = resolve("Xiaomi 17").device
+    assert d.chip == "qualcomm-snapdragon-8-elite-gen-5" and "Oryon" in d.cpu
+
+
+def test_a_phone_without_its_ram_takes_its_chips_smallest():
+    choice = resolve("Xiaomi 17")
+    chip = device_db.devices()[choice.device.chip]
+    assert not choice.device.ram_options_gb and choice.ram_gb == chip.ram_options_gb[0]
+    assert "not recorded" in choice.ram_note
+
+
+@pytest.mark.parametrize("name, chip_id", [("Dimensity 8400-Ultra", "mediatek-dimensity-8400"),
+                                           ("Dimensity 9400+", "mediatek-dimensity-9400")])
+def test_mediatek_bins_resolve_to_their_silicon(name, chip_id):
+    assert resolve(name).device.id == chip_id
+    assert resolve("POCO X7 Pro").device.chip == "mediatek-dimensity-8400"

@@ -93,7 +93,13 @@ def _ram_choice(dev: Device, ram_gb: int | None, asked: str) -> DeviceChoice:
         note = f"{ram_gb} GB as asked" + (f" (also sold with {'/'.join(map(str, others))} GB)" if others else "")
         return DeviceChoice(dev, ram_gb, note)
     if not opts:
-        return DeviceChoice(dev, None, "no RAM size in the database")
+        chip = devices().get(dev.chip) if dev.chip else None
+        if chip is None or not chip.ram_options_gb:
+            return DeviceChoice(dev, None, "no RAM size in the database")
+        # the phone's own RAM is not recorded: the smallest its chip ships with (every buyer has at least that)
+        low = chip.ram_options_gb[0]
+        return DeviceChoice(dev, low, f"{low} GB, the smallest the {chip.name} ships with in the database (this "
+                                      f"device's own RAM is not recorded; ask as \"{asked.strip()} 16GB\")")
     if len(opts) == 1:
         return DeviceChoice(dev, opts[0], f"{opts[0]} GB (its only option)")
     # the smallest option: an answer that holds for every buyer; the others are named with how to ask
@@ -124,6 +130,8 @@ def resolve(name: str) -> DeviceChoice:
         return _ram_choice(exact, ram_gb, exact.name)
     ram_words = [w for w in words if _RAM.match(w)]
     want = [w for w in words if w not in OPTIONAL]
+    if "dimensity" in want:  # "Dimensity 8400-Ultra", "9400+": Xiaomi's and MediaTek's bins of the same silicon
+        want = [w for w in want if w not in ("ultra", "plus")]
     scored = []
     for d in table.values():
         have = _words(d)
