@@ -98,6 +98,25 @@ def cpu_cores() -> dict[str, CpuCore]:
 
 
 @dataclass(frozen=True)
+class NpuGeneration:
+    npu: str
+    version: int
+    claimed_vs_previous: float  # the vendor's claimed speed-up over `previous`
+    previous: int | None
+    source: str
+    verification: str
+
+
+@lru_cache(maxsize=1)
+def npu_generations() -> dict[tuple[str, int], NpuGeneration]:
+    """NPU generations by (family, version) with the vendor's claimed gain over the one before (npu_generations.csv)."""
+    text = files("device_db").joinpath("npu_generations.csv").read_text()
+    return {(r["npu"].lower(), int(r["version"])): NpuGeneration(
+        r["npu"], int(r["version"]), float(r["claimed_vs_previous"]), int(r["previous"]) if r["previous"] else None,
+        r["source"], r["verification"]) for r in csv.DictReader(text.splitlines())}
+
+
+@dataclass(frozen=True)
 class OSRule:
     os: str
     mode: str

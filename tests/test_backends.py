@@ -223,3 +223,17 @@ def test_a_cpu_fallback_costs_round_trips_per_layer():
     gpu = estimate_speed(spec, from_device(s23, "opencl", 6)[0], p, n_prompt=256).decode_tps
     cpu = estimate_speed(spec, from_device(s23, "cpu", 6)[0], params_for("cpu")[0], n_prompt=256).decode_tps
     assert gpu < 0.6 * cpu
+
+
+def test_newer_htps_take_half_the_vendors_claimed_gain():
+    """Qualcomm claims +98 % (8 Gen 3, v75), +45 % (8 Elite, v79): v79 is rated sqrt(1.98 x 1.45) of the measured v73,
+    an unknown version as the v73; the prefill interval spans "as claimed" to "no faster"."""
+    from fitcheck.device.device_speed import htp_rate
+
+    assert htp_rate(73)[0] == 1.0
+    assert htp_rate(79)[0] == pytest.approx((1.98 * 1.45) ** 0.5)
+    assert htp_rate(90)[0] == 1.0 and "no claimed gain" in htp_rate(90)[1]
+    spec = spec_from_catalog(entries()["qwen2.5-1.5b"], "Q4_0")
+    old, new = (estimate_speed(spec, from_device(_dev(n), "hexagon", 6)[0], params_for("hexagon")[0], n_prompt=256)
+                for n in ("Galaxy S23", "Snapdragon 8 Elite"))
+    assert 1.3 < new.prefill_tps / old.prefill_tps < htp_rate(79)[0] * 1.1

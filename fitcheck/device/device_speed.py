@@ -157,6 +157,26 @@ def check_threads(threads: int | None, cores: int | None, where: str) -> None:
         raise UsageError(f"--threads {threads}: {where} has {cores} cores")
 
 
+def htp_rate(version: int) -> tuple[float, str]:
+    """A Hexagon HTP's matrix rate in units of the measured v73, and how it was found.
+
+    Qualcomm publishes no FLOPS, only each generation's claimed NPU gain over the one before
+    (device_db/npu_generations.csv), for its own INT8 stack. llama.cpp's HMX path dequantizes the weights to FP16
+    on the HVX units first, so half of the claimed gain (in log) is taken: an answer within the square root of the
+    claim of both "as claimed" and "no faster"."""
+    from device_db import npu_generations
+
+    gens, claimed, v = npu_generations(), 1.0, version
+    while (g := gens.get(("hexagon", v))) is not None and g.previous is not None:
+        claimed, v = claimed * g.claimed_vs_previous, g.previous
+    if v != 73:
+        return 1.0, f"rated as the measured v73 (no claimed gain known for v{version})"
+    if version == 73:
+        return 1.0, "the measured v73"
+    return claimed ** 0.5, (f"{claimed ** 0.5:.2f}x the measured v73 (Qualcomm claims {claimed:.2f}x for its INT8 NPU "
+                            f"stack; half of it in log taken for llama.cpp's FP16 HMX path, UNVERIFIED)")
+
+
 def _compute(dev, backend: str, threads: int | None) -> tuple[float | None, str, str]:
     """(peak the class's parameters were fitted against, its kind, how it was found) for a device and backend."""
     if backend == "cpu":
@@ -167,11 +187,11 @@ def _compute(dev, backend: str, threads: int | None) -> tuple[float | None, str,
             return None, "", f"CPU cores unknown ({dev.cpu or 'no CPU in the database'})"
         return cc.tflops, f"CPU fp32 FMA peak at {cc.threads} threads", cc.note
     if backend == "hexagon":
-        # no published rate for the HVX units llama.cpp's Hexagon kernels run on: every HTP counts as the one measured
-        # (the dev phone's v73), so newer NPUs read slow where they compute and right where they stream weights
         m = re.search(r"hexagon v(\d+)", dev.npu.lower())
-        return (1.0, "Hexagon HTP, v73 units", f"{dev.npu}, rated as the measured v73 (no published HVX rate)") if m else \
-            (None, "", f"no Hexagon NPU ({dev.npu or 'none listed'})")
+        if not m:
+            return None, "", f"no Hexagon NPU ({dev.npu or 'none listed'})"
+        rate, how = htp_rate(int(m.group(1)))
+        return rate, "Hexagon HTP, v73 units", f"{dev.npu}, {how}"
     apple = dev.family.startswith("Apple")
     # Apple GPUs run fp16 at the fp32 rate; elsewhere the non-tensor fp32 figure is the one known for every card
     tflops = (dev.fp16_tflops or dev.fp32_tflops) if apple else (dev.fp32_tflops or dev.fp16_tflops)

@@ -75,6 +75,9 @@ def uncertainty(spec, params, calibrated: bool, basis: dict, prof: dict | None, 
     else:
         lofo = device_speed.fitted_params()["backends"].get(spec.backend, {}).get("lofo_mape") or {}
         model = (lofo.get("decode", 0.3), lofo.get("prefill", 0.4))
+        if spec.backend == "hexagon" and spec.peak_tflops and spec.peak_tflops != 1.0:
+            # an HTP rated from the vendor's claims (device_speed.htp_rate): as claimed, or no faster than the v73
+            model = (model[0], math.hypot(model[1], spec.peak_tflops - 1))
     probe = 0.0
     if prof is not None:
         stats = ((prof.get("bandwidth") or {}).get("stats") or {}).get("read_gbps") or {}

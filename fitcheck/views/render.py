@@ -297,7 +297,7 @@ def speed_line(d: dict[str, Any]) -> str:
     ttft = f", first token after {fmt_seconds(sp['ttft_s'])} for {si['n_prompt']} tokens" if sp.get("ttft_s") else ""
     tf = f"{dev['peak_tflops']:.3g} TFLOPS" if dev.get("peak_tflops") else "FLOPS unknown"
     if (dev.get("peak_kind") or "").startswith("Hexagon"):  # no published rate: counted in units of the measured HTP
-        tf = "HTP rated as the measured v73"
+        tf = "HTP rated as the measured v73" if dev["peak_tflops"] == 1.0 else f"HTP {dev['peak_tflops']:.2f}x the measured v73"
     return (f"speed: decode ~{sp['decode_tps']:.1f} t/s ({sp['decode_tps'] / (1 + ud):.1f}–{sp['decode_tps'] * (1 + ud):.1f}), "
             f"{pre}{ttft} "
             f"({dev['backend']}, {dev['bw_gbps']:.1f} GB/s, {tf}; {_speed_source(dev, si['calibrated'])})")
