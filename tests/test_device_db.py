@@ -118,3 +118,12 @@ def test_a_phone_without_its_ram_takes_its_chips_smallest():
 def test_mediatek_bins_resolve_to_their_silicon(name, chip_id):
     assert resolve(name).device.id == chip_id
     assert resolve("POCO X7 Pro").device.chip == "mediatek-dimensity-8400"
+
+
+def test_a_device_called_exactly_as_asked_wins_a_tie_and_its_named_size():
+    """"Jetson AGX Orin 64GB" is both a chip row and a board row ("32GB / 64GB"): the one called exactly that is
+    taken, at the 64 GB its name carries."""
+    choice = resolve("Jetson AGX Orin 64GB")
+    assert choice.device.name == "NVIDIA Jetson AGX Orin 64GB" and choice.ram_gb == 64
+    with pytest.raises(DeviceError, match="matches 2 devices"):
+        resolve("Jetson AGX Orin")

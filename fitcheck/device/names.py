@@ -102,6 +102,9 @@ def _ram_choice(dev: Device, ram_gb: int | None, asked: str) -> DeviceChoice:
                                       f"device's own RAM is not recorded; ask as \"{asked.strip()} 16GB\")")
     if len(opts) == 1:
         return DeviceChoice(dev, opts[0], f"{opts[0]} GB (its only option)")
+    named = [o for o in opts if re.search(rf"\b{o}\s*GB\b", dev.name, re.I)]
+    if len(named) == 1:  # "Jetson AGX Orin 64GB": the size its name carries
+        return DeviceChoice(dev, named[0], f"{named[0]} GB (as its name says)")
     # the smallest option: an answer that holds for every buyer; the others are named with how to ask
     return DeviceChoice(dev, opts[0], f"{opts[0]} GB, the smallest of {listing} GB "
                                       f"(ask for another as \"{asked.strip()} {opts[-1]}GB\")")
@@ -148,6 +151,9 @@ def resolve(name: str) -> DeviceChoice:
         raise DeviceError(f"unknown device {base.strip()!r}{hint} (see `fitcheck devices`)")
     scored.sort(key=lambda s: (s[0], s[1].id))
     best = [s for s in scored if s[0] == scored[0][0]]
+    named = [s for s in best if set(tokens(s[1].name)) - OPTIONAL == set(want)]
+    if len(best) > 1 and len(named) == 1:  # a tie, but one device is called exactly what was asked
+        best = named
     if len(best) > 1:
         choices = ", ".join(f"{s[1].name} ({s[1].id})" for s in best[:6])
         more = f" and {len(best) - 6} more" if len(best) > 6 else ""
