@@ -279,14 +279,17 @@ def samples_by_class(rows: list[dict[str, str]], classes) -> dict[str, list]:
 def held_out(path: str | Path, min_rows: int = 8) -> dict[str, Any]:
     """Per backend class in the file: each device family (a model, for one-phone classes) predicted by parameters
     refitted without it. The refit uses this file's rows only; the shipped parameters are not touched."""
-    from fitcheck.calibration.class_fit import fit, leave_one_out, type_keys
+    from fitcheck.calibration.class_fit import fit, leave_one_out, offload_of, type_keys
     from fitcheck.device.backends import BACKENDS
+    from fitcheck.device.device_speed import fitted_params, params_for
 
     out = {}
     for backend, samples in samples_by_class(read_rows(path), BACKENDS).items():
         if len(samples) < min_rows:
             continue
-        full = fit(samples, type_keys(samples))
+        # what the class leaves to the CPU (and the CPU class's parameters) as shipped
+        off = offload_of(params_for(backend)[0]) if backend in fitted_params()["backends"] else None
+        full = fit(samples, type_keys(samples, off), off)
         lo = leave_one_out(backend, samples, full)
         out[backend] = {metric: {"mape": round(statistics.fmean(v), 4), "n": len(v)} for metric, v in sorted(lo.items())}
     return out

@@ -28,6 +28,13 @@ def offload(cpu: BackendParams | None = None, cpu_types: tuple[str, ...] = (), c
                          slow_under=slow_under, slow_align=slow_align)
 
 
+def offload_of(p: BackendParams) -> BackendParams | None:
+    """The offload rules a fitted class carries (None for a class that keeps all its work)."""
+    if not (p.cpu_types or p.cpu_rows_over or p.slow_under or p.slow_align):
+        return None
+    return offload(p.cpu, p.cpu_types, p.cpu_rows_over, p.slow_under, p.slow_align)
+
+
 def type_keys(samples, off: BackendParams | None = None) -> list[str]:
     """Weight types carrying at least 3 % of some row's weights on the backend itself (smaller ones fall back along
     cost_keys); what it leaves to the CPU is the CPU class's."""
@@ -195,7 +202,7 @@ def errors(samples, p) -> dict[str, list[float]]:
 
 def leave_one_out(backend: str, samples, full: BackendParams) -> dict[str, list[float]]:
     """Errors of each group's rows (a device family, or a model on one phone) predicted by a fit without them."""
-    off = offload(full.cpu, full.cpu_types, full.cpu_rows_over, full.slow_under, full.slow_align)
+    off = offload_of(full)
     out: dict[str, list[float]] = {}
     for g in sorted({group_of(backend, r, row) for r, _, row in samples}):
         train = [s for s in samples if group_of(backend, s[0], s[2]) != g]
