@@ -1,10 +1,12 @@
 """Speed model: prefill and decode tokens/s from a device's specs. Pure: no I/O.
 
 Decode, per token:  t = bytes_read / (bw_eff * bandwidth)            weights streamed once
-                      + weights * flops_per_weight[class] / peak_flops  dequantization + matmul
-                      + n_layer * t_layer                               kernel launch / sync per layer
-Prefill, n tokens:   t = (2 * active_params * n + attention) / (pp_eff[class] * peak_flops)
-                      + ceil(n / ubatch) * (bytes_read / bandwidth + n_layer * t_layer)
+                      + sum over types of weights * flops_per_weight[type] / peak_flops   dequantization + matmul
+                      + n_layer * t_layer (+ round trips to the CPU)   kernel launch / sync per layer
+Prefill, n tokens:   t = sum over types of 2 * weights * n / (pp_eff[type] * peak_flops) + attention
+                      + ceil(n / ubatch) * (bytes_read / bandwidth + fixed costs)
+A GPU/NPU backend's products it has no kernel for run on the device's CPU at the CPU class's parameters
+(split_cpu_types); those that miss its fast prefill kernels run at pp_eff["slow"].
 TTFT = load (weights from disk) + prefill of the prompt.
 
 Few parameters, each physical: a bandwidth efficiency, a compute cost per
