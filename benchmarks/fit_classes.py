@@ -41,6 +41,9 @@ OFFLOAD = {
     # use_adreno_kernels: a matrix with a side under 512 takes the generic kernels
     "opencl": dict(cpu_types=("q2_k", "q3_k", "q5_0", "q5_1", "bf16") + _IQ_LOW, slow_under=512),
 }
+# classes whose prefill efficiency is fitted per GPU architecture (fitcheck.device.backends.gpu_arch), where one has
+# prefill rows on two devices or more: Vulkan's shaders take cooperative-matrix paths on some and not on others
+ARCHS = {"vulkan": ("nvidia", "rdna4", "rdna3", "rdna2", "gcn", "intel-arc")}
 PEAK = {"cpu": "fp32 FMA peak of the cores at the run's thread count (device_db/cpu_cores.csv)",
         "metal": "fp16 Apple GPU TFLOPS", "cuda": "fp32 non-tensor CUDA TFLOPS", "vulkan": "fp32 non-tensor GPU TFLOPS",
         "opencl": "fp32 GPU TFLOPS (Adreno)", "hexagon": "1.0 per Hexagon HTP (only the v73 was measured)"}
@@ -69,8 +72,10 @@ def main() -> None:
         rules = OFFLOAD.get(backend, {})
         off = offload(backend_params_of(fitted.get("cpu")), **rules) if rules else None
         keys = type_keys(samples, off)
-        p = fit(samples, keys, off)
+        p = fit(samples, keys, off, ARCHS.get(backend, ()))
         print(f"\n== {backend}: {len(samples)} rows, weight types {', '.join(keys)} ==")
+        if p.pp_arch:
+            print("  prefill by GPU architecture: " + ", ".join(f"{a} x{v:.2f}" for a, v in p.pp_arch.items()))
         print(f"  bw_eff {p.bw_eff:.3f}  t_layer {p.t_layer_s * 1e6:.1f} us  t_token {p.t_token_s * 1e3:.2f} ms"
               f"  per recurrent layer {', '.join(f'{k} {v * 1e6:.0f}' for k, v in p.t_recurrent_layer_s.items())} us, "
               f"no-dot-product factor {p.no_dot_factor:.2f}, per prompt token and recurrent layer {', '.join(f'{k} {v * 1e6:.1f}' for k, v in p.t_recurrent_token_s.items())} us")
@@ -95,6 +100,7 @@ def main() -> None:
             "no_dot_factor": round(p.no_dot_factor, 4),
             **{k: (list(v) if isinstance(v, tuple) else v) for k, v in rules.items()},
             **({"t_split_s": round(p.t_split_s, 6)} if p.t_split_s else {}),
+            **({"pp_arch": {k: round(v, 4) for k, v in p.pp_arch.items()}} if p.pp_arch else {}),
             "flops_per_weight": {k: round(v, 3) for k, v in sorted(p.flops_per_weight.items())},
             "pp_eff": {k: round(v, 5) for k, v in sorted(p.pp_eff.items())},
             "peak": PEAK[backend],

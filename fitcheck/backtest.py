@@ -288,8 +288,9 @@ def held_out(path: str | Path, min_rows: int = 8) -> dict[str, Any]:
         if len(samples) < min_rows:
             continue
         # what the class leaves to the CPU (and the CPU class's parameters) as shipped
-        off = offload_of(params_for(backend)[0]) if backend in fitted_params()["backends"] else None
-        full = fit(samples, type_keys(samples, off), off)
+        shipped = params_for(backend)[0] if backend in fitted_params()["backends"] else None
+        off = offload_of(shipped) if shipped else None
+        full = fit(samples, type_keys(samples, off), off, tuple(shipped.pp_arch) if shipped else ())
         lo = leave_one_out(backend, samples, full)
         out[backend] = {metric: {"mape": round(statistics.fmean(v), 4), "n": len(v)} for metric, v in sorted(lo.items())}
     return out

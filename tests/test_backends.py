@@ -237,3 +237,23 @@ def test_newer_htps_take_half_the_vendors_claimed_gain():
     old, new = (estimate_speed(spec, from_device(_dev(n), "hexagon", 6)[0], params_for("hexagon")[0], n_prompt=256)
                 for n in ("Galaxy S23", "Snapdragon 8 Elite"))
     assert 1.3 < new.prefill_tps / old.prefill_tps < htp_rate(79)[0] * 1.1
+
+
+def test_vulkan_prefill_depends_on_the_gpu_architecture():
+    """On Vulkan, NVIDIA's and RDNA4's prompts ran about 110 t/s per FP32 TFLOP on Llama-2 7B Q4_0 and Intel Arc's
+    45-55 (#10879 in shared/data): the class carries a fitted factor per architecture, named in the basis; one
+    without rows (RDNA2) takes none."""
+    from fitcheck.device.backends import gpu_arch
+
+    assert [gpu_arch(n) for n in ("NVIDIA GeForce RTX 4090", "AMD Radeon RX 9070 XT", "AMD Radeon RX 6800 XT",
+                                  "Intel Arc B580", "AMD Ryzen AI Max+ 395 (Strix Halo)")] == \
+        ["nvidia", "rdna4", "rdna2", "intel-arc", "rdna3"]
+    p = params_for("vulkan")[0]
+    assert p.pp_arch["nvidia"] > 1.5 * p.pp_arch["intel-arc"] and "rdna2" not in p.pp_arch
+    spec = spec_from_catalog(entries()["llama-2-7b"], "Q4_0")
+    per_tflop = {}
+    for name in ("RTX 4090", "Arc B580"):
+        s, basis = from_device(_dev(name), "vulkan")
+        assert s.gpu_arch in basis["compute"]
+        per_tflop[name] = estimate_speed(spec, s, p, n_prompt=512).prefill_tps / s.peak_tflops
+    assert per_tflop["RTX 4090"] > 1.5 * per_tflop["Arc B580"]

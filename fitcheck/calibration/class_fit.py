@@ -51,7 +51,7 @@ def type_keys(samples, off: BackendParams | None = None) -> list[str]:
     return sorted(keys)
 
 
-def unpack(x, keys: list[str]) -> BackendParams:
+def unpack(x, keys: list[str], archs: tuple[str, ...] = ()) -> BackendParams:
     import numpy as np
 
     n = len(keys)
@@ -69,7 +69,8 @@ def unpack(x, keys: list[str]) -> BackendParams:
                          t_layer_s=float(x[1]), pp_eff={k: float(v) for k, v in pp.items()}, t_token_s=float(x[2]),
                          t_recurrent_layer_s={k: float(x[r + i]) for i, k in enumerate(KINDS)},
                          t_recurrent_token_s={k: float(x[r + len(KINDS) + i]) for i, k in enumerate(KINDS)},
-                         no_dot_factor=nodot, t_split_s=float(x[r + 2 * len(KINDS) + 1]))
+                         no_dot_factor=nodot, t_split_s=float(x[r + 2 * len(KINDS) + 1]),
+                         pp_arch={a: float(np.exp(v)) for a, v in zip(archs, x[r + 2 * len(KINDS) + 3:])})
 
 
 def predict(res, p: BackendParams) -> float:
@@ -80,7 +81,7 @@ def predict(res, p: BackendParams) -> float:
 class Features:
     """What estimate_speed computes from a row that does not depend on the parameters, so a fit evaluates fast."""
 
-    def __init__(self, samples, keys: list[str], off: BackendParams):
+    def __init__(self, samples, keys: list[str], off: BackendParams, archs: tuple[str, ...] = ()):
         import numpy as np
 
         from fitcheck.estimator.speed import active_weights, cpu_part, kv_bytes_read, output_tensor, split_cpu_types
@@ -98,6 +99,7 @@ class Features:
         self.nodot = np.array([not r.device.dot_product for r, _, _ in samples], dtype=float)
         self.cpu_dec, self.cpu_pp = np.zeros(n), np.zeros(n)  # the types the backend leaves to the CPU: fixed costs
         self.trips = np.zeros(n)
+        self.A = np.array([[float(r.device.gpu_arch == a) for a in archs] for r, _, _ in samples]).reshape(n, len(archs))
         for i, (r, _, _) in enumerate(samples):
             wb = active_weights(r.spec)[0]
             out_type, out_n = output_tensor(r.spec)
@@ -131,33 +133,39 @@ class Features:
         t_rec = self.rec * self.np * (self.kind @ x[r + k:r + 2 * k])
         decode = self.read / (x[0] * self.bw) + (self.E @ fpw) / flops + self.cpu_dec + fixed
         eff = self.E.sum(1) / np.maximum(self.E @ inv_pp, 1e-30)
-        t_pp = ((2 * (self.P @ inv_pp) + 2 * self.slow / np.exp(x[r + 2 * k + 2])) / flops
-                + self.attn / (eff * flops) + self.cpu_pp + t_rec + self.passes * (self.wbytes / self.bw + fixed))
+        arch = np.exp(self.A @ x[r + 2 * k + 3:])  # the row's GPU architecture's prefill factor (1 for others)
+        t_pp = ((2 * (self.P @ inv_pp) + 2 * self.slow / np.exp(x[r + 2 * k + 2])) / (flops * arch)
+                + self.attn / (eff * flops * arch) + self.cpu_pp + t_rec + self.passes * (self.wbytes / self.bw + fixed))
         return np.where(self.prefill, self.np / t_pp, 1 / decode)
 
 
-def fit(samples, keys: list[str], off: BackendParams | None = None) -> BackendParams:
+def fit(samples, keys: list[str], off: BackendParams | None = None, archs: tuple[str, ...] = ()) -> BackendParams:
     import numpy as np
     from scipy.optimize import least_squares
 
     n = len(keys)
     k = len(KINDS)
+    archs = tuple(a for a in archs if sum(r.device.gpu_arch == a and r.metric == "prefill" for r, _, _ in samples) >= 2)
+    na = len(archs)
     x0 = np.array([0.7, 1e-4, 1e-3] + [np.log(20.0)] * n + [np.log(0.3)] * n + [1e-4] * k + [1e-6] * k
-                  + [0.5, 1e-3, np.log(0.05)])
-    lo = [0.1, 0.0, 0.0] + [np.log(0.01)] * n + [np.log(1e-4)] * n + [0.0] * (2 * k) + [0.05, 0.0, np.log(1e-4)]
-    hi = [1.0, 5e-3, 0.2] + [np.log(5000.0)] * n + [np.log(5.0)] * n + [0.05] * k + [1e-3] * k + [1.0, 0.05, np.log(5.0)]
+                  + [0.5, 1e-3, np.log(0.05)] + [0.0] * na)
+    lo = [0.1, 0.0, 0.0] + [np.log(0.01)] * n + [np.log(1e-4)] * n + [0.0] * (2 * k) + [0.05, 0.0, np.log(1e-4)] \
+        + [np.log(0.2)] * na
+    hi = [1.0, 5e-3, 0.2] + [np.log(5000.0)] * n + [np.log(5.0)] * n + [0.05] * k + [1e-3] * k + [1.0, 0.05, np.log(5.0)] \
+        + [np.log(5.0)] * na
     has_pp = any(r.metric == "prefill" for r, _, _ in samples)
 
     off = off or offload()
-    f = Features(samples, keys, off)
+    f = Features(samples, keys, off, archs)
 
     def resid(x):
         fl, pl = x[3:3 + n], x[3 + n:3 + 2 * n]
+        la = x[len(x) - na:] if na else np.zeros(0)
         return np.concatenate([np.log(np.maximum(f.tps(x), 1e-9) / f.m), RIDGE * (fl - fl.mean()),
-                               RIDGE * (pl - pl.mean()) * has_pp])
+                               RIDGE * (pl - pl.mean()) * has_pp, RIDGE * la])
 
-    x = least_squares(resid, x0, bounds=(lo, hi), x_scale=[0.1, 1e-4, 1e-3] + [1.0] * (2 * n) + [1e-4] * k + [1e-5] * k + [0.1, 1e-3, 1.0]).x
-    p = unpack(x, keys)
+    x = least_squares(resid, x0, bounds=(lo, hi), x_scale=[0.1, 1e-4, 1e-3] + [1.0] * (2 * n) + [1e-4] * k + [1e-5] * k + [0.1, 1e-3, 1.0] + [0.3] * na).x
+    p = unpack(x, keys, archs)
     seen = {KINDS[j] for j in range(k) if (f.kind[:, j] * f.rec).any()}  # a kind without rows stays unfitted (0)
     if not (f.slow.any() and has_pp):  # no row has a slow matrix: nothing to fit
         p.pp_eff.pop("slow")
@@ -209,7 +217,7 @@ def leave_one_out(backend: str, samples, full: BackendParams) -> dict[str, list[
         test = [s for s in samples if group_of(backend, s[0], s[2]) == g]
         if len(train) < 4:
             continue
-        pf = fit(train, type_keys(train, off), off)
+        pf = fit(train, type_keys(train, off), off, tuple(full.pp_arch))  # an architecture left alone: factor 1
         # a type only the held-out group has: the full fit's value
         pf = replace(pf, flops_per_weight={**full.flops_per_weight, **pf.flops_per_weight},
                      pp_eff={**full.pp_eff, **pf.pp_eff})

@@ -14,7 +14,8 @@ from functools import lru_cache
 from importlib.resources import files
 from typing import Any
 
-from fitcheck.device.backends import BACKENDS, check_backend, check_runs, cpu_compute, default_threads, n_cores
+from fitcheck.device.backends import (BACKENDS, check_backend, check_runs, cpu_compute, default_threads, gpu_arch,
+                                      n_cores)
 from fitcheck.errors import NoSpeedError, UsageError
 from fitcheck.estimator.speed import (BackendParams, CpuKernelParams, CpuKernels, DeviceSpeedSpec, KERNEL_CLASSES,
                                       params_from_dict)
@@ -229,9 +230,12 @@ def from_device(dev, backend: str | None = None, threads: int | None = None) -> 
     cpu_tflops = tflops if b == "cpu" else _compute(dev, "cpu", threads)[0]  # for the types a GPU/NPU leaves to it
     spec = DeviceSpeedSpec(backend=b, bw_gbps=dev.bw_gbps, peak_tflops=tflops, name=dev.id, flops_kind=kind,
                            dot_product=dot, cpu_tflops=cpu_tflops, cpu_dot_product=has_dot_product(dev.cpu_isa),
-                           params_class=pc)
+                           params_class=pc, gpu_arch="" if b in ("cpu", "hexagon") else gpu_arch(dev.name))
     if not dot:
         how += f"; no int8 dot-product instructions ({dev.cpu_isa})"
+    fac = (fitted_params()["backends"].get(pc) or {}).get("pp_arch", {}).get(spec.gpu_arch)
+    if fac:
+        how += f"; prefill x{fac:.2f} as fitted for {spec.gpu_arch} GPUs on {pc}"
     return spec, {"bandwidth": f"{dev.bw_gbps:g} GB/s peak ({dev.verification})",
                   "compute": how if tflops else f"{how}: compute term left out, decode reads high, no prefill",
                   "backend": f"{b}: {BACKENDS[b]}" + ("" if backend else f" (the default of {', '.join(runs)})")

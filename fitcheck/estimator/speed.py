@@ -128,6 +128,7 @@ class DeviceSpeedSpec:
     cpu_tflops: float | None = None  # the device's CPU (fp32 FMA peak at its threads): where a GPU/NPU backend's
     cpu_dot_product: bool = True     # unsupported weight types run
     params_class: str = ""  # the fitted class whose parameters apply, when the backend borrows (MLC, MLX, ROCm)
+    gpu_arch: str = ""  # fitcheck.device.backends.gpu_arch: "nvidia", "rdna3", "intel-arc" ...
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,9 @@ class BackendParams:
     # matrices with more rows than this also run on the CPU (ggml-hexagon.cpp refuses the lm-head: VTCM)
     cpu_rows_over: int = 0
     t_split_s: float = 0.0  # per round trip to the CPU and back (a graph split)
+    # prefill efficiency by GPU architecture relative to the class's (one API, different matrix paths: Vulkan's
+    # cooperative matrices on NVIDIA and RDNA3/4, plain shaders on Intel Arc); an architecture not listed: 1
+    pp_arch: dict[str, float] = field(default_factory=dict)
     # matrices that miss the backend's fast prefill kernels run at pp_eff["slow"]: those with a side under
     # `slow_under` (ggml-opencl.cpp use_adreno_kernels: 512) or quantized ones whose rows are not a multiple of
     # `slow_align` elements (ggml-hexagon htp/matmul-ops.c op_matmul: HMX wants 256, else HVX)
@@ -312,6 +316,8 @@ def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | Cpu
     sp = split_cpu_types(spec, p, dev)
     out = output_tensor(spec)
     t_dec, t_pp, eff = compute_part(sp.acc, p, flops, n_prompt, ("", 0) if sp.out_on_cpu else out, sp.slow)
+    arch = p.pp_arch.get(dev.gpu_arch, 1.0)
+    t_pp, eff = t_pp / arch, eff * arch
     if sp.cpu:
         c_dec, c_pp = cpu_part(sp.cpu, p.cpu, dev, n_prompt, out if sp.out_on_cpu else ("", 0))
         t_dec, t_pp = t_dec + c_dec, t_pp + c_pp
@@ -412,6 +418,7 @@ def params_from_dict(d: dict) -> BackendParams:
                          _by_kind(d.get("t_recurrent_token_s")), float(d.get("no_dot_factor", 1.0)),
                          tuple(d.get("cpu_types", ())), cpu_rows_over=int(d.get("cpu_rows_over", 0)),
                          t_split_s=float(d.get("t_split_s", 0.0)), slow_under=int(d.get("slow_under", 0)),
+                         pp_arch={str(k): float(v) for k, v in (d.get("pp_arch") or {}).items()},
                          slow_align=int(d.get("slow_align", 0)))
 
 
