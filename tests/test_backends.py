@@ -257,3 +257,21 @@ def test_vulkan_prefill_depends_on_the_gpu_architecture():
         assert s.gpu_arch in basis["compute"]
         per_tflop[name] = estimate_speed(spec, s, p, n_prompt=512).prefill_tps / s.peak_tflops
     assert per_tflop["RTX 4090"] > 1.5 * per_tflop["Arc B580"]
+
+
+def test_prefill_is_answered_for_every_device_and_backend_it_runs():
+    """Every device in the database, on every backend it runs, answers decode and prefill from published specs;
+    the exceptions are named here, each with what is missing."""
+    import device_db
+
+    missing = {("samsung-exynos-2600", "vulkan"), ("samsung-exynos-2600", "mlc")}  # Xclipse 960 FLOPS unpublished
+    spec = spec_from_catalog(entries()["llama-3.2-3b"], "Q4_K_M")
+    unanswered = set()
+    for d in device_db.devices().values():
+        for b in d.backends or (d.backend,):
+            s = from_device(d, b)[0]
+            e = estimate_speed(spec, s, params_for(s.params_class or s.backend)[0], n_prompt=512)
+            assert e.decode_tps > 0
+            if not e.prefill_tps:
+                unanswered.add((d.id, b))
+    assert unanswered == missing
