@@ -13,7 +13,12 @@ with the prediction. Two sets:
 Run it as is, and again as `taskset -c 0 python benchmarks/cpu_kernel_model.py` (one core: in effect another
 machine). Targets: decode within 25 %, prefill within 35 % on the held-out models.
 
+`--class-core Zen5 --class-ghz 3.9` also prints what the published-spec CPU class (fitted on phone and SBC rows,
+the one `--device NAME` uses) predicts for this machine's prefill: FMA peak = threads x the core's FP32 FLOPs per
+cycle (device_db/cpu_cores.csv) x the clock, against the same runs. An x86 check of a class fitted on Arm.
+
     python benchmarks/cpu_kernel_model.py [--keep DIR] [--fit] [--write] [--sets fit,heldout]
+                                          [--class-core CORE --class-ghz GHZ]
 """
 
 from __future__ import annotations
@@ -92,12 +97,29 @@ def fit(rows, dev):
     return CpuKernelParams(*[float(v) for v in sol.x]), sol
 
 
+def class_check(rows, read_gbps: float, threads: int, core: str, ghz: float) -> None:
+    from device_db import cpu_cores
+    from fitcheck.device.device_speed import params_for
+    from fitcheck.estimator.speed import DeviceSpeedSpec, estimate_speed
+
+    peak = threads * cpu_cores()[core.lower()].fp32_flops_per_cycle * ghz / 1e3
+    dev = DeviceSpeedSpec("cpu", read_gbps, peak, dot_product=True, cpu_tflops=peak, threads=threads)
+    p = params_for("cpu")[0]
+    print(f"CPU class from specs ({threads} x {core} at {ghz:g} GHz = {peak:.3f} TFLOPS FP32 FMA; probed read bandwidth):")
+    for _, label, spec, r in rows:
+        e = estimate_speed(spec, dev, p, n_prompt=128, depth=16)
+        print(f"  {label:24} prefill {e.prefill_tps:9.1f} / {r.prompt_tps:7.1f} {e.prefill_tps / r.prompt_tps - 1:+7.1%}"
+              f"   decode {e.decode_tps:7.1f} / {r.generation_tps:7.1f} {e.decode_tps / r.generation_tps - 1:+7.1%}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--keep", type=Path, help="folder for the models (reused)")
     ap.add_argument("--fit", action="store_true")
     ap.add_argument("--write", action="store_true", help="store the fitted factors in device_db/speed_params.json")
     ap.add_argument("--sets", default="fit,heldout")
+    ap.add_argument("--class-core", help="this CPU's core type in device_db/cpu_cores.csv (for the CPU class check)")
+    ap.add_argument("--class-ghz", type=float, help="its clock under load, GHz")
     args = ap.parse_args()
     from fitcheck.calibration.kernels import measure as measure_kernels
     from fitcheck.calibration.llama_run import default_threads
@@ -137,6 +159,8 @@ def main() -> None:
             worst["decode"], worst["prefill"] = max(worst["decode"], abs(ed)), max(worst["prefill"], abs(ep))
         print(f"{label:24} {spec.weights_bytes / 1e9:5.2f} {d:9.1f} / {r.generation_tps:7.1f} {ed:+7.1%} "
               f"{p:9.1f} / {r.prompt_tps:7.1f} {ep:+7.1%}")
+    if args.class_core and args.class_ghz:
+        class_check(rows, read, threads, args.class_core, args.class_ghz)
     if "heldout" in args.sets:
         ok = worst["decode"] <= 0.25 and worst["prefill"] <= 0.35
         print(f"held out, worst: decode {worst['decode']:.1%} (target 25 %), prefill {worst['prefill']:.1%} (target 35 %)"

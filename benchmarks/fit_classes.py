@@ -40,6 +40,9 @@ OFFLOAD = {
     # ggml-opencl.cpp ggml_opencl_supports_op MUL_MAT: F16, F32, Q4_0, Q4_1, MXFP4, Q4_K, Q5_K, Q6_K, Q8_0 only;
     # use_adreno_kernels: a matrix with a side under 512 takes the generic kernels
     "opencl": dict(cpu_types=("q2_k", "q3_k", "q5_0", "q5_1", "bf16") + _IQ_LOW, slow_under=512),
+    # not an offload: the CPU class's per-layer cost is for a thread of 0.05 TFLOPS FP32 (the dev phone's six, on
+    # average) and shrinks on faster cores
+    "cpu": dict(layer_ref_tflops=0.05),
 }
 # classes whose prefill efficiency is fitted per GPU architecture (fitcheck.device.backends.gpu_arch), where one has
 # prefill rows on two devices or more: Vulkan's shaders take cooperative-matrix paths on some and not on others

@@ -21,18 +21,18 @@ RIDGE = 0.15  # pull of log(type value) toward the class mean, per type
 
 
 def offload(cpu: BackendParams | None = None, cpu_types: tuple[str, ...] = (), cpu_rows_over: int = 0,
-            slow_under: int = 0, slow_align: int = 0) -> BackendParams:
+            slow_under: int = 0, slow_align: int = 0, layer_ref_tflops: float = 0.0) -> BackendParams:
     """What a GPU/NPU backend leaves to the device's CPU (the CPU class's parameters, the types and the matrices it
     has no kernels for) and which matrices miss its fast prefill kernels, carried in an otherwise empty parameter set."""
     return BackendParams(1.0, {}, 0.0, {}, cpu_types=cpu_types, cpu=cpu, cpu_rows_over=cpu_rows_over,
-                         slow_under=slow_under, slow_align=slow_align)
+                         slow_under=slow_under, slow_align=slow_align, layer_ref_tflops=layer_ref_tflops)
 
 
 def offload_of(p: BackendParams) -> BackendParams | None:
     """The offload rules a fitted class carries (None for a class that keeps all its work)."""
-    if not (p.cpu_types or p.cpu_rows_over or p.slow_under or p.slow_align):
+    if not (p.cpu_types or p.cpu_rows_over or p.slow_under or p.slow_align or p.layer_ref_tflops):
         return None
-    return offload(p.cpu, p.cpu_types, p.cpu_rows_over, p.slow_under, p.slow_align)
+    return offload(p.cpu, p.cpu_types, p.cpu_rows_over, p.slow_under, p.slow_align, p.layer_ref_tflops)
 
 
 def type_keys(samples, off: BackendParams | None = None) -> list[str]:
@@ -84,7 +84,8 @@ class Features:
     def __init__(self, samples, keys: list[str], off: BackendParams, archs: tuple[str, ...] = ()):
         import numpy as np
 
-        from fitcheck.estimator.speed import active_weights, cpu_part, kv_bytes_read, output_tensor, split_cpu_types
+        from fitcheck.estimator.speed import (active_weights, cpu_part, kv_bytes_read, layer_scale, output_tensor,
+                                              split_cpu_types)
 
         self.keys = keys
         idx = {k: i for i, k in enumerate(keys)}
@@ -116,7 +117,7 @@ class Features:
             self.read[i] = wb + kv_bytes_read(r.spec, r.depth)
             self.wbytes[i] = wb
             self.bw[i], self.flops[i] = r.device.bw_gbps * 1e9, (r.device.peak_tflops or 0) * 1e12
-            self.layers[i], self.np[i] = r.spec.n_layer, r.n_prompt
+            self.layers[i], self.np[i] = r.spec.n_layer * layer_scale(off, r.device), r.n_prompt
             self.attn[i] = 2 * r.spec.n_layer * max(r.spec.n_head) * r.spec.head_dim_k * r.n_prompt ** 2
             self.passes[i] = -(-r.n_prompt // 512)
             self.rec[i] = recurrent_layers(r.spec)
@@ -171,6 +172,7 @@ def fit(samples, keys: list[str], off: BackendParams | None = None, archs: tuple
         p.pp_eff.pop("slow")
     p = replace(p, no_dot_factor=p.no_dot_factor if f.nodot.any() else 1.0, cpu_types=off.cpu_types, cpu=off.cpu,
                 cpu_rows_over=off.cpu_rows_over, slow_under=off.slow_under, slow_align=off.slow_align,
+                layer_ref_tflops=off.layer_ref_tflops,
                 t_split_s=p.t_split_s if f.trips.any() else 0.0,
                 t_recurrent_layer_s={c: v for c, v in p.t_recurrent_layer_s.items() if c in seen},
                 t_recurrent_token_s={c: v for c, v in p.t_recurrent_token_s.items() if c in seen})

@@ -226,11 +226,14 @@ def from_device(dev, backend: str | None = None, threads: int | None = None) -> 
         raise NoSpeedError(f"{dev.name} has no memory bandwidth in the database; give --bandwidth-gbps")
     pc = param_class(b, runs)
     tflops, kind, how = _compute(dev, pc, threads)
+    n_threads = threads or (default_threads(dev.cpu, "phone" if dev.kind == "chip" and dev.family in PHONE_SOC_FAMILIES
+                                            else dev.kind) if dev.cpu else 0)
     dot = b != "cpu" or has_dot_product(dev.cpu_isa)
     cpu_tflops = tflops if b == "cpu" else _compute(dev, "cpu", threads)[0]  # for the types a GPU/NPU leaves to it
     spec = DeviceSpeedSpec(backend=b, bw_gbps=dev.bw_gbps, peak_tflops=tflops, name=dev.id, flops_kind=kind,
                            dot_product=dot, cpu_tflops=cpu_tflops, cpu_dot_product=has_dot_product(dev.cpu_isa),
-                           params_class=pc, gpu_arch="" if b in ("cpu", "hexagon") else gpu_arch(dev.name))
+                           params_class=pc, gpu_arch="" if b in ("cpu", "hexagon") else gpu_arch(dev.name),
+                           threads=n_threads)
     if not dot:
         how += f"; no int8 dot-product instructions ({dev.cpu_isa})"
     fac = (fitted_params()["backends"].get(pc) or {}).get("pp_arch", {}).get(spec.gpu_arch)

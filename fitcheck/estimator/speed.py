@@ -129,6 +129,7 @@ class DeviceSpeedSpec:
     cpu_dot_product: bool = True     # unsupported weight types run
     params_class: str = ""  # the fitted class whose parameters apply, when the backend borrows (MLC, MLX, ROCm)
     gpu_arch: str = ""  # fitcheck.device.backends.gpu_arch: "nvidia", "rdna3", "intel-arc" ...
+    threads: int = 0  # CPU threads the run uses (0: unknown)
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,9 @@ class BackendParams:
     # prefill efficiency by GPU architecture relative to the class's (one API, different matrix paths: Vulkan's
     # cooperative matrices on NVIDIA and RDNA3/4, plain shaders on Intel Arc); an architecture not listed: 1
     pp_arch: dict[str, float] = field(default_factory=dict)
+    # CPU classes: t_layer_s is for a thread of this FP32 peak (TFLOPS); a faster core runs a layer's small ops and
+    # barriers in proportionally less time
+    layer_ref_tflops: float = 0.0
     # matrices that miss the backend's fast prefill kernels run at pp_eff["slow"]: those with a side under
     # `slow_under` (ggml-opencl.cpp use_adreno_kernels: 512) or quantized ones whose rows are not a multiple of
     # `slow_align` elements (ggml-hexagon htp/matmul-ops.c op_matmul: HMX wants 256, else HVX)
@@ -321,7 +325,7 @@ def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | Cpu
     if sp.cpu:
         c_dec, c_pp = cpu_part(sp.cpu, p.cpu, dev, n_prompt, out if sp.out_on_cpu else ("", 0))
         t_dec, t_pp = t_dec + c_dec, t_pp + c_pp
-    t_fixed = (spec.n_layer * p.t_layer_s + p.t_token_s + sp.trips * p.t_split_s
+    t_fixed = (spec.n_layer * p.t_layer_s * layer_scale(p, dev) + p.t_token_s + sp.trips * p.t_split_s
                + recurrent_layers(spec) * _recurrent(p.t_recurrent_layer_s, spec))
     decode_s = t_bw + t_dec + t_fixed
     prefill = None
@@ -352,6 +356,13 @@ class Split:
     out_on_cpu: bool = False
     trips: int = 0
     slow: dict[str, int] = field(default_factory=dict)  # by GGML type
+
+
+def layer_scale(p: BackendParams, dev: DeviceSpeedSpec) -> float:
+    """How much longer than the reference thread a layer's fixed work takes on this device's threads."""
+    if not (p.layer_ref_tflops and dev.threads and dev.peak_tflops):
+        return 1.0
+    return p.layer_ref_tflops / (dev.peak_tflops / dev.threads)
 
 
 def split_cpu_types(spec: ModelSpec, p: BackendParams, dev: DeviceSpeedSpec) -> Split:
@@ -419,6 +430,7 @@ def params_from_dict(d: dict) -> BackendParams:
                          tuple(d.get("cpu_types", ())), cpu_rows_over=int(d.get("cpu_rows_over", 0)),
                          t_split_s=float(d.get("t_split_s", 0.0)), slow_under=int(d.get("slow_under", 0)),
                          pp_arch={str(k): float(v) for k, v in (d.get("pp_arch") or {}).items()},
+                         layer_ref_tflops=float(d.get("layer_ref_tflops", 0.0)),
                          slow_align=int(d.get("slow_align", 0)))
 
 

@@ -291,14 +291,15 @@ def devices_view(console: Console, devs: list) -> None:
 def speed_line(d: dict[str, Any]) -> str:
     """Plain text (printed with markup off): decode, prefill, TTFT and what they rest on."""
     sp, si, dev = d["speed"], d["basis"]["speed_inputs"], d["device"]
-    ud, up = dev["speed_uncertainty"]["decode"], dev["speed_uncertainty"]["prefill"]
-    pre = (f"prefill ~{sp['prefill_tps']:.0f} t/s ({sp['prefill_tps'] / (1 + up):.0f}–{sp['prefill_tps'] * (1 + up):.0f})"
+    d_lo, d_hi = sp["decode_tps_range"]
+    p_lo, p_hi = sp.get("prefill_tps_range") or (0, 0)
+    pre = (f"prefill ~{sp['prefill_tps']:.0f} t/s ({p_lo:.0f}–{p_hi:.0f})"
            if sp.get("prefill_tps") else "prefill unknown (no FLOPS)")
     ttft = f", first token after {fmt_seconds(sp['ttft_s'])} for {si['n_prompt']} tokens" if sp.get("ttft_s") else ""
     tf = f"{dev['peak_tflops']:.3g} TFLOPS" if dev.get("peak_tflops") else "FLOPS unknown"
     if (dev.get("peak_kind") or "").startswith("Hexagon"):  # no published rate: counted in units of the measured HTP
         tf = "HTP rated as the measured v73" if dev["peak_tflops"] == 1.0 else f"HTP {dev['peak_tflops']:.2f}x the measured v73"
-    return (f"speed: decode ~{sp['decode_tps']:.1f} t/s ({sp['decode_tps'] / (1 + ud):.1f}–{sp['decode_tps'] * (1 + ud):.1f}), "
+    return (f"speed: decode ~{sp['decode_tps']:.1f} t/s ({d_lo:.1f}–{d_hi:.1f}), "
             f"{pre}{ttft} "
             f"({dev['backend']}, {dev['bw_gbps']:.1f} GB/s, {tf}; {_speed_source(dev, si['calibrated'])})")
 
