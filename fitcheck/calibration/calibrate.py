@@ -444,9 +444,10 @@ def _solve(base, runs, dev) -> tuple[dict[str, Any], dict[str, Any]]:
     if isinstance(base, CpuKernelParams):
         kp, factors = solve_kernel_model(base, runs, dev)
         return {"kernel_model": asdict(kp), "backend": dev.backend, "source": kp.source}, factors
+    from fitcheck.estimator.speed import params_to_dict
+
     params, factors = solve_params(base, runs, dev)
-    return {"bw_eff": params.bw_eff, "flops_per_weight": params.flops_per_weight, "t_layer_s": params.t_layer_s,
-            "pp_eff": params.pp_eff, "source": params.source, "backend": dev.backend}, factors
+    return {**params_to_dict(params), "backend": dev.backend}, factors
 
 
 def to_llama_bench(cal: Calibration) -> list[dict[str, Any]]:

@@ -20,19 +20,21 @@ KINDS = ("gdn", "conv", "ssm")  # recurrent blocks: gated delta net, short convo
 RIDGE = 0.15  # pull of log(type value) toward the class mean, per type
 
 
-def offload(cpu: BackendParams | None = None, cpu_types: tuple[str, ...] = (), cpu_rows_over: int = 0,
-            slow_under: int = 0, slow_align: int = 0, layer_ref_tflops: float = 0.0) -> BackendParams:
-    """What a GPU/NPU backend leaves to the device's CPU (the CPU class's parameters, the types and the matrices it
-    has no kernels for) and which matrices miss its fast prefill kernels, carried in an otherwise empty parameter set."""
-    return BackendParams(1.0, {}, 0.0, {}, cpu_types=cpu_types, cpu=cpu, cpu_rows_over=cpu_rows_over,
-                         slow_under=slow_under, slow_align=slow_align, layer_ref_tflops=layer_ref_tflops)
+# a class's fixed rules, set by benchmarks/fit_classes.py rather than fitted: what a GPU/NPU backend leaves to the
+# device's CPU (with the CPU class's parameters), which matrices miss its fast prefill kernels, the CPU class's
+# reference thread
+RULES = ("cpu", "cpu_types", "cpu_rows_over", "slow_under", "slow_align", "layer_ref_tflops")
+
+
+def offload(cpu: BackendParams | None = None, **rules) -> BackendParams:
+    """A class's rules (RULES) carried in an otherwise empty parameter set."""
+    return BackendParams(1.0, {}, 0.0, {}, cpu=cpu, **rules)
 
 
 def offload_of(p: BackendParams) -> BackendParams | None:
-    """The offload rules a fitted class carries (None for a class that keeps all its work)."""
-    if not (p.cpu_types or p.cpu_rows_over or p.slow_under or p.slow_align or p.layer_ref_tflops):
-        return None
-    return offload(p.cpu, p.cpu_types, p.cpu_rows_over, p.slow_under, p.slow_align, p.layer_ref_tflops)
+    """The rules a fitted class carries (None for a class that has none)."""
+    rules = {k: getattr(p, k) for k in RULES}
+    return offload(**rules) if any(v for k, v in rules.items() if k != "cpu") else None
 
 
 def type_keys(samples, off: BackendParams | None = None) -> list[str]:
@@ -133,7 +135,7 @@ class Features:
         fixed = self.layers * x[1] + x[2] + self.rec * (self.kind @ x[r:r + k]) + self.trips * x[r + 2 * k + 1]
         t_rec = self.rec * self.np * (self.kind @ x[r + k:r + 2 * k])
         decode = self.read / (x[0] * self.bw) + (self.E @ fpw) / flops + self.cpu_dec + fixed
-        eff = self.E.sum(1) / np.maximum(self.E @ inv_pp, 1e-30)
+        eff = np.where(self.E.sum(1) > 0, self.E.sum(1) / np.maximum(self.E @ inv_pp, 1e-30), 1.0)
         arch = np.exp(self.A @ x[r + 2 * k + 3:])  # the row's GPU architecture's prefill factor (1 for others)
         t_pp = ((2 * (self.P @ inv_pp) + 2 * self.slow / np.exp(x[r + 2 * k + 2])) / (flops * arch)
                 + self.attn / (eff * flops * arch) + self.cpu_pp + t_rec + self.passes * (self.wbytes / self.bw + fixed))
@@ -146,7 +148,9 @@ def fit(samples, keys: list[str], off: BackendParams | None = None, archs: tuple
 
     n = len(keys)
     k = len(KINDS)
-    archs = tuple(a for a in archs if sum(r.device.gpu_arch == a and r.metric == "prefill" for r, _, _ in samples) >= 2)
+    # an architecture with prefill rows on two devices or more (one device's factor would just be its residual)
+    archs = tuple(a for a in archs if len({r.device.name for r, _, _ in samples
+                                           if r.device.gpu_arch == a and r.metric == "prefill"}) >= 2)
     na = len(archs)
     x0 = np.array([0.7, 1e-4, 1e-3] + [np.log(20.0)] * n + [np.log(0.3)] * n + [1e-4] * k + [1e-6] * k
                   + [0.5, 1e-3, np.log(0.05)] + [0.0] * na)
@@ -170,9 +174,7 @@ def fit(samples, keys: list[str], off: BackendParams | None = None, archs: tuple
     seen = {KINDS[j] for j in range(k) if (f.kind[:, j] * f.rec).any()}  # a kind without rows stays unfitted (0)
     if not (f.slow.any() and has_pp):  # no row has a slow matrix: nothing to fit
         p.pp_eff.pop("slow")
-    p = replace(p, no_dot_factor=p.no_dot_factor if f.nodot.any() else 1.0, cpu_types=off.cpu_types, cpu=off.cpu,
-                cpu_rows_over=off.cpu_rows_over, slow_under=off.slow_under, slow_align=off.slow_align,
-                layer_ref_tflops=off.layer_ref_tflops,
+    p = replace(p, no_dot_factor=p.no_dot_factor if f.nodot.any() else 1.0, **{k: getattr(off, k) for k in RULES},
                 t_split_s=p.t_split_s if f.trips.any() else 0.0,
                 t_recurrent_layer_s={c: v for c, v in p.t_recurrent_layer_s.items() if c in seen},
                 t_recurrent_token_s={c: v for c, v in p.t_recurrent_token_s.items() if c in seen})

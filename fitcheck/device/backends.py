@@ -109,12 +109,13 @@ def cpu_compute(cpu: str, threads: int, flops_per_cycle: dict[str, float]) -> Cp
 # matrices where the driver offers them: NVIDIA's tensor cores, RDNA3's and RDNA4's WMMA, not RDNA2 or GCN; Intel's
 # Arc runs the plain shaders), matched on the device name, the most specific first
 _GPU_ARCHS = (
-    ("rdna4", r"RX 9\d{3}|R9[67]00|AI PRO R9"),
-    ("rdna3", r"RX 7\d{3}|W7\d{3}|Radeon 8[0-9]{3}S|\b[78][4-9]0M\b|Strix Halo|Ryzen AI Max|8[67]00G|7940HS|Ryzen AI [579] \d{3}"),
-    ("rdna2", r"RX 6\d{3}|W6\d{3}|\b6[68]0M\b"),
-    ("gcn", r"RX [45][0-9]0\b|Vega|Radeon VII|MI[56]0\b"),
+    ("nvidia", r"NVIDIA|GeForce|Jetson|Tesla|Quadro|\bRTX\b"),  # first: a laptop's name may carry its AMD CPU too
     ("intel-arc", r"\bArc\b"),
-    ("nvidia", r"NVIDIA|GeForce|Jetson|Tesla|Quadro"),
+    ("rdna4", r"RX 9\d{3}|R9[67]00|AI PRO R9"),
+    ("rdna3", r"RX 7\d{3}|W7\d{3}|Radeon 8[0-9]{3}S|Radeon [78][4-9]0M|Strix Halo|Ryzen AI Max|8[67]00G"
+              r"|\b[78][89]4[05](HS|U|H)\b|Ryzen AI [579] (HX )?3\d{2}"),
+    ("rdna2", r"RX 6\d{3}|W6\d{3}|Radeon 6[68]0M"),
+    ("gcn", r"RX [45][0-9]0\b|Vega|Radeon VII|MI[56]0\b"),
 )
 
 

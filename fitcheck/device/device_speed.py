@@ -50,7 +50,7 @@ def backend_params(backend: str, params: dict | None = None) -> BackendParams:
     """A class's parameters; a class that leaves some weight types to the CPU carries the CPU class's too."""
     table = (params or fitted_params())["backends"]
     p = params_from_dict(table[_key(backend, table)])
-    return replace(p, cpu=params_from_dict(table["cpu"])) if p.cpu_types and "cpu" in table else p
+    return replace(p, cpu=params_from_dict(table["cpu"])) if (p.cpu_types or p.cpu_rows_over) and "cpu" in table else p
 
 
 def params_for(backend: str) -> tuple[BackendParams, str]:
@@ -117,9 +117,11 @@ def from_profile(prof: dict[str, Any]) -> tuple[DeviceSpeedSpec, dict[str, Any]]
     if read is None:
         raise NoSpeedError("the saved profile has no bandwidth measurement; run `fitcheck probe` again")
     gflops = _positive(comp.get("fp32_gflops"))
+    cpu = _ok(prof.get("cpu")) or {}
+    n = kernels.threads if kernels else int(_positive(cpu.get("usable_cores")) or _positive(cpu.get("logical_cores")) or 0)
     spec = DeviceSpeedSpec(backend="cpu", bw_gbps=read, peak_tflops=gflops / 1000 if gflops else None,
                            disk_gbps=_positive(disk.get("read_gbps")), name="this",
-                           flops_kind="fp32 GEMM (numpy, probed)", kernels=kernels)
+                           flops_kind="fp32 GEMM (numpy, probed)", kernels=kernels, threads=n)
     threads = f" at {kernels.threads} thread{'s' if kernels.threads != 1 else ''}" if kernels else ""
     basis = {"bandwidth": f"probed read {read:.1f} GB/s{threads} ({bw.get('method')})",
              "compute": (f"llama.cpp's own kernels, probed ({', '.join(f'{c} {v / 1e9:.0f}' for c, v in kernels.tg_elems_per_s.items())}"
@@ -167,8 +169,9 @@ def htp_rate(version: int) -> tuple[float, str]:
     claim of both "as claimed" and "no faster"."""
     from device_db import npu_generations
 
-    gens, claimed, v = npu_generations(), 1.0, version
-    while (g := gens.get(("hexagon", v))) is not None and g.previous is not None:
+    gens, claimed, v, seen = npu_generations(), 1.0, version, set()
+    while (g := gens.get(("hexagon", v))) is not None and g.previous is not None and v not in seen:
+        seen.add(v)
         claimed, v = claimed * g.claimed_vs_previous, g.previous
     if v != 73:
         return 1.0, f"rated as the measured v73 (no claimed gain known for v{version})"
@@ -178,12 +181,16 @@ def htp_rate(version: int) -> tuple[float, str]:
                             f"stack; half of it in log taken for llama.cpp's FP16 HMX path, UNVERIFIED)")
 
 
+def _threads(dev, threads: int | None) -> int:
+    """The CPU threads a run uses: as asked, else the usual app's count for the device (0: no CPU known)."""
+    phone_soc = dev.kind == "chip" and dev.family in PHONE_SOC_FAMILIES  # asked by SoC name: a phone's app
+    return threads or (default_threads(dev.cpu, "phone" if phone_soc else dev.kind) if dev.cpu else 0)
+
+
 def _compute(dev, backend: str, threads: int | None) -> tuple[float | None, str, str]:
     """(peak the class's parameters were fitted against, its kind, how it was found) for a device and backend."""
     if backend == "cpu":
-        phone_soc = dev.kind == "chip" and dev.family in PHONE_SOC_FAMILIES  # asked by SoC name: a phone's app
-        n = threads or default_threads(dev.cpu, "phone" if phone_soc else dev.kind)
-        cc = cpu_compute(dev.cpu, n, _cpu_flops()) if dev.cpu else None
+        cc = cpu_compute(dev.cpu, _threads(dev, threads), _cpu_flops()) if dev.cpu else None
         if cc is None:
             return None, "", f"CPU cores unknown ({dev.cpu or 'no CPU in the database'})"
         return cc.tflops, f"CPU fp32 FMA peak at {cc.threads} threads", cc.note
@@ -226,14 +233,13 @@ def from_device(dev, backend: str | None = None, threads: int | None = None) -> 
         raise NoSpeedError(f"{dev.name} has no memory bandwidth in the database; give --bandwidth-gbps")
     pc = param_class(b, runs)
     tflops, kind, how = _compute(dev, pc, threads)
-    n_threads = threads or (default_threads(dev.cpu, "phone" if dev.kind == "chip" and dev.family in PHONE_SOC_FAMILIES
-                                            else dev.kind) if dev.cpu else 0)
     dot = b != "cpu" or has_dot_product(dev.cpu_isa)
     cpu_tflops = tflops if b == "cpu" else _compute(dev, "cpu", threads)[0]  # for the types a GPU/NPU leaves to it
     spec = DeviceSpeedSpec(backend=b, bw_gbps=dev.bw_gbps, peak_tflops=tflops, name=dev.id, flops_kind=kind,
                            dot_product=dot, cpu_tflops=cpu_tflops, cpu_dot_product=has_dot_product(dev.cpu_isa),
-                           params_class=pc, gpu_arch="" if b in ("cpu", "hexagon") else gpu_arch(dev.name),
-                           threads=n_threads)
+                           # an architecture's factor is its own class's (ROCm, MLC borrowing Vulkan's take none)
+                           params_class=pc, gpu_arch=gpu_arch(dev.name) if b == pc and b not in ("cpu", "hexagon") else "",
+                           threads=_threads(dev, threads))
     if not dot:
         how += f"; no int8 dot-product instructions ({dev.cpu_isa})"
     fac = (fitted_params()["backends"].get(pc) or {}).get("pp_arch", {}).get(spec.gpu_arch)

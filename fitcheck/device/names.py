@@ -97,9 +97,9 @@ def _ram_choice(dev: Device, ram_gb: int | None, asked: str) -> DeviceChoice:
         if chip is None or not chip.ram_options_gb:
             return DeviceChoice(dev, None, "no RAM size in the database")
         # the phone's own RAM is not recorded: the smallest its chip ships with (every buyer has at least that)
-        low = chip.ram_options_gb[0]
+        low, high = chip.ram_options_gb[0], chip.ram_options_gb[-1]
         return DeviceChoice(dev, low, f"{low} GB, the smallest the {chip.name} ships with in the database (this "
-                                      f"device's own RAM is not recorded; ask as \"{asked.strip()} 16GB\")")
+                                      f"device's own RAM is not recorded; ask as \"{asked.strip()} {high}GB\")")
     if len(opts) == 1:
         return DeviceChoice(dev, opts[0], f"{opts[0]} GB (its only option)")
     named = [o for o in opts if re.search(rf"\b{o}\s*GB\b", dev.name, re.I)]

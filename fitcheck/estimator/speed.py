@@ -1,10 +1,10 @@
 """Speed model: prefill and decode tokens/s from a device's specs. Pure: no I/O.
 
-Decode, per token:  t = bytes_read / (bw_eff * bandwidth)            weights streamed once
+Decode, per token:  t = bytes read / (bw_eff * bandwidth)            weights (and KV cache) streamed once
                       + sum over types of weights * flops_per_weight[type] / peak_flops   dequantization + matmul
                       + n_layer * t_layer (+ round trips to the CPU)   kernel launch / sync per layer
 Prefill, n tokens:   t = sum over types of 2 * weights * n / (pp_eff[type] * peak_flops) + attention
-                      + ceil(n / ubatch) * (bytes_read / bandwidth + fixed costs)
+                      + ceil(n / ubatch) * (weight bytes / bandwidth + fixed costs)
 A GPU/NPU backend's products it has no kernel for run on the device's CPU at the CPU class's parameters
 (split_cpu_types); those that miss its fast prefill kernels run at pp_eff["slow"].
 TTFT = load (weights from disk) + prefill of the prompt.
@@ -383,7 +383,8 @@ def split_cpu_types(spec: ModelSpec, p: BackendParams, dev: DeviceSpeedSpec) -> 
         out_on_cpu |= on_cpu and t.name == out_name
         if on_cpu and len(t.shape) >= 2:  # a matrix: vectors (norms, biases) are elementwise ops the backend runs
             tripped.add(t.name.split(".")[1] if t.name.startswith("blk.") else t.name)
-        if not on_cpu and len(t.shape) >= 2 and _slow(t, p):
+        # the head runs once per prompt: its kernel path does not matter
+        if not on_cpu and len(t.shape) >= 2 and t.name != out_name and _slow(t, p):
             slow[t.ggml_type] = slow.get(t.ggml_type, 0) + n
     return Split(acc, cpu, out_on_cpu, len(tripped), slow)
 
@@ -415,12 +416,20 @@ def compute_part(elems: dict[str, int], p: BackendParams, flops: float, n_prompt
     t_dec = sum(n * _per_class(p.flops_per_weight, t) for t, n in elems.items()) / flops
     inv = {t: 1 / _per_class(p.pp_eff, t) for t in elems}
     eff = n_all / sum(n * inv[t] for t, n in elems.items())
-    slow = slow or {}
+    slow = slow if slow and "slow" in p.pp_eff else {}  # a class fitted without slow matrices: no penalty
     out_type, out_n = out
     fl = sum((2 * n_prompt * (n - slow.get(t, 0)) - (2 * out_n * (n_prompt - 1) if t == out_type and n_prompt else 0))
              * inv[t] for t, n in elems.items())
     t_slow = 2 * sum(slow.values()) * n_prompt / p.pp_eff["slow"] if slow else 0.0
     return t_dec, (fl + t_slow) / flops, eff
+
+
+def params_to_dict(p: BackendParams) -> dict:
+    """The JSON form params_from_dict reads (the CPU class a GPU/NPU class carries is stored on its own)."""
+    d = asdict(replace(p, cpu=None))
+    d.pop("cpu")
+    d["cpu_types"] = list(p.cpu_types)
+    return d
 
 
 def params_from_dict(d: dict) -> BackendParams:
