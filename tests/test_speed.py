@@ -161,3 +161,18 @@ def test_a_calibration_from_other_hardware_is_kept_but_marked_stale():
     assert carry_calibration(same, old) is None and same["calibration"] == old["calibration"]
     other = {"cpu": {"model": "CPU B"}, "runtime": {"llama_cpp_python": "0.3.36"}}
     assert "CPU CPU A -> CPU B" in carry_calibration(other, old) and "CPU B" in other["calibration"]["stale"]
+
+
+def test_a_prefill_pass_reads_every_expert_a_token_routes_to():
+    """One token reads its routed experts (4 of 128 in gpt-oss-120b); a 512-token ubatch routes to nearly all of them,
+    so prefill on a 273 GB/s device streams ~63 GB per pass and cannot pass ~2300 t/s on bandwidth alone."""
+    from fitcheck.estimator.speed import pass_bytes
+
+    spec = spec_from_catalog(entries()["gpt-oss-120b"], "MXFP4")
+    assert pass_bytes(spec, 1) == pytest.approx(active_weights(spec)[0], rel=1e-6)
+    assert pass_bytes(spec, 512) > 0.95 * spec.weights_bytes > 10 * active_weights(spec)[0]
+    dense = spec_from_catalog(entries()["llama-3.1-8b"], "Q4_K_M")
+    assert pass_bytes(dense, 512) == active_weights(dense)[0]
+    dev = DeviceSpeedSpec("cuda", 273.0, 29.7)
+    est = estimate_speed(spec, dev, backend_params("cuda"), n_prompt=512)
+    assert est.prefill_tps < 512 / (pass_bytes(spec, 512) / 273e9)

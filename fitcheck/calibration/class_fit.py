@@ -86,8 +86,8 @@ class Features:
     def __init__(self, samples, keys: list[str], off: BackendParams, archs: tuple[str, ...] = ()):
         import numpy as np
 
-        from fitcheck.estimator.speed import (active_weights, cpu_part, kv_bytes_read, layer_scale, output_tensor,
-                                              split_cpu_types)
+        from fitcheck.estimator.speed import (PREFILL_CHUNK, active_weights, cpu_part, kv_bytes_read, layer_scale,
+                                              output_tensor, pass_bytes, split_cpu_types)
 
         self.keys = keys
         idx = {k: i for i, k in enumerate(keys)}
@@ -117,11 +117,12 @@ class Features:
                 once = out_n * (r.n_prompt - 1) if t == out_type and not sp.out_on_cpu else 0
                 self.P[i, j] += (e - sp.slow.get(t, 0)) * r.n_prompt - once
             self.read[i] = wb + kv_bytes_read(r.spec, r.depth)
-            self.wbytes[i] = wb
+            ub = PREFILL_CHUNK.get(r.device.backend, 512)
+            self.wbytes[i] = pass_bytes(r.spec, min(r.n_prompt, ub))
             self.bw[i], self.flops[i] = r.device.bw_gbps * 1e9, (r.device.peak_tflops or 0) * 1e12
             self.layers[i], self.np[i] = r.spec.n_layer * layer_scale(off, r.device), r.n_prompt
             self.attn[i] = 2 * r.spec.n_layer * max(r.spec.n_head) * r.spec.head_dim_k * r.n_prompt ** 2
-            self.passes[i] = -(-r.n_prompt // 512)
+            self.passes[i] = -(-r.n_prompt // ub)
             self.rec[i] = recurrent_layers(r.spec)
             self.kind[i, KINDS.index(recurrent_kind(r.spec))] = 1.0
 

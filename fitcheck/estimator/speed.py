@@ -208,6 +208,13 @@ def _read_per_token(spec: ModelSpec):
         yield t, (frac if is_expert(t.name) else 1.0)
 
 
+def pass_bytes(spec: ModelSpec, n_tokens: int) -> int:
+    """Weight bytes one prefill pass of `n_tokens` reads: every dense weight, and of each MoE expert tensor the share
+    of experts some token routes to, 1 - (1 - used/experts)^tokens (a 512-token ubatch touches nearly all)."""
+    hit = 1 - (1 - spec.n_expert_used / spec.n_expert) ** max(n_tokens, 1) if spec.n_expert else 1.0
+    return int(sum(t.n_bytes * (hit if is_expert(t.name) else f) for t, f in _read_per_token(spec)))
+
+
 def active_weights(spec: ModelSpec) -> tuple[int, dict[str, int], int]:
     """(bytes, elements by GGML type, elements) read for one decoded token."""
     nbytes, elems, total = 0, {}, 0
@@ -299,11 +306,16 @@ def cpu_kernel_speed(spec: ModelSpec, dev: DeviceSpeedSpec, kp: CpuKernelParams,
         t_mm = sum(r / (kp.pp(c) * _rate(k.pp_elems_per_s, c)) for c, r in rows.items() if r > 0)
         t_attn = attn_macs / (kp.pp("f16") * _rate(k.pp_elems_per_s, "f16"))
         passes = math.ceil(n_prompt / n_ubatch)
-        prefill = n_prompt / (t_mm + t_attn + passes * wbytes / bw)
+        prefill = n_prompt / (t_mm + t_attn + passes * pass_bytes(spec, min(n_prompt, n_ubatch)) / bw)
     load = spec.weights_bytes / (dev.disk_gbps * 1e9) if dev.disk_gbps else None
     ttft = (load or 0) + n_prompt / prefill if prefill else None
     return SpeedEstimate(decode_tps=1 / decode_s, prefill_tps=prefill, ttft_s=ttft, load_s=load, bytes_per_token=read,
                          decode_breakdown_s={"bandwidth": t_bw, "compute": t_compute, "fixed": t_fixed})
+
+
+# runtimes that process a prompt in their own chunk size rather than llama.cpp's ubatch (mlx-lm generate.py:
+# generate_step(prefill_step_size=2048))
+PREFILL_CHUNK = {"mlx": 2048}
 
 
 def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | CpuKernelParams, n_prompt: int = 512,
@@ -312,6 +324,7 @@ def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | Cpu
         if dev.kernels is None:
             raise ValueError("CPU kernel parameters need measured kernels")
         return cpu_kernel_speed(spec, dev, p, n_prompt, depth, n_ubatch)
+    n_ubatch = PREFILL_CHUNK.get(dev.backend, n_ubatch)
     wbytes = active_weights(spec)[0]
     read = wbytes + kv_bytes_read(spec, depth)
     bw = dev.bw_gbps * 1e9
@@ -335,7 +348,7 @@ def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | Cpu
         t_flops = t_pp + attn / ((eff or _per_class(p.pp_eff, "f16")) * flops)
         passes = math.ceil(n_prompt / n_ubatch)
         t_rec = recurrent_layers(spec) * n_prompt * _recurrent(p.t_recurrent_token_s, spec)
-        prefill = n_prompt / (t_flops + t_rec + passes * (wbytes / bw + t_fixed))
+        prefill = n_prompt / (t_flops + t_rec + passes * (pass_bytes(spec, min(n_prompt, n_ubatch)) / bw + t_fixed))
     load = spec.weights_bytes / (dev.disk_gbps * 1e9) if dev.disk_gbps else None
     ttft = (load or 0) + n_prompt / prefill if prefill else None
     return SpeedEstimate(
