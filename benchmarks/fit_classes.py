@@ -1,8 +1,9 @@
 """Fit every backend class's speed parameters and store them: CPU, Metal, CUDA, Vulkan, OpenCL, Hexagon.
 
 Rows: device_db/published_benchmarks_dev.csv (llama.cpp Metal #4167, CUDA #15013 and PRs, xiongjiedai,
-Vulkan #10879, Jeff Geerling's runs, T-MAC's CPU thread scaling) and device_db/phone_runs_dev.csv (217
-llama.cpp runs on a Snapdragon 8 Gen 2 phone over CPU, OpenCL and Hexagon). Every row goes through the
+Vulkan #10879, Jeff Geerling's runs, T-MAC's CPU thread scaling), device_db/phone_runs_dev.csv (217
+llama.cpp runs on a Snapdragon 8 Gen 2 phone over CPU, OpenCL and Hexagon) and device_db/measured_runs_dev.csv
+(our own llama-bench runs on a lent H200, benchmarks/cuda_check/). Every row goes through the
 backtest's resolver, so it is predicted exactly as a user's question would be. The model and the fit are in
 fitcheck/calibration/class_fit.py. Prints in-sample and leave-one-out errors (a device family held out; for the
 phone classes a model, there being one phone) and with --write stores the values with their provenance in
@@ -68,7 +69,8 @@ def main() -> None:
     args = ap.parse_args()
     wanted = args.only.split(",")
     fitted = {}
-    rows = read_rows(DB / "published_benchmarks_dev.csv") + read_rows(DB / "phone_runs_dev.csv")
+    rows = (read_rows(DB / "published_benchmarks_dev.csv") + read_rows(DB / "phone_runs_dev.csv")
+            + read_rows(DB / "measured_runs_dev.csv"))
     for backend, samples in samples_by_class(rows, CLASSES).items():
         if backend not in wanted or not samples:
             continue
