@@ -79,10 +79,14 @@ def test_no_speed_for_a_setup_that_does_not_fit():
             assert row["decode_tps"] is None and row["prefill_tps"] is None
 
 
-def test_unknown_is_said_and_times_are_readable():
-    # the Exynos 2600 has no bandwidth in the database: its speed is unknown, never a number or "runs: no"
-    r = run_cli("estimate", "-m", "1.8b", "-d", "Exynos 2600", "--memory-gb", "6")
-    assert r.returncode == 0 and "speed: unknown" in r.stdout
+def test_unknown_is_said_and_times_are_readable(tmp_path):
+    # a saved profile whose bandwidth probe failed: its speed is unknown, never a number or "runs: no"
+    prof = {"schema": "fitcheck-profile", "version": 1, "memory": {"available_bytes": 8 << 30, "limit_bytes": 16 << 30},
+            "bandwidth": {"status": "error", "error": "probe failed"}}
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps(prof))
+    r = run_cli("estimate", "-m", "1.8b", "-d", str(p))
+    assert r.returncode == 0 and "speed: unknown" in r.stdout and "probe" in r.stderr
     r = run_cli("estimate", "-m", "qwen2.5-0.5b", "-q", "Q4_0", "-d", "RTX 4090")
     assert "first token after" in r.stdout and "0.0 s" not in r.stdout
 

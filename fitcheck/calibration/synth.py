@@ -275,4 +275,5 @@ def spec_of(model: SynthModel):
     return ModelSpec(name=model.name, architecture=model.arch, source="synthetic", n_layer=model.n_layer,
                      n_embd=model.n_embd, n_ctx_train=model.n_ctx, n_vocab=model.n_vocab,
                      n_head=model.heads(model.n_head), n_head_kv=model.heads(model.n_head_kv), head_dim_k=hd,
-                     head_dim_v=hd, n_ff=(model.n_ff,) * model.n_layer, tensors=tensors, file_type=model.weight_type)
+                     head_dim_v=hd, n_ff=(model.n_ff,) * model.n_layer, tensors=tensors, file_type=model.weight_type,
+                     n_expert=model.n_expert, n_expert_used=model.n_expert_used)
