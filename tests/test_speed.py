@@ -176,3 +176,22 @@ def test_a_prefill_pass_reads_every_expert_a_token_routes_to():
     dev = DeviceSpeedSpec("cuda", 273.0, 29.7)
     est = estimate_speed(spec, dev, backend_params("cuda"), n_prompt=512)
     assert est.prefill_tps < 512 / (pass_bytes(spec, 512) / 273e9)
+
+
+def test_an_moe_prompt_runs_its_experts_below_dense_efficiency():
+    """With 8 of 128 experts routed, a 512-token ubatch gives each expert ~32 tokens: its products run at
+    (32/(32+48)) / (512/(512+48)) of a dense product's efficiency; a dense model is unchanged."""
+    from fitcheck.estimator.speed import EXPERT_HALF_TOKENS, expert_extra, expert_slowdown
+
+    moe = spec_from_catalog(entries()["qwen3-30b-a3b"], "Q4_K_M")
+    h = EXPERT_HALF_TOKENS
+    assert expert_slowdown(moe, 512) == pytest.approx((512 / (512 + h)) / (32 / (32 + h)))
+    assert expert_slowdown(moe, 1) == 1.0
+    dense = spec_from_catalog(entries()["llama-3.1-8b"], "Q4_K_M")
+    assert expert_slowdown(dense, 512) == 1.0 and expert_extra(dense, 512, 512) == {}
+    from fitcheck.estimator.speed import active_weights, compute_part, output_tensor
+
+    elems, out = active_weights(moe)[1], output_tensor(moe)
+    plain = compute_part(elems, backend_params("cuda"), 66.9e12, 512, out)[1]
+    routed = compute_part(elems, backend_params("cuda"), 66.9e12, 512, out, None, expert_extra(moe, 512, 512))[1]
+    assert routed > 1.5 * plain  # the experts are most of an MoE's products

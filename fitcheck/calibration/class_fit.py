@@ -86,8 +86,8 @@ class Features:
     def __init__(self, samples, keys: list[str], off: BackendParams, archs: tuple[str, ...] = ()):
         import numpy as np
 
-        from fitcheck.estimator.speed import (PREFILL_CHUNK, active_weights, cpu_part, kv_bytes_read, layer_scale,
-                                              output_tensor, pass_bytes, split_cpu_types)
+        from fitcheck.estimator.speed import (PREFILL_CHUNK, active_weights, cpu_part, expert_extra, kv_bytes_read,
+                                              layer_scale, output_tensor, pass_bytes, split_cpu_types)
 
         self.keys = keys
         idx = {k: i for i, k in enumerate(keys)}
@@ -111,13 +111,14 @@ class Features:
             if sp.cpu:
                 self.cpu_dec[i], self.cpu_pp[i] = cpu_part(sp.cpu, off.cpu, r.device, r.n_prompt,
                                                            (out_type, out_n) if sp.out_on_cpu else ("", 0))
+            ub = PREFILL_CHUNK.get(r.device.backend, 512)
+            extra = expert_extra(r.spec, r.n_prompt, ub)
             for t, e in sp.acc.items():
                 j = idx[next(k for k in cost_keys(t) + tuple(keys) if k in idx)]
                 self.E[i, j] += e
                 once = out_n * (r.n_prompt - 1) if t == out_type and not sp.out_on_cpu else 0
-                self.P[i, j] += (e - sp.slow.get(t, 0)) * r.n_prompt - once
+                self.P[i, j] += (e - sp.slow.get(t, 0)) * r.n_prompt - once + extra.get(t, 0.0)
             self.read[i] = wb + kv_bytes_read(r.spec, r.depth)
-            ub = PREFILL_CHUNK.get(r.device.backend, 512)
             self.wbytes[i] = pass_bytes(r.spec, min(r.n_prompt, ub))
             self.bw[i], self.flops[i] = r.device.bw_gbps * 1e9, (r.device.peak_tflops or 0) * 1e12
             self.layers[i], self.np[i] = r.spec.n_layer * layer_scale(off, r.device), r.n_prompt

@@ -208,6 +208,36 @@ def _read_per_token(spec: ModelSpec):
         yield t, (frac if is_expert(t.name) else 1.0)
 
 
+# tokens per expert at which an MoE's expert products run at half a dense product's efficiency: with few rows of
+# activations per expert the GEMM tiles stay part-empty. Fitted on two of our runs, both ~2x too fast without it: the
+# paging benchmark's 8x2 MoE on this x86 CPU (16 tokens per expert, +84 %; benchmarks/paging_vs_llama.py) and a
+# 128x8 MoE on an H200 (32 per expert, +117 %; benchmarks/cuda_check/). 48 leaves them near -11 % and +25 %.
+EXPERT_HALF_TOKENS = 48.0
+
+
+def expert_slowdown(spec: ModelSpec, n_tokens: int) -> float:
+    """How much longer an MoE's expert products take per weight than dense ones in a prefill pass of `n_tokens`."""
+    if not spec.n_expert or n_tokens <= 1:
+        return 1.0
+    eff = lambda m: m / (m + EXPERT_HALF_TOKENS)  # noqa: E731
+    return eff(n_tokens) / eff(n_tokens * spec.n_expert_used / spec.n_expert)
+
+
+def expert_elems(spec: ModelSpec) -> dict[str, int]:
+    """Elements of the expert tensors one decoded token multiplies, by GGML type."""
+    out: dict[str, int] = {}
+    for t, f in _read_per_token(spec):
+        if is_expert(t.name):
+            out[t.ggml_type] = out.get(t.ggml_type, 0) + int(t.n_elements * f)
+    return out
+
+
+def expert_extra(spec: ModelSpec, n_prompt: int, n_ubatch: int) -> dict[str, float]:
+    """Element-tokens by type an MoE's prefill spends beyond dense products' rate (expert_slowdown)."""
+    x = expert_slowdown(spec, min(n_prompt, n_ubatch)) - 1
+    return {t: n * n_prompt * x for t, n in expert_elems(spec).items()} if x else {}
+
+
 def pass_bytes(spec: ModelSpec, n_tokens: int) -> int:
     """Weight bytes one prefill pass of `n_tokens` reads: every dense weight, and of each MoE expert tensor the share
     of experts some token routes to, 1 - (1 - used/experts)^tokens (a 512-token ubatch touches nearly all)."""
@@ -303,6 +333,8 @@ def cpu_kernel_speed(spec: ModelSpec, dev: DeviceSpeedSpec, kp: CpuKernelParams,
         out_type, out_n = output_tensor(spec)
         out_class = kernel_class(out_type) if out_type else ""
         rows = {c: n * n_prompt - (out_n * (n_prompt - 1) if c == out_class else 0) for c, n in elems.items()}
+        for t, x in expert_extra(spec, n_prompt, n_ubatch).items():  # expert products with few tokens each
+            rows[kernel_class(t)] += x
         t_mm = sum(r / (kp.pp(c) * _rate(k.pp_elems_per_s, c)) for c, r in rows.items() if r > 0)
         t_attn = attn_macs / (kp.pp("f16") * _rate(k.pp_elems_per_s, "f16"))
         passes = math.ceil(n_prompt / n_ubatch)
@@ -332,7 +364,8 @@ def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | Cpu
     flops = (dev.peak_tflops or 0) * 1e12 * (1.0 if dev.dot_product else p.no_dot_factor)
     sp = split_cpu_types(spec, p, dev)
     out = output_tensor(spec)
-    t_dec, t_pp, eff = compute_part(sp.acc, p, flops, n_prompt, ("", 0) if sp.out_on_cpu else out, sp.slow)
+    t_dec, t_pp, eff = compute_part(sp.acc, p, flops, n_prompt, ("", 0) if sp.out_on_cpu else out, sp.slow,
+                                    expert_extra(spec, n_prompt, n_ubatch))
     arch = p.pp_arch.get(dev.gpu_arch, 1.0)
     t_pp, eff = t_pp / arch, eff * arch
     if sp.cpu:
@@ -416,13 +449,14 @@ def cpu_part(elems: dict[str, int], cpu: BackendParams, dev: DeviceSpeedSpec, n_
 
 
 def compute_part(elems: dict[str, int], p: BackendParams, flops: float, n_prompt: int, out,
-                 slow: dict[str, int] | None = None) -> tuple[float, float, float]:
+                 slow: dict[str, int] | None = None, extra: dict[str, float] | None = None) -> tuple[float, float, float]:
     """(decode compute s, prefill matrix-product s, prefill efficiency) of some weights on one processor.
 
     Decode: elements x FLOPs per weight (by type) / peak. Prefill: each type's matrix products take their own time,
     2 FLOPs per weight and prompt token at that type's efficiency; the output projection (`out`, from
-    output_tensor) once per prompt; the elements of `slow` matrices at pp_eff["slow"]. The efficiency returned is
-    their harmonic mean (for the attention's products)."""
+    output_tensor) once per prompt; the elements of `slow` matrices at pp_eff["slow"]; `extra` element-tokens by type
+    on top (an MoE's expert products, expert_slowdown). The efficiency returned is their harmonic mean (for the
+    attention's products)."""
     n_all = sum(elems.values())
     if not n_all or not flops:
         return 0.0, 0.0, 0.0
@@ -433,6 +467,7 @@ def compute_part(elems: dict[str, int], p: BackendParams, flops: float, n_prompt
     out_type, out_n = out
     fl = sum((2 * n_prompt * (n - slow.get(t, 0)) - (2 * out_n * (n_prompt - 1) if t == out_type and n_prompt else 0))
              * inv[t] for t, n in elems.items())
+    fl += sum(2 * x * inv[t] for t, x in (extra or {}).items() if t in inv)
     t_slow = 2 * sum(slow.values()) * n_prompt / p.pp_eff["slow"] if slow else 0.0
     return t_dec, (fl + t_slow) / flops, eff
 
