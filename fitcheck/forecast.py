@@ -19,7 +19,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from fitcheck.errors import ForecastError, FitcheckError, UsageError
+from fitcheck.errors import ForecastError, UsageError
 from fitcheck.estimator.fit import TIGHT_MARGIN
 from fitcheck.estimator.settings import RuntimeSettings
 

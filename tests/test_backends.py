@@ -13,7 +13,7 @@ from fitcheck.backtest import backend_of, backtest, threads_of
 from fitcheck.device.backends import BACKENDS, clusters, cpu_compute, default_threads
 from fitcheck.device.device_speed import from_device, params_for
 from fitcheck.errors import FitcheckError
-from fitcheck.estimator.speed import estimate_speed, split_cpu_types
+from fitcheck.estimator.speed import estimate_speed, split_work
 from fitcheck.model.catalog import entries, spec_from_catalog
 from .conftest import run_cli
 
@@ -187,7 +187,7 @@ def test_types_the_npu_lacks_run_on_the_cpu():
     for q in ("Q2_K", "Q4_0"):
         spec = spec_from_catalog(entries()["qwen3-1.7b"], q)
         rates[q] = [estimate_speed(spec, from_device(s23, "hexagon", n)[0], p, n_prompt=256).decode_tps for n in (2, 6)]
-        sp = split_cpu_types(spec, p, from_device(s23, "hexagon", 6)[0])
+        sp = split_work(spec, p, from_device(s23, "hexagon", 6)[0])
         assert sp.out_on_cpu and sp.trips >= 1
     assert rates["Q2_K"][0] < rates["Q2_K"][1] * 0.7
     assert rates["Q4_0"][1] / rates["Q4_0"][0] < (rates["Q2_K"][1] / rates["Q2_K"][0]) ** 0.5
@@ -218,7 +218,7 @@ def test_a_cpu_fallback_costs_round_trips_per_layer():
     s23 = _dev("Galaxy S23")
     p = params_for("opencl")[0]
     spec = spec_from_catalog(entries()["qwen3-1.7b"], "Q2_K")
-    sp = split_cpu_types(spec, p, from_device(s23, "opencl", 6)[0])
+    sp = split_work(spec, p, from_device(s23, "opencl", 6)[0])
     assert sp.trips == spec.n_layer and not sp.out_on_cpu and p.t_split_s > 0  # its Q6_K head runs on the GPU
     gpu = estimate_speed(spec, from_device(s23, "opencl", 6)[0], p, n_prompt=256).decode_tps
     cpu = estimate_speed(spec, from_device(s23, "cpu", 6)[0], params_for("cpu")[0], n_prompt=256).decode_tps

@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from fitcheck.estimator.speed import (BackendParams, cost_keys, estimate_speed,
-                                      recurrent_kind, recurrent_layers)
+from fitcheck.estimator.speed import (PREFILL_CHUNK, BackendParams, active_weights, cost_keys, cpu_part,
+                                      estimate_speed, expert_extra, kv_bytes_read, layer_scale, output_tensor,
+                                      pass_bytes, recurrent_kind, recurrent_layers, split_work)
 
 KINDS = ("gdn", "conv", "ssm")  # recurrent blocks: gated delta net, short convolution, Mamba
 RIDGE = 0.15  # pull of log(type value) toward the class mean, per type
@@ -40,12 +41,10 @@ def offload_of(p: BackendParams) -> BackendParams | None:
 def type_keys(samples, off: BackendParams | None = None) -> list[str]:
     """Weight types carrying at least 3 % of some row's weights on the backend itself (smaller ones fall back along
     cost_keys); what it leaves to the CPU is the CPU class's."""
-    from fitcheck.estimator.speed import split_cpu_types
-
     keys = set()
     for res, _, _ in samples:
         share: dict[str, int] = {}
-        for t, n in split_cpu_types(res.spec, off or offload(), res.device).acc.items():
+        for t, n in split_work(res.spec, off or offload(), res.device).acc.items():
             k = cost_keys(t)[0]
             share[k] = share.get(k, 0) + n
         total = sum(share.values())
@@ -53,26 +52,59 @@ def type_keys(samples, off: BackendParams | None = None) -> list[str]:
     return sorted(keys)
 
 
+class Layout:
+    """Where each parameter sits in the vector the fit solves for, given the weight types (n) and GPU architectures
+    (na) fitted: bandwidth efficiency, per-layer and per-token costs, then log cost and log prefill efficiency per
+    type, recurrent costs per kind (decode, prefill), the no-dot-product factor, the round-trip cost, the log slow
+    efficiency, a log prefill factor per architecture."""
+
+    BW, LAYER, TOKEN = 0, 1, 2
+
+    def __init__(self, n: int, na: int = 0):
+        r, k = 3 + 2 * n, len(KINDS)
+        self.fpw, self.pp = slice(3, 3 + n), slice(3 + n, r)
+        self.rec_layer, self.rec_token = slice(r, r + k), slice(r + k, r + 2 * k)
+        self.nodot, self.split, self.slow = r + 2 * k, r + 2 * k + 1, r + 2 * k + 2
+        self.arch = slice(r + 2 * k + 3, r + 2 * k + 3 + na)
+        self.size = r + 2 * k + 3 + na
+
+    def start(self):
+        """(start, lower bounds, upper bounds, scales) of the fit."""
+        import numpy as np
+
+        x0, lo, hi, scale = (np.zeros(self.size) for _ in range(4))
+        ln = np.log
+        for where, v0, low, high, sc in ((self.BW, 0.7, 0.1, 1.0, 0.1), (self.LAYER, 1e-4, 0.0, 5e-3, 1e-4),
+                                         (self.TOKEN, 1e-3, 0.0, 0.2, 1e-3),
+                                         (self.fpw, ln(20.0), ln(0.01), ln(5000.0), 1.0),
+                                         (self.pp, ln(0.3), ln(1e-4), ln(5.0), 1.0),
+                                         (self.rec_layer, 1e-4, 0.0, 0.05, 1e-4), (self.rec_token, 1e-6, 0.0, 1e-3, 1e-5),
+                                         (self.nodot, 0.5, 0.05, 1.0, 0.1), (self.split, 1e-3, 0.0, 0.05, 1e-3),
+                                         (self.slow, ln(0.05), ln(1e-4), ln(5.0), 1.0),
+                                         (self.arch, 0.0, ln(0.2), ln(5.0), 0.3)):
+            x0[where], lo[where], hi[where], scale[where] = v0, low, high, sc
+        return x0, lo, hi, scale
+
+
 def unpack(x, keys: list[str], archs: tuple[str, ...] = ()) -> BackendParams:
     import numpy as np
 
-    n = len(keys)
-    fpw = dict(zip(keys, np.exp(x[3:3 + n])))
-    pp = dict(zip(keys, np.exp(x[3 + n:3 + 2 * n])))
+    L = Layout(len(keys), len(archs))
+    fpw = dict(zip(keys, np.exp(x[L.fpw])))
+    pp = dict(zip(keys, np.exp(x[L.pp])))
     for table in (fpw, pp):  # the fallbacks cost_keys walks to: family means, then legacy 4-bit
         for fam, members in (("kq", [k for k in keys if k.endswith("_k")]), ("iq", [k for k in keys if k.startswith("iq")])):
             if members:
                 table[fam] = float(np.exp(np.mean([np.log(table[k]) for k in members])))
         table.setdefault("q4", table.get("q4_0") or float(np.exp(np.mean(np.log(list(table.values()))))))
-    r = 3 + 2 * n
-    nodot = float(x[r + 2 * len(KINDS)])
-    pp["slow"] = float(np.exp(x[r + 2 * len(KINDS) + 2]))
-    return BackendParams(bw_eff=float(x[0]), flops_per_weight={k: float(v) for k, v in fpw.items()},
-                         t_layer_s=float(x[1]), pp_eff={k: float(v) for k, v in pp.items()}, t_token_s=float(x[2]),
-                         t_recurrent_layer_s={k: float(x[r + i]) for i, k in enumerate(KINDS)},
-                         t_recurrent_token_s={k: float(x[r + len(KINDS) + i]) for i, k in enumerate(KINDS)},
-                         no_dot_factor=nodot, t_split_s=float(x[r + 2 * len(KINDS) + 1]),
-                         pp_arch={a: float(np.exp(v)) for a, v in zip(archs, x[r + 2 * len(KINDS) + 3:])})
+    pp["slow"] = float(np.exp(x[L.slow]))
+    return BackendParams(bw_eff=float(x[L.BW]), flops_per_weight={k: float(v) for k, v in fpw.items()},
+                         t_layer_s=float(x[L.LAYER]), pp_eff={k: float(v) for k, v in pp.items()},
+                         t_token_s=float(x[L.TOKEN]),
+                         t_recurrent_layer_s=dict(zip(KINDS, map(float, x[L.rec_layer]))),
+                         t_recurrent_token_s=dict(zip(KINDS, map(float, x[L.rec_token]))),
+                         no_dot_factor=float(x[L.nodot]), t_split_s=float(x[L.split]),
+                         pp_arch={a: float(np.exp(v)) for a, v in zip(archs, x[L.arch])})
 
 
 def predict(res, p: BackendParams) -> float:
@@ -86,10 +118,8 @@ class Features:
     def __init__(self, samples, keys: list[str], off: BackendParams, archs: tuple[str, ...] = ()):
         import numpy as np
 
-        from fitcheck.estimator.speed import (PREFILL_CHUNK, active_weights, cpu_part, expert_extra, kv_bytes_read,
-                                              layer_scale, output_tensor, pass_bytes, split_cpu_types)
 
-        self.keys = keys
+        self.keys, self.layout = keys, Layout(len(keys), len(archs))
         idx = {k: i for i, k in enumerate(keys)}
         n = len(samples)
         # elements by type key the backend computes per token; of those, prompt-token products in prefill
@@ -106,7 +136,7 @@ class Features:
         for i, (r, _, _) in enumerate(samples):
             wb = active_weights(r.spec)[0]
             out_type, out_n = output_tensor(r.spec)
-            sp = split_cpu_types(r.spec, off, r.device)
+            sp = split_work(r.spec, off, r.device)
             self.trips[i], self.slow[i] = sp.trips, sum(sp.slow.values()) * r.n_prompt
             if sp.cpu:
                 self.cpu_dec[i], self.cpu_pp[i] = cpu_part(sp.cpu, off.cpu, r.device, r.n_prompt,
@@ -130,16 +160,15 @@ class Features:
     def tps(self, x):
         import numpy as np
 
-        n = len(self.keys)
-        fpw, inv_pp = np.exp(x[3:3 + n]), np.exp(-x[3 + n:3 + 2 * n])
-        r, k = 3 + 2 * n, len(KINDS)
-        flops = self.flops * (1 - self.nodot * (1 - x[r + 2 * k]))
-        fixed = self.layers * x[1] + x[2] + self.rec * (self.kind @ x[r:r + k]) + self.trips * x[r + 2 * k + 1]
-        t_rec = self.rec * self.np * (self.kind @ x[r + k:r + 2 * k])
-        decode = self.read / (x[0] * self.bw) + (self.E @ fpw) / flops + self.cpu_dec + fixed
+        L = self.layout
+        fpw, inv_pp = np.exp(x[L.fpw]), np.exp(-x[L.pp])
+        flops = self.flops * (1 - self.nodot * (1 - x[L.nodot]))
+        fixed = self.layers * x[L.LAYER] + x[L.TOKEN] + self.rec * (self.kind @ x[L.rec_layer]) + self.trips * x[L.split]
+        t_rec = self.rec * self.np * (self.kind @ x[L.rec_token])
+        decode = self.read / (x[L.BW] * self.bw) + (self.E @ fpw) / flops + self.cpu_dec + fixed
         eff = np.where(self.E.sum(1) > 0, self.E.sum(1) / np.maximum(self.E @ inv_pp, 1e-30), 1.0)
-        arch = np.exp(self.A @ x[r + 2 * k + 3:])  # the row's GPU architecture's prefill factor (1 for others)
-        t_pp = ((2 * (self.P @ inv_pp) + 2 * self.slow / np.exp(x[r + 2 * k + 2])) / (flops * arch)
+        arch = np.exp(self.A @ x[L.arch])  # the row's GPU architecture's prefill factor (1 for others)
+        t_pp = ((2 * (self.P @ inv_pp) + 2 * self.slow / np.exp(x[L.slow])) / (flops * arch)
                 + self.attn / (eff * flops * arch) + self.cpu_pp + t_rec + self.passes * (self.wbytes / self.bw + fixed))
         return np.where(self.prefill, self.np / t_pp, 1 / decode)
 
@@ -148,32 +177,25 @@ def fit(samples, keys: list[str], off: BackendParams | None = None, archs: tuple
     import numpy as np
     from scipy.optimize import least_squares
 
-    n = len(keys)
-    k = len(KINDS)
     # an architecture with prefill rows on two devices or more (one device's factor would just be its residual)
     archs = tuple(a for a in archs if len({r.device.name for r, _, _ in samples
                                            if r.device.gpu_arch == a and r.metric == "prefill"}) >= 2)
-    na = len(archs)
-    x0 = np.array([0.7, 1e-4, 1e-3] + [np.log(20.0)] * n + [np.log(0.3)] * n + [1e-4] * k + [1e-6] * k
-                  + [0.5, 1e-3, np.log(0.05)] + [0.0] * na)
-    lo = [0.1, 0.0, 0.0] + [np.log(0.01)] * n + [np.log(1e-4)] * n + [0.0] * (2 * k) + [0.05, 0.0, np.log(1e-4)] \
-        + [np.log(0.2)] * na
-    hi = [1.0, 5e-3, 0.2] + [np.log(5000.0)] * n + [np.log(5.0)] * n + [0.05] * k + [1e-3] * k + [1.0, 0.05, np.log(5.0)] \
-        + [np.log(5.0)] * na
     has_pp = any(r.metric == "prefill" for r, _, _ in samples)
 
     off = off or offload()
     f = Features(samples, keys, off, archs)
 
-    def resid(x):
-        fl, pl = x[3:3 + n], x[3 + n:3 + 2 * n]
-        la = x[len(x) - na:] if na else np.zeros(0)
-        return np.concatenate([np.log(np.maximum(f.tps(x), 1e-9) / f.m), RIDGE * (fl - fl.mean()),
-                               RIDGE * (pl - pl.mean()) * has_pp, RIDGE * la])
+    L = f.layout
 
-    x = least_squares(resid, x0, bounds=(lo, hi), x_scale=[0.1, 1e-4, 1e-3] + [1.0] * (2 * n) + [1e-4] * k + [1e-5] * k + [0.1, 1e-3, 1.0] + [0.3] * na).x
+    def resid(x):
+        fl, pl = x[L.fpw], x[L.pp]
+        return np.concatenate([np.log(np.maximum(f.tps(x), 1e-9) / f.m), RIDGE * (fl - fl.mean()),
+                               RIDGE * (pl - pl.mean()) * has_pp, RIDGE * x[L.arch]])
+
+    x0, lo, hi, scale = L.start()
+    x = least_squares(resid, x0, bounds=(lo, hi), x_scale=scale).x
     p = unpack(x, keys, archs)
-    seen = {KINDS[j] for j in range(k) if (f.kind[:, j] * f.rec).any()}  # a kind without rows stays unfitted (0)
+    seen = {c for j, c in enumerate(KINDS) if (f.kind[:, j] * f.rec).any()}  # a kind without rows stays unfitted (0)
     if not (f.slow.any() and has_pp):  # no row has a slow matrix: nothing to fit
         p.pp_eff.pop("slow")
     p = replace(p, no_dot_factor=p.no_dot_factor if f.nodot.any() else 1.0, **{k: getattr(off, k) for k in RULES},

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from device_db import Device, os_rules
 
-from fitcheck.errors import DeviceError
-
 GIB = 1 << 30
 
 

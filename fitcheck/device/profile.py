@@ -8,7 +8,6 @@ leaves a half-written profile.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import platform
 import tempfile

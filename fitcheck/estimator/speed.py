@@ -6,7 +6,7 @@ Decode, per token:  t = bytes read / (bw_eff * bandwidth)            weights (an
 Prefill, n tokens:   t = sum over types of 2 * weights * n / (pp_eff[type] * peak_flops) + attention
                       + ceil(n / ubatch) * (weight bytes / bandwidth + fixed costs)
 A GPU/NPU backend's products it has no kernel for run on the device's CPU at the CPU class's parameters
-(split_cpu_types); those that miss its fast prefill kernels run at pp_eff["slow"].
+(split_work); those that miss its fast prefill kernels run at pp_eff["slow"].
 TTFT = load (weights from disk) + prefill of the prompt.
 
 Few parameters, each physical: a bandwidth efficiency, a compute cost per
@@ -280,8 +280,8 @@ def output_tensor_name(spec: ModelSpec) -> str:
 def output_tensor(spec: ModelSpec) -> tuple[str, int]:
     """(GGML type, elements) of the output projection: output.weight, else the tied embedding table.
     llama.cpp computes logits for the last prompt token only, so prefill runs it once per prompt."""
-    out = next((t for t in spec.tensors if t.name == "output.weight"), None)
-    out = out or next((t for t in spec.tensors if t.name == "token_embd.weight"), None)
+    name = output_tensor_name(spec)
+    out = next((t for t in spec.tensors if t.name == name), None)
     return (out.ggml_type, out.n_elements) if out else ("", 0)
 
 
@@ -362,7 +362,7 @@ def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | Cpu
     bw = dev.bw_gbps * 1e9
     t_bw = read / (p.bw_eff * bw)
     flops = (dev.peak_tflops or 0) * 1e12 * (1.0 if dev.dot_product else p.no_dot_factor)
-    sp = split_cpu_types(spec, p, dev)
+    sp = split_work(spec, p, dev)
     out = output_tensor(spec)
     t_dec, t_pp, eff = compute_part(sp.acc, p, flops, n_prompt, ("", 0) if sp.out_on_cpu else out, sp.slow,
                                     expert_extra(spec, n_prompt, n_ubatch))
@@ -411,7 +411,7 @@ def layer_scale(p: BackendParams, dev: DeviceSpeedSpec) -> float:
     return p.layer_ref_tflops / (dev.peak_tflops / dev.threads)
 
 
-def split_cpu_types(spec: ModelSpec, p: BackendParams, dev: DeviceSpeedSpec) -> Split:
+def split_work(spec: ModelSpec, p: BackendParams, dev: DeviceSpeedSpec) -> Split:
     """A tensor goes to the CPU when the backend has no kernel for its type (`cpu_types`) or it has more rows than
     the backend takes (`cpu_rows_over`). A layer with any such matrix costs round trips (its other ops stay on the
     backend, so the graph splits around each CPU product): counted once per layer, and once for the output head."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from fitcheck.model.gguf_reader import ArraySummary, GGUFModel, read_model
+from fitcheck.model.gguf_reader import ArraySummary, GGUFModel
 from fitcheck.model.model_spec import ModelSpec, spec_from_gguf
 
 
