@@ -5,8 +5,8 @@ kernels per weight class), then runs llama.cpp on synthetic models it never saw 
 with the prediction. Two sets:
 
 - fit: five ~1 GB models (2048-wide; F16, Q8_0, Q4_0, Q4_K, Q6_K). `--fit` fits the kernel model's three
-  carry-over factors on them (scipy least squares on log error) and `--write` stores them, with provenance, in
-  device_db/speed_params.json.
+  carry-over factors on them (the package's fitcheck.refit.fit_kernel_factors) and `--write` stores them
+  (write_kernel_factors), with provenance, in device_db/speed_params.json. This script only measures.
 - held out (never fitted on): a ~0.5 GB Q4_0 (2560-wide) and a ~1.5 GB Q8_0 (1792-wide, 40 layers), the issue's
   acceptance pair, and a ~1.1 GB Q4_K_M-like mix (Q4_K with Q6_K attn_v / ffn_down).
 
@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import math
 import platform
 import sys
 import tempfile
@@ -34,7 +32,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-PARAMS = HERE.parent / "device_db" / "speed_params.json"
 
 
 def models():
@@ -80,21 +77,10 @@ def predict(spec, dev, kp):
 
 
 def fit(rows, dev):
-    import numpy as np
-    from scipy.optimize import least_squares
+    """The package's fit (fitcheck.refit.fit_kernel_factors) on the fit set's runs."""
+    from fitcheck.refit import fit_kernel_factors
 
-    from fitcheck.estimator.speed import CpuKernelParams
-
-    def resid(x):
-        kp = CpuKernelParams(*x)
-        out = []
-        for _, _, spec, r in rows:
-            d, p = predict(spec, dev, kp)
-            out += [math.log(d / r.generation_tps), math.log(p / r.prompt_tps)]
-        return np.array(out)
-
-    sol = least_squares(resid, x0=[0.9, 1.0, 0.7], bounds=([0.3, 0.3, 0.2], [1.2, 3.0, 2.0]))
-    return CpuKernelParams(*[float(v) for v in sol.x]), sol
+    return fit_kernel_factors([(spec, r.prompt_tps, r.generation_tps, 128, 16) for _, _, spec, r in rows], dev)
 
 
 def class_check(rows, read_gbps: float, threads: int, core: str, ghz: float) -> None:
@@ -147,9 +133,9 @@ def main() -> None:
     kp, _ = kernel_params()
     if args.fit:
         fit_rows = [r for r in rows if r[0] == "fit"]
-        kp, sol = fit(fit_rows, dev)
+        kp, rms = fit(fit_rows, dev)
         print(f"fitted on {len(fit_rows)} models: bw_eff {kp.bw_eff:.3f}, tg_scale {kp.tg_scale:.3f}, pp_scale {kp.pp_scale:.3f}"
-              f" (rms log error {math.sqrt((sol.fun ** 2).mean()):.3f})")
+              f" (rms log error {rms:.3f})")
     worst = {"decode": 0.0, "prefill": 0.0}
     print(f"{'model':24} {'GB':>5} {'decode pred/meas':>20} {'err':>7} {'prefill pred/meas':>20} {'err':>7}")
     for name, label, spec, r in rows:
@@ -166,14 +152,12 @@ def main() -> None:
         print(f"held out, worst: decode {worst['decode']:.1%} (target 25 %), prefill {worst['prefill']:.1%} (target 35 %)"
               f" -> {'met' if ok else 'NOT met'}")
     if args.write:
-        d = json.loads(PARAMS.read_text())
-        d["cpu_kernels"] = {"bw_eff": round(kp.bw_eff, 4), "tg_scale": round(kp.tg_scale, 4), "pp_scale": round(kp.pp_scale, 4),
-                            "t_token_s": 0.0,
-                            "source": f"fitted by benchmarks/cpu_kernel_model.py --fit on 5 synthetic ~1 GB models "
-                                      f"(F16, Q8_0, Q4_0, Q4_K, Q6_K), {threads} threads, {platform.processor() or 'x86-64'}"
-                                      f" VM, llama-cpp-python, {dt.date.today().isoformat()}"}
-        PARAMS.write_text(json.dumps(d, indent=2) + "\n")
-        print(f"wrote {PARAMS}")
+        from fitcheck.refit import write_kernel_factors
+
+        print("wrote " + write_kernel_factors(kp, f"fitted by fitcheck.refit.fit_kernel_factors on 5 synthetic ~1 GB models "
+                                                  f"(F16, Q8_0, Q4_0, Q4_K, Q6_K) measured by benchmarks/cpu_kernel_model.py, "
+                                                  f"{threads} threads, {platform.processor() or 'x86-64'} VM, llama-cpp-python, "
+                                                  f"{dt.date.today().isoformat()}"))
 
 
 if __name__ == "__main__":

@@ -221,7 +221,7 @@ def resolve_row(row: dict[str, str]) -> tuple[Resolved | None, str | None]:
 
 
 def predict(r: Resolved, params: dict | None = None) -> float:
-    p = backend_params(r.backend, params)
+    p = backend_params(r.device.params_class or r.backend, params)
     est = estimate_speed(r.spec, r.device, p, n_prompt=r.n_prompt, depth=r.depth)
     return est.prefill_tps if r.metric == "prefill" else est.decode_tps
 

@@ -14,7 +14,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
-from fitcheck.errors import FitcheckError, Interrupted
+from fitcheck.errors import FitcheckError, Interrupted, UsageError
 
 app = typer.Typer(
     help="Can this device run that LLM, at which quantization, and how fast?",
@@ -255,7 +255,6 @@ def estimate(
     target = target if repack else target.without_repacking()  # --no-repack: use_extra_bufts=false
     cpu_target = None
     if target.speed is not None and target.speed.backend != "cpu" and not gpu_layers:  # the mmap way out runs on the CPU
-        from fitcheck.errors import UsageError
 
         try:
             cpu_target = _target(device, backend="cpu", threads=threads, **opts)[0]
@@ -329,7 +328,6 @@ def advise(
 ) -> None:
     """The best quantization that fits with headroom and meets a speed target, ranked by quality."""
     from fitcheck.advise import advise as run_advise
-    from fitcheck.errors import UsageError
     from fitcheck.runtimes import catalog_model_settings
     from fitcheck.views.render import advise_view
 
@@ -489,6 +487,30 @@ def backtest(
     show(d, json_out, backtest_view)
     if d["overall"]["n"] == 0:
         raise FitcheckError(f"{csv_path}: no row could be evaluated ({d['overall']['unresolved']} unresolved)")
+
+
+@app.command()
+@guarded
+def refit(
+    write: bool = typer.Option(False, "--write", help="Store the fitted values in device_db/speed_params.json (a development checkout)."),
+    only: str = typer.Option("cpu,vulkan,opencl,hexagon,metal,cuda", "--only", help="Comma-separated classes to fit (the CPU class first: the phone GPU/NPU classes use it)."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Refit the backend classes' speed parameters on the development data (device_db/*_dev.csv) and print their errors."""
+    from fitcheck.calibration.class_fit import CLASSES
+    from fitcheck.refit import refit as run_refit, write_classes
+
+    wanted = tuple(c.strip() for c in only.split(",") if c.strip())
+    bad = [c for c in wanted if c not in CLASSES]
+    if bad or not wanted:
+        raise UsageError(f"--only takes classes among {', '.join(CLASSES)}; got {only!r}")
+    lines: list[str] = []
+    fitted = run_refit(wanted, say=(lines.append if json_out else lambda s: console.print(s, markup=False, highlight=False)))
+    path = write_classes(fitted) if write and fitted else None
+    if json_out:
+        emit_json({"classes": fitted, "written": path})
+    elif path:
+        console.print(f"wrote {path}", markup=False)
 
 
 def main(argv: list[str] | None = None) -> int:

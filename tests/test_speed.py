@@ -189,9 +189,14 @@ def test_an_moe_prompt_runs_its_experts_below_dense_efficiency():
     assert expert_slowdown(moe, 1) == 1.0
     dense = spec_from_catalog(entries()["llama-3.1-8b"], "Q4_K_M")
     assert expert_slowdown(dense, 512) == 1.0 and expert_extra(dense, 512, 512) == {}
-    from fitcheck.estimator.speed import active_weights, compute_part, output_tensor
+    from fitcheck.estimator.speed import active_weights, class_rates, output_tensor, prompt_products, work_of
+    from fitcheck.estimator.terms import prefill_seconds
 
     elems, out = active_weights(moe)[1], output_tensor(moe)
-    plain = compute_part(elems, backend_params("cuda"), 66.9e12, 512, out)[1]
-    routed = compute_part(elems, backend_params("cuda"), 66.9e12, 512, out, None, expert_extra(moe, 512, 512))[1]
-    assert routed > 1.5 * plain  # the experts are most of an MoE's products
+    h100 = DeviceSpeedSpec("cuda", 3350, 66.9)
+
+    def products_s(extra):
+        w = work_of(elems, {}, n_prompt=512, pp=prompt_products(elems, 512, out, None, extra)[0])
+        return float(prefill_seconds(w, class_rates(backend_params("cuda"), h100, w), 0.0)[0])
+
+    assert products_s(expert_extra(moe, 512, 512)) > 1.5 * products_s(None)  # the experts are most of an MoE's products

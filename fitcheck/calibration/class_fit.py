@@ -4,8 +4,8 @@ Per class: bandwidth efficiency, per-layer and per-token fixed costs, per weight
 (FLOPs per weight over the class's peak) and a prefill efficiency, recurrent-layer costs by kind, and a factor
 for CPUs without int8 dot products. Least squares on log(predicted/measured) with a weak pull of each type's
 values toward the class mean (types with few rows stay near it); types the data lacks fall back along
-cost_keys. The fast path (Features) computes what estimate_speed does and is checked against it.
-Used by benchmarks/fit_classes.py (which stores the values) and `fitcheck backtest --lofo`.
+cost_keys. The fit evaluates the same terms as estimate_speed (fitcheck.estimator.terms), on every row at once.
+Used by `fitcheck refit` (fitcheck/refit.py, which stores the values) and `fitcheck backtest --lofo`.
 """
 
 from __future__ import annotations
@@ -13,18 +13,41 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from fitcheck.estimator.speed import (PREFILL_CHUNK, BackendParams, active_weights, cost_keys, cpu_part,
-                                      estimate_speed, expert_extra, kv_bytes_read, layer_scale, output_tensor,
-                                      pass_bytes, recurrent_kind, recurrent_layers, split_work)
+from fitcheck.estimator.speed import (PREFILL_CHUNK, BackendParams, class_rates_of, cost_keys, cpu_side_seconds,
+                                      device_work, estimate_speed, split_work)
+from fitcheck.estimator.terms import RECURRENT_BLOCKS as KINDS, decode_terms, prefill_seconds, stack
 
-KINDS = ("gdn", "conv", "ssm")  # recurrent blocks: gated delta net, short convolution, Mamba
 RIDGE = 0.15  # pull of log(type value) toward the class mean, per type
 
 
-# a class's fixed rules, set by benchmarks/fit_classes.py rather than fitted: what a GPU/NPU backend leaves to the
+# a class's fixed rules (OFFLOAD below) rather than fitted: what a GPU/NPU backend leaves to the
 # device's CPU (with the CPU class's parameters), which matrices miss its fast prefill kernels, the CPU class's
 # reference thread
 RULES = ("cpu", "cpu_types", "cpu_rows_over", "slow_under", "slow_align", "layer_ref_tflops")
+
+CLASSES = ("cpu", "vulkan", "opencl", "hexagon", "metal", "cuda")  # fitted in this order: opencl and hexagon use cpu
+# what a GPU/NPU backend leaves to the device's CPU and which matrices miss its fast prefill kernels, as in the
+# build the dev phone's runs used (llama.rn 0.12.0-rc.9):
+_IQ_LOW = ("iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s", "iq4_xs")
+OFFLOAD = {
+    # ggml-hexagon.cpp ggml_hexagon_supported_mul_mat: Q4_0, Q8_0, IQ4_NL, MXFP4 and F16 only, no matrix of more
+    # than 16 Ki rows (the lm-head, "too large for VTCM"); htp/matmul-ops.c op_matmul: quantized rows not a
+    # multiple of 256 take HVX instead of HMX
+    "hexagon": dict(cpu_types=("q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "q4_1", "q5_0", "q5_1", "bf16") + _IQ_LOW,
+                    cpu_rows_over=16 * 1024, slow_align=256),
+    # ggml-opencl.cpp ggml_opencl_supports_op MUL_MAT: F16, F32, Q4_0, Q4_1, MXFP4, Q4_K, Q5_K, Q6_K, Q8_0 only;
+    # use_adreno_kernels: a matrix with a side under 512 takes the generic kernels
+    "opencl": dict(cpu_types=("q2_k", "q3_k", "q5_0", "q5_1", "bf16") + _IQ_LOW, slow_under=512),
+    # not an offload: the CPU class's per-layer cost is for a thread of 0.05 TFLOPS FP32 (the dev phone's six, on
+    # average) and shrinks on faster cores
+    "cpu": dict(layer_ref_tflops=0.05),
+}
+# classes whose prefill efficiency is fitted per GPU architecture (fitcheck.device.backends.gpu_arch), where one has
+# prefill rows on two devices or more: Vulkan's shaders take cooperative-matrix paths on some and not on others
+ARCHS = {"vulkan": ("nvidia", "rdna4", "rdna3", "rdna2", "gcn", "intel-arc")}
+PEAK = {"cpu": "fp32 FMA peak of the cores at the run's thread count (device_db/cpu_cores.csv)",
+        "metal": "fp16 Apple GPU TFLOPS", "cuda": "fp32 non-tensor CUDA TFLOPS", "vulkan": "fp32 non-tensor GPU TFLOPS",
+        "opencl": "fp32 GPU TFLOPS (Adreno)", "hexagon": "1.0 per Hexagon HTP (only the v73 was measured)"}
 
 
 def offload(cpu: BackendParams | None = None, **rules) -> BackendParams:
@@ -86,20 +109,41 @@ class Layout:
         return x0, lo, hi, scale
 
 
+def fallback_weights(keys: list[str]) -> dict[str, dict[str, float]]:
+    """Every entry of a fitted per-type table as weights (in log) over the fitted keys: each key itself, then the
+    fallbacks cost_keys walks to: the K-quant and IQ family means, and the legacy 4-bit value (Q4_0's, else the
+    mean of all). One definition for the stored table (unpack) and the fit's evaluation of it (lookup)."""
+    out = {k: {k: 1.0} for k in keys}
+    for fam, members in (("kq", [k for k in keys if k.endswith("_k")]), ("iq", [k for k in keys if k.startswith("iq")])):
+        if members:
+            out[fam] = {k: 1 / len(members) for k in members}
+    out.setdefault("q4", {"q4_0": 1.0} if "q4_0" in keys else {k: 1 / len(keys) for k in keys})
+    return out
+
+
+def lookup(types, keys: list[str]):
+    """(len(types), len(keys)) matrix: log of each type's table value as the fit's parameters give it (as
+    speed._per_class finds it in the stored table)."""
+    import numpy as np
+
+    table, col = fallback_weights(keys), {k: j for j, k in enumerate(keys)}
+    m = np.zeros((len(types), len(keys)))
+    for i, t in enumerate(types):
+        for k, wgt in table[next(c for c in cost_keys(t) if c in table)].items():
+            m[i, col[k]] = wgt
+    return m
+
+
 def unpack(x, keys: list[str], archs: tuple[str, ...] = ()) -> BackendParams:
     import numpy as np
 
     L = Layout(len(keys), len(archs))
-    fpw = dict(zip(keys, np.exp(x[L.fpw])))
-    pp = dict(zip(keys, np.exp(x[L.pp])))
-    for table in (fpw, pp):  # the fallbacks cost_keys walks to: family means, then legacy 4-bit
-        for fam, members in (("kq", [k for k in keys if k.endswith("_k")]), ("iq", [k for k in keys if k.startswith("iq")])):
-            if members:
-                table[fam] = float(np.exp(np.mean([np.log(table[k]) for k in members])))
-        table.setdefault("q4", table.get("q4_0") or float(np.exp(np.mean(np.log(list(table.values()))))))
+    table = fallback_weights(keys)
+    value = lambda seg, w: float(np.exp(sum(v * seg[keys.index(k)] for k, v in w.items())))  # noqa: E731
+    fpw = {name: value(x[L.fpw], w) for name, w in table.items()}
+    pp = {name: value(x[L.pp], w) for name, w in table.items()}
     pp["slow"] = float(np.exp(x[L.slow]))
-    return BackendParams(bw_eff=float(x[L.BW]), flops_per_weight={k: float(v) for k, v in fpw.items()},
-                         t_layer_s=float(x[L.LAYER]), pp_eff={k: float(v) for k, v in pp.items()},
+    return BackendParams(bw_eff=float(x[L.BW]), flops_per_weight=fpw, t_layer_s=float(x[L.LAYER]), pp_eff=pp,
                          t_token_s=float(x[L.TOKEN]),
                          t_recurrent_layer_s=dict(zip(KINDS, map(float, x[L.rec_layer]))),
                          t_recurrent_token_s=dict(zip(KINDS, map(float, x[L.rec_token]))),
@@ -113,64 +157,54 @@ def predict(res, p: BackendParams) -> float:
 
 
 class Features:
-    """What estimate_speed computes from a row that does not depend on the parameters, so a fit evaluates fast."""
+    """The parameter-free work of every row (fitcheck.estimator.terms.Work, built as estimate_speed builds it),
+    so a fit evaluates the same terms on all rows at once for each trial of its parameters."""
 
     def __init__(self, samples, keys: list[str], off: BackendParams, archs: tuple[str, ...] = ()):
         import numpy as np
 
-
         self.keys, self.layout = keys, Layout(len(keys), len(archs))
-        idx = {k: i for i, k in enumerate(keys)}
         n = len(samples)
-        # elements by type key the backend computes per token; of those, prompt-token products in prefill
-        self.E, self.P = np.zeros((n, len(keys))), np.zeros((n, len(keys)))
+        works = [device_work(r.spec, r.device, off, r.n_prompt, r.depth, PREFILL_CHUNK.get(r.device.backend, 512))
+                 for r, _, _ in samples]
+        self.work = stack([w.main for w in works])
+        self.M = lookup(self.work.types, keys)
+        self.M_f16 = lookup(("f16",), keys)[0]
         self.prefill = np.array([r.metric == "prefill" for r, _, _ in samples])
         self.m = np.array([m for _, m, _ in samples])
-        self.read, self.wbytes, self.bw, self.flops, self.layers, self.np, self.attn, self.passes, self.rec, \
-            self.slow = (np.zeros(n) for _ in range(10))
-        self.kind = np.zeros((n, len(KINDS)))
+        self.bw = np.array([r.device.bw_gbps * 1e9 for r, _, _ in samples])
+        self.peak = np.array([(r.device.peak_tflops or 0) * 1e12 for r, _, _ in samples])
         self.nodot = np.array([not r.device.dot_product for r, _, _ in samples], dtype=float)
-        self.cpu_dec, self.cpu_pp = np.zeros(n), np.zeros(n)  # the types the backend leaves to the CPU: fixed costs
-        self.trips = np.zeros(n)
         self.A = np.array([[float(r.device.gpu_arch == a) for a in archs] for r, _, _ in samples]).reshape(n, len(archs))
-        for i, (r, _, _) in enumerate(samples):
-            wb = active_weights(r.spec)[0]
-            out_type, out_n = output_tensor(r.spec)
-            sp = split_work(r.spec, off, r.device)
-            self.trips[i], self.slow[i] = sp.trips, sum(sp.slow.values()) * r.n_prompt
-            if sp.cpu:
-                self.cpu_dec[i], self.cpu_pp[i] = cpu_part(sp.cpu, off.cpu, r.device, r.n_prompt,
-                                                           (out_type, out_n) if sp.out_on_cpu else ("", 0))
-            ub = PREFILL_CHUNK.get(r.device.backend, 512)
-            extra = expert_extra(r.spec, r.n_prompt, ub)
-            for t, e in sp.acc.items():
-                j = idx[next(k for k in cost_keys(t) + tuple(keys) if k in idx)]
-                self.E[i, j] += e
-                once = out_n * (r.n_prompt - 1) if t == out_type and not sp.out_on_cpu else 0
-                self.P[i, j] += (e - sp.slow.get(t, 0)) * r.n_prompt - once + extra.get(t, 0.0)
-            self.read[i] = wb + kv_bytes_read(r.spec, r.depth)
-            self.wbytes[i] = pass_bytes(r.spec, min(r.n_prompt, ub))
-            self.bw[i], self.flops[i] = r.device.bw_gbps * 1e9, (r.device.peak_tflops or 0) * 1e12
-            self.layers[i], self.np[i] = r.spec.n_layer * layer_scale(off, r.device), r.n_prompt
-            self.attn[i] = 2 * r.spec.n_layer * max(r.spec.n_head) * r.spec.head_dim_k * r.n_prompt ** 2
-            self.passes[i] = -(-r.n_prompt // ub)
-            self.rec[i] = recurrent_layers(r.spec)
-            self.kind[i, KINDS.index(recurrent_kind(r.spec))] = 1.0
+        # what the backend leaves to the CPU runs at the CPU class's (fixed) parameters
+        self.cpu_dec, self.cpu_pp = np.zeros(n), np.zeros(n)
+        for i, ((r, _, _), w) in enumerate(zip(samples, works)):
+            if w.cpu is not None:
+                d, p = cpu_side_seconds(w.cpu, off.cpu, r.device)
+                self.cpu_dec[i], self.cpu_pp[i] = d[0], p[0]
+        self.slow = self.work.slow_elems.sum(1)
+        self.trips, self.rec = self.work.trips, self.work.rec_layers
+        self.fit_slow = bool(self.slow.any() and self.prefill.any())
+
+    def rates(self, x):
+        import numpy as np
+
+        L = self.layout
+        inv_pp = np.exp(-(self.M @ x[L.pp]))[None, :]
+        return class_rates_of(
+            self.work, bw=self.bw, flops=self.peak * (1 - self.nodot * (1 - x[L.nodot])), arch=np.exp(self.A @ x[L.arch]),
+            bw_eff=x[L.BW], fpw=np.exp(self.M @ x[L.fpw])[None, :], inv_pp=inv_pp,
+            inv_slow=np.full_like(inv_pp, np.exp(-x[L.slow])) if self.fit_slow else inv_pp,
+            inv_f16=float(np.exp(-(self.M_f16 @ x[L.pp]))), token_s=x[L.TOKEN], layer_s=x[L.LAYER], split_s=x[L.split],
+            rec_layer_s=x[L.rec_layer], rec_token_s=x[L.rec_token])
 
     def tps(self, x):
         import numpy as np
 
-        L = self.layout
-        fpw, inv_pp = np.exp(x[L.fpw]), np.exp(-x[L.pp])
-        flops = self.flops * (1 - self.nodot * (1 - x[L.nodot]))
-        fixed = self.layers * x[L.LAYER] + x[L.TOKEN] + self.rec * (self.kind @ x[L.rec_layer]) + self.trips * x[L.split]
-        t_rec = self.rec * self.np * (self.kind @ x[L.rec_token])
-        decode = self.read / (x[L.BW] * self.bw) + (self.E @ fpw) / flops + self.cpu_dec + fixed
-        eff = np.where(self.E.sum(1) > 0, self.E.sum(1) / np.maximum(self.E @ inv_pp, 1e-30), 1.0)
-        arch = np.exp(self.A @ x[L.arch])  # the row's GPU architecture's prefill factor (1 for others)
-        t_pp = ((2 * (self.P @ inv_pp) + 2 * self.slow / np.exp(x[L.slow])) / (flops * arch)
-                + self.attn / (eff * flops * arch) + self.cpu_pp + t_rec + self.passes * (self.wbytes / self.bw + fixed))
-        return np.where(self.prefill, self.np / t_pp, 1 / decode)
+        r = self.rates(x)
+        d = decode_terms(self.work, r)
+        t_pp = prefill_seconds(self.work, r, d["fixed"]) + self.cpu_pp
+        return np.where(self.prefill, self.work.n_prompt / t_pp, 1 / (d["total"] + self.cpu_dec))
 
 
 def fit(samples, keys: list[str], off: BackendParams | None = None, archs: tuple[str, ...] = ()) -> BackendParams:
@@ -195,15 +229,15 @@ def fit(samples, keys: list[str], off: BackendParams | None = None, archs: tuple
     x0, lo, hi, scale = L.start()
     x = least_squares(resid, x0, bounds=(lo, hi), x_scale=scale).x
     p = unpack(x, keys, archs)
-    seen = {c for j, c in enumerate(KINDS) if (f.kind[:, j] * f.rec).any()}  # a kind without rows stays unfitted (0)
-    if not (f.slow.any() and has_pp):  # no row has a slow matrix: nothing to fit
+    seen = {c for j, c in enumerate(KINDS) if f.rec[:, j].any()}  # a kind without rows stays unfitted (0)
+    if not f.fit_slow:  # no row has a slow matrix: nothing to fit
         p.pp_eff.pop("slow")
     p = replace(p, no_dot_factor=p.no_dot_factor if f.nodot.any() else 1.0, **{k: getattr(off, k) for k in RULES},
                 t_split_s=p.t_split_s if f.trips.any() else 0.0,
                 t_recurrent_layer_s={c: v for c, v in p.t_recurrent_layer_s.items() if c in seen},
                 t_recurrent_token_s={c: v for c, v in p.t_recurrent_token_s.items() if c in seen})
     check = [predict(r, p) / t - 1 for (r, _, _), t in zip(samples[:5], f.tps(x)[:5])]
-    assert max(map(abs, check)) < 0.01, check  # the fast path computes what estimate_speed does
+    assert max(map(abs, check)) < 1e-9, check  # the same terms: the fit evaluates what estimate_speed does
     return p
 
 

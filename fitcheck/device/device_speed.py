@@ -1,7 +1,7 @@
 """A device's speed-model inputs: from a probed profile or a device_db row, the fitted class parameters.
 
 The parameters per backend class live in device_db/speed_params.json (fitted
-by benchmarks/fit_classes.py, provenance kept); a calibration stored in
+by `fitcheck refit`, fitcheck/refit.py, provenance kept); a calibration stored in
 the profile replaces them for this device.
 """
 
@@ -26,14 +26,19 @@ BORROW = {"rocm": "vulkan", "mlx": "metal", "mlc": "metal"}
 FALLBACK_BACKEND = "cpu"
 
 
-def param_class(backend: str, runs: tuple[str, ...] = ()) -> str:
-    """The class whose fitted parameters a backend uses on a device that runs `runs`. MLC compiles (TVM) to the
-    platform's own GPU API: Metal on Apple, CUDA on NVIDIA, OpenCL on Adreno, Vulkan elsewhere (Mali, PowerVR)."""
-    if backend in fitted_params()["backends"]:
+def param_class(backend: str, runs: tuple[str, ...] = (), table: dict | None = None) -> str:
+    """The one place that decides whose fitted parameters a backend uses on a device that runs `runs` (the estimate,
+    the backtest and the fit all ask here). A fitted class is its own; MLC compiles (TVM) to the platform's own GPU
+    API: Metal on Apple, CUDA on NVIDIA, OpenCL on Adreno, Vulkan elsewhere (Mali, PowerVR); ROCm and MLX borrow
+    (BORROW); anything else the CPU class's."""
+    table = table if table is not None else fitted_params()["backends"]
+    if backend in table:
         return backend
     if backend == "mlc":
-        return next((b for b in ("metal", "cuda", "opencl", "vulkan") if b in runs), "vulkan")
-    return BORROW.get(backend, backend)
+        key = next((b for b in ("metal", "cuda", "opencl", "vulkan") if b in runs), "vulkan")
+    else:
+        key = BORROW.get(backend, backend)
+    return key if key in table else FALLBACK_BACKEND
 
 
 @lru_cache(maxsize=1)
@@ -41,22 +46,17 @@ def fitted_params() -> dict[str, Any]:
     return json.loads(files("device_db").joinpath("speed_params.json").read_text())
 
 
-def _key(backend: str, table: dict) -> str:
-    key = backend if backend in table else BORROW.get(backend, FALLBACK_BACKEND)
-    return key if key in table else FALLBACK_BACKEND
-
-
-def backend_params(backend: str, params: dict | None = None) -> BackendParams:
+def backend_params(backend: str, params: dict | None = None, runs: tuple[str, ...] = ()) -> BackendParams:
     """A class's parameters; a class that leaves some weight types to the CPU carries the CPU class's too."""
     table = (params or fitted_params())["backends"]
-    p = params_from_dict(table[_key(backend, table)])
+    p = params_from_dict(table[param_class(backend, runs, table)])
     return replace(p, cpu=params_from_dict(table["cpu"])) if (p.cpu_types or p.cpu_rows_over) and "cpu" in table else p
 
 
 def params_for(backend: str) -> tuple[BackendParams, str]:
     """The class's fitted parameters and a note saying which were used."""
     table = fitted_params()["backends"]
-    key = _key(backend, table)
+    key = param_class(backend)
     note = f"{backend}: {table[key].get('source', '')}" if key == backend else \
         f"no fitted parameters for {backend!r}; the {key} class is used"
     return backend_params(key), note

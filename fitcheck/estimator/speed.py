@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
+from fitcheck.estimator.terms import RECURRENT_BLOCKS, Rates, Work, decode_terms, prefill_seconds
 from fitcheck.model.model_spec import ModelSpec
 
 
@@ -309,85 +310,201 @@ def _rate(rates: dict[str, float], c: str) -> float:
     return rates.get(c) or rates.get("q4_0") or max(rates.values())
 
 
-def cpu_kernel_speed(spec: ModelSpec, dev: DeviceSpeedSpec, kp: CpuKernelParams, n_prompt: int = 512,
-                     depth: int = 0, n_ubatch: int = 512) -> SpeedEstimate:
-    """llama.cpp on a CPU, from its own measured kernels.
-
-    decode = max(bytes / (bw_eff * bandwidth at N threads), sum over kernel classes of elements / rate) + fixed:
-    a matrix-vector product streams its weights and computes on them at once, so the slower of the two sets
-    the pace. Prefill: n tokens of matmuls at the prefill rates (weights read once per ubatch), plus attention.
-    """
-    k = dev.kernels
-    by_bytes, elems = active_by_kernel(spec)
-    wbytes, kv = sum(by_bytes.values()), kv_bytes_read(spec, depth)
-    read = wbytes + kv
-    bw = dev.bw_gbps * 1e9
-    t_bw = sum(b / (kp.bw(c) * bw) for c, b in by_bytes.items() if b) + kv / (kp.bw_eff * bw)
-    t_compute = sum(n / (kp.tg(c) * _rate(k.tg_elems_per_s, c)) for c, n in elems.items() if n)
-    t_fixed = k.per_token_s + spec.n_layer * k.per_layer_s + kp.t_token_s
-    decode_s = max(t_bw, t_compute) + t_fixed
-    prefill = None
-    if n_prompt:
-        head = max(spec.n_head) * spec.head_dim_k
-        attn_macs = spec.n_layer * head * n_prompt * n_prompt  # QK^T and PV over a causal prompt (half of n^2 each)
-        out_type, out_n = output_tensor(spec)
-        out_class = kernel_class(out_type) if out_type else ""
-        rows = {c: n * n_prompt - (out_n * (n_prompt - 1) if c == out_class else 0) for c, n in elems.items()}
-        for t, x in expert_extra(spec, n_prompt, n_ubatch).items():  # expert products with few tokens each
-            rows[kernel_class(t)] += x
-        t_mm = sum(r / (kp.pp(c) * _rate(k.pp_elems_per_s, c)) for c, r in rows.items() if r > 0)
-        t_attn = attn_macs / (kp.pp("f16") * _rate(k.pp_elems_per_s, "f16"))
-        passes = math.ceil(n_prompt / n_ubatch)
-        prefill = n_prompt / (t_mm + t_attn + passes * pass_bytes(spec, min(n_prompt, n_ubatch)) / bw)
-    load = spec.weights_bytes / (dev.disk_gbps * 1e9) if dev.disk_gbps else None
-    ttft = (load or 0) + n_prompt / prefill if prefill else None
-    return SpeedEstimate(decode_tps=1 / decode_s, prefill_tps=prefill, ttft_s=ttft, load_s=load, bytes_per_token=read,
-                         decode_breakdown_s={"bandwidth": t_bw, "compute": t_compute, "fixed": t_fixed})
-
-
 # runtimes that process a prompt in their own chunk size rather than llama.cpp's ubatch (mlx-lm generate.py:
 # generate_step(prefill_step_size=2048))
 PREFILL_CHUNK = {"mlx": 2048}
 
 
+def _row(d: dict[str, float], types: tuple[str, ...]):
+    import numpy as np
+
+    return np.array([[float(d.get(t, 0.0)) for t in types]])
+
+
+def _one(v: float):
+    import numpy as np
+
+    return np.array([float(v)])
+
+
+def attention_macs(spec: ModelSpec, n_prompt: int) -> int:
+    """Multiply-adds of QK^T and PV over a causal prompt (half of n^2 each) in every layer."""
+    return spec.n_layer * max(spec.n_head) * spec.head_dim_k * n_prompt * n_prompt
+
+
+def work_of(elems: dict[str, float], nbytes: dict[str, float], *, n_prompt: int, pp: dict[str, float] | None = None,
+            slow: dict[str, float] | None = None, kv_bytes: float = 0.0, attn_macs: float = 0.0, passes: int = 0,
+            pass_bytes: float = 0.0, layers: float = 0.0, trips: float = 0.0, rec: dict[str, int] | None = None,
+            token: bool = False) -> Work:
+    """A one-row Work from what one processor holds (`pp`: prompt element-tokens, default elements x prompt)."""
+    import numpy as np
+
+    types = tuple(sorted(set(elems) | set(nbytes) | set(pp or {}) | set(slow or {})))
+    pp = {t: n * n_prompt for t, n in elems.items()} if pp is None else pp
+    rec_row = np.array([[float((rec or {}).get(k, 0)) for k in RECURRENT_BLOCKS]])
+    return Work(types, _row(elems, types), _row(nbytes, types), _one(kv_bytes), _row(pp, types), _row(slow or {}, types),
+                _one(attn_macs), _one(n_prompt), _one(passes), _one(pass_bytes), _one(layers), _one(trips), rec_row,
+                _one(1.0 if token else 0.0))
+
+
+def prompt_products(elems: dict[str, int], n_prompt: int, out: tuple[str, int], slow: dict[str, int] | None = None,
+                    extra: dict[str, float] | None = None) -> tuple[dict[str, float], dict[str, float]]:
+    """(fast, slow) prompt element-tokens by type: every weight once per prompt token, except the output projection
+    (`out`: llama.cpp computes logits for the last prompt token only) and an MoE's expert products with few tokens
+    each (`extra`, expert_slowdown); `slow` elements miss the backend's fast kernels."""
+    out_type, out_n = out
+    slow = slow or {}
+    fast = {t: (n - slow.get(t, 0)) * n_prompt - (out_n * (n_prompt - 1) if t == out_type and n_prompt else 0)
+            for t, n in elems.items()}
+    for t, x in (extra or {}).items():
+        if t in fast:
+            fast[t] += x
+    return fast, {t: n * n_prompt for t, n in slow.items() if n}
+
+
+def kernel_rates(kp: CpuKernelParams, dev: DeviceSpeedSpec, w: Work) -> Rates:
+    """The CPU kernel model: llama.cpp's own probed kernel rates on this machine, carried to a real model by kp."""
+    import numpy as np
+
+    k, bw = dev.kernels, dev.bw_gbps * 1e9
+    cls = [kernel_class(t) for t in w.types]
+    per = lambda f: np.array([[f(c) for c in cls]]).reshape(1, len(cls))  # noqa: E731
+    pp = per(lambda c: 1 / (kp.pp(c) * _rate(k.pp_elems_per_s, c)))
+    zeros = np.zeros(len(RECURRENT_BLOCKS))
+    return Rates(s_per_byte=per(lambda c: 1 / (kp.bw(c) * bw)), s_per_kv_byte=1 / (kp.bw_eff * bw),
+                 dec_s=per(lambda c: 1 / (kp.tg(c) * _rate(k.tg_elems_per_s, c))), pp_s=pp, slow_s=pp,
+                 attn_s=1 / (kp.pp("f16") * _rate(k.pp_elems_per_s, "f16")), pass_s_per_byte=1 / bw,
+                 token_s=k.per_token_s + kp.t_token_s, layer_s=k.per_layer_s, split_s=0.0, rec_layer_s=zeros,
+                 rec_token_s=zeros, overlap=True, fixed_in_pass=False)
+
+
+def class_rates_of(w: Work, *, bw, flops, arch, bw_eff, fpw, inv_pp, inv_slow, inv_f16, token_s, layer_s, split_s,
+                   rec_layer_s, rec_token_s) -> Rates:
+    """A fitted class's rates: FLOPs per weight (`fpw`, by w.types) over the device's peak `flops`, prefill at
+    1/`inv_pp` of it (`arch`: the GPU architecture's factor), streaming at `bw_eff` of the bandwidth `bw`.
+
+    Arrays of one row (an estimate) or of every row of a fit (fitcheck.calibration.class_fit), the same code.
+    Attention's products run at the mean prefill efficiency of the weights (by elements); with no peak known the
+    compute terms are left out."""
+    import numpy as np
+
+    flops, arch, bw = (np.asarray(v, dtype=float).reshape(-1) for v in (flops, arch, bw))
+    has = flops > 0
+    safe = np.where(has, flops, 1.0)
+    inv = np.where(has, 1 / safe, 0.0)[:, None]
+    pp_s = 2 * inv_pp * inv / arch[:, None]
+    e = w.dec_elems.sum(1)
+    mean_pp = (w.dec_elems * pp_s).sum(1) / np.where(e > 0, e, 1.0)
+    attn_s = np.where(e > 0, mean_pp, 2 * inv_f16 * inv[:, 0])
+    return Rates(s_per_byte=(1 / (bw_eff * bw))[:, None], s_per_kv_byte=1 / (bw_eff * bw), dec_s=fpw * inv, pp_s=pp_s,
+                 slow_s=2 * inv_slow * inv / arch[:, None], attn_s=attn_s, pass_s_per_byte=1 / bw, token_s=token_s,
+                 layer_s=layer_s, split_s=split_s, rec_layer_s=rec_layer_s, rec_token_s=rec_token_s)
+
+
+def class_rates(p: BackendParams, dev: DeviceSpeedSpec, w: Work, flops: float | None = None,
+                arch: float | None = None) -> Rates:
+    """class_rates_of for a stored parameter set: each type's values by cost_keys (its own, its family's, ...)."""
+    import numpy as np
+
+    flops = device_flops(p, dev) if flops is None else flops
+    arch = p.pp_arch.get(dev.gpu_arch, 1.0) if arch is None else arch
+    row = lambda f: np.array([[f(t) for t in w.types]]).reshape(1, len(w.types))  # noqa: E731
+    inv_pp = row(lambda t: 1 / _per_class(p.pp_eff, t))
+    inv_slow = np.full_like(inv_pp, 1 / p.pp_eff["slow"]) if "slow" in p.pp_eff else inv_pp
+    kind = recurrent_kind_index
+    return class_rates_of(w, bw=dev.bw_gbps * 1e9, flops=flops, arch=arch, bw_eff=p.bw_eff,
+                          fpw=row(lambda t: _per_class(p.flops_per_weight, t)), inv_pp=inv_pp, inv_slow=inv_slow,
+                          inv_f16=1 / _per_class(p.pp_eff, "f16"), token_s=p.t_token_s, layer_s=p.t_layer_s,
+                          split_s=p.t_split_s, rec_layer_s=kind(p.t_recurrent_layer_s),
+                          rec_token_s=kind(p.t_recurrent_token_s))
+
+
+def recurrent_kind_index(table: dict[str, float]):
+    """A per-kind table as an array over RECURRENT_BLOCKS ("*": every kind)."""
+    import numpy as np
+
+    return np.array([float(table.get(k, table.get("*", 0.0))) for k in RECURRENT_BLOCKS])
+
+
+def device_flops(p: BackendParams, dev: DeviceSpeedSpec) -> float:
+    """The peak a class's costs divide: the device's, less on a CPU without int8 dot products."""
+    return (dev.peak_tflops or 0) * 1e12 * (1.0 if dev.dot_product else p.no_dot_factor)
+
+
+def cpu_flops(cpu: BackendParams, dev: DeviceSpeedSpec) -> float:
+    """The peak of the device's CPU, where a GPU/NPU backend's unsupported products run."""
+    return (dev.cpu_tflops or 0) * 1e12 * (1.0 if dev.cpu_dot_product else cpu.no_dot_factor)
+
+
+@dataclass(frozen=True)
+class DeviceWork:
+    """One device's work for a run: what its backend computes (`main`) and what it leaves to the CPU beside it."""
+
+    main: Work
+    cpu: Work | None
+    split: "Split"
+
+
+def device_work(spec: ModelSpec, dev: DeviceSpeedSpec, rules: BackendParams | None, n_prompt: int, depth: int,
+                n_ubatch: int, kernels: bool = False) -> DeviceWork:
+    """The whole model on one device with its backend's rules (what it leaves to the CPU, its slow matrices,
+    the CPU class's reference thread). `kernels`: the CPU kernel model (no such rules, unscaled layers)."""
+    wbytes, _, _ = active_weights(spec)
+    sp = split_work(spec, rules, dev) if rules is not None else Split(active_weights(spec)[1], {})
+    out = output_tensor(spec)
+    extra = expert_extra(spec, n_prompt, n_ubatch)
+    # matrices that miss the fast kernels are counted apart; a class fitted without any prices them as the rest
+    fast, slow_pp = prompt_products(sp.acc, n_prompt, ("", 0) if sp.out_on_cpu else out, sp.slow, extra)
+    bytes_by = {}
+    for t, f in _read_per_token(spec):
+        bytes_by[t.ggml_type] = bytes_by.get(t.ggml_type, 0) + int(t.n_bytes * f)
+    rec = {recurrent_kind(spec): recurrent_layers(spec)} if recurrent_layers(spec) else {}
+    scale = 1.0 if kernels or rules is None else layer_scale(rules, dev)
+    main = work_of(sp.acc, bytes_by, n_prompt=n_prompt, pp=fast, slow=slow_pp, kv_bytes=kv_bytes_read(spec, depth),
+                   attn_macs=attention_macs(spec, n_prompt), passes=math.ceil(n_prompt / n_ubatch) if n_prompt else 0,
+                   pass_bytes=pass_bytes(spec, min(n_prompt, n_ubatch)), layers=spec.n_layer * scale, trips=sp.trips,
+                   rec=rec, token=True)
+    cpu = None
+    if sp.cpu:
+        cpu_pp, _ = prompt_products(sp.cpu, n_prompt, out if sp.out_on_cpu else ("", 0))
+        cpu = work_of(sp.cpu, {}, n_prompt=n_prompt, pp=cpu_pp)
+    return DeviceWork(main, cpu, sp)
+
+
+def cpu_side_seconds(w: Work, cpu: BackendParams, dev: DeviceSpeedSpec) -> tuple:
+    """(decode s, prefill s) of the products a GPU/NPU backend leaves to the device's CPU (arrays of w.n)."""
+    r = class_rates(cpu, dev, w, flops=cpu_flops(cpu, dev), arch=1.0)
+    return decode_terms(w, r)["total"], prefill_seconds(w, r, 0.0)
+
+
 def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | CpuKernelParams, n_prompt: int = 512,
                    depth: int = 0, n_ubatch: int = 512) -> SpeedEstimate:
+    """Decode and prefill of the whole model on one device: the terms (fitcheck.estimator.terms) of its backend,
+    plus those of the products the backend leaves to the device's CPU."""
     if isinstance(p, CpuKernelParams):
         if dev.kernels is None:
             raise ValueError("CPU kernel parameters need measured kernels")
-        return cpu_kernel_speed(spec, dev, p, n_prompt, depth, n_ubatch)
-    n_ubatch = PREFILL_CHUNK.get(dev.backend, n_ubatch)
-    wbytes = active_weights(spec)[0]
-    read = wbytes + kv_bytes_read(spec, depth)
-    bw = dev.bw_gbps * 1e9
-    t_bw = read / (p.bw_eff * bw)
-    flops = (dev.peak_tflops or 0) * 1e12 * (1.0 if dev.dot_product else p.no_dot_factor)
-    sp = split_work(spec, p, dev)
-    out = output_tensor(spec)
-    t_dec, t_pp, eff = compute_part(sp.acc, p, flops, n_prompt, ("", 0) if sp.out_on_cpu else out, sp.slow,
-                                    expert_extra(spec, n_prompt, n_ubatch))
-    arch = p.pp_arch.get(dev.gpu_arch, 1.0)
-    t_pp, eff = t_pp / arch, eff * arch
-    if sp.cpu:
-        c_dec, c_pp = cpu_part(sp.cpu, p.cpu, dev, n_prompt, out if sp.out_on_cpu else ("", 0))
-        t_dec, t_pp = t_dec + c_dec, t_pp + c_pp
-    t_fixed = (spec.n_layer * p.t_layer_s * layer_scale(p, dev) + p.t_token_s + sp.trips * p.t_split_s
-               + recurrent_layers(spec) * _recurrent(p.t_recurrent_layer_s, spec))
-    decode_s = t_bw + t_dec + t_fixed
-    prefill = None
-    if flops and n_prompt:
-        head = max(spec.n_head) * spec.head_dim_k
-        attn = 2 * spec.n_layer * head * n_prompt * n_prompt  # QK^T and PV over a causal prompt
-        t_flops = t_pp + attn / ((eff or _per_class(p.pp_eff, "f16")) * flops)
-        passes = math.ceil(n_prompt / n_ubatch)
-        t_rec = recurrent_layers(spec) * n_prompt * _recurrent(p.t_recurrent_token_s, spec)
-        prefill = n_prompt / (t_flops + t_rec + passes * (pass_bytes(spec, min(n_prompt, n_ubatch)) / bw + t_fixed))
+        dw = device_work(spec, dev, None, n_prompt, depth, n_ubatch, kernels=True)
+        r = kernel_rates(p, dev, dw.main)
+        has_prefill = bool(n_prompt)
+    else:
+        n_ubatch = PREFILL_CHUNK.get(dev.backend, n_ubatch)
+        dw = device_work(spec, dev, p, n_prompt, depth, n_ubatch)
+        r = class_rates(p, dev, dw.main)
+        has_prefill = bool(device_flops(p, dev) and n_prompt)
+    d = decode_terms(dw.main, r)
+    decode_s, compute = float(d["total"][0]), float(d["compute"][0])
+    pp_s = float(prefill_seconds(dw.main, r, d["fixed"])[0])
+    if dw.cpu is not None:
+        c_dec, c_pp = cpu_side_seconds(dw.cpu, p.cpu, dev)
+        decode_s, compute, pp_s = decode_s + float(c_dec[0]), compute + float(c_dec[0]), pp_s + float(c_pp[0])
+    prefill = n_prompt / pp_s if has_prefill else None
     load = spec.weights_bytes / (dev.disk_gbps * 1e9) if dev.disk_gbps else None
     ttft = (load or 0) + n_prompt / prefill if prefill else None
-    return SpeedEstimate(
-        decode_tps=1 / decode_s, prefill_tps=prefill, ttft_s=ttft, load_s=load, bytes_per_token=read,
-        decode_breakdown_s={"bandwidth": t_bw, "compute": t_dec, "fixed": t_fixed},
-    )
+    read = active_weights(spec)[0] + kv_bytes_read(spec, depth)
+    return SpeedEstimate(decode_tps=1 / decode_s, prefill_tps=prefill, ttft_s=ttft, load_s=load, bytes_per_token=read,
+                         decode_breakdown_s={"bandwidth": float(d["bandwidth"][0]), "compute": compute,
+                                             "fixed": float(d["fixed"][0])})
 
 
 @dataclass(frozen=True)
@@ -439,37 +556,6 @@ def _slow(t, p: BackendParams) -> bool:
     if p.slow_under and min(t.shape[:2]) < p.slow_under:
         return True
     return bool(p.slow_align and t.ggml_type.upper() not in ("F32", "F16", "BF16") and t.shape[0] % p.slow_align)
-
-
-def cpu_part(elems: dict[str, int], cpu: BackendParams, dev: DeviceSpeedSpec, n_prompt: int, out
-             ) -> tuple[float, float]:
-    """(decode s, prefill matrix-product s) of the weights a GPU/NPU backend leaves to the device's CPU."""
-    flops = dev.cpu_tflops * 1e12 * (1.0 if dev.cpu_dot_product else cpu.no_dot_factor)
-    return compute_part(elems, cpu, flops, n_prompt, out)[:2]
-
-
-def compute_part(elems: dict[str, int], p: BackendParams, flops: float, n_prompt: int, out,
-                 slow: dict[str, int] | None = None, extra: dict[str, float] | None = None) -> tuple[float, float, float]:
-    """(decode compute s, prefill matrix-product s, prefill efficiency) of some weights on one processor.
-
-    Decode: elements x FLOPs per weight (by type) / peak. Prefill: each type's matrix products take their own time,
-    2 FLOPs per weight and prompt token at that type's efficiency; the output projection (`out`, from
-    output_tensor) once per prompt; the elements of `slow` matrices at pp_eff["slow"]; `extra` element-tokens by type
-    on top (an MoE's expert products, expert_slowdown). The efficiency returned is their harmonic mean (for the
-    attention's products)."""
-    n_all = sum(elems.values())
-    if not n_all or not flops:
-        return 0.0, 0.0, 0.0
-    t_dec = sum(n * _per_class(p.flops_per_weight, t) for t, n in elems.items()) / flops
-    inv = {t: 1 / _per_class(p.pp_eff, t) for t in elems}
-    eff = n_all / sum(n * inv[t] for t, n in elems.items())
-    slow = slow if slow and "slow" in p.pp_eff else {}  # a class fitted without slow matrices: no penalty
-    out_type, out_n = out
-    fl = sum((2 * n_prompt * (n - slow.get(t, 0)) - (2 * out_n * (n_prompt - 1) if t == out_type and n_prompt else 0))
-             * inv[t] for t, n in elems.items())
-    fl += sum(2 * x * inv[t] for t, x in (extra or {}).items() if t in inv)
-    t_slow = 2 * sum(slow.values()) * n_prompt / p.pp_eff["slow"] if slow else 0.0
-    return t_dec, (fl + t_slow) / flops, eff
 
 
 def params_to_dict(p: BackendParams) -> dict:
