@@ -156,3 +156,23 @@ def storage_facts() -> tuple[StorageFact, ...]:
         return ()
     return tuple(StorageFact(r["match_kind"], r["match"], r["storage"], _float(r["seq_read_gbps"]), r["source"],
                              r["verification"], r.get("notes", "")) for r in csv.DictReader(text.splitlines()))
+
+
+@dataclass(frozen=True)
+class LinkFact:
+    id: str
+    name: str
+    kind: str  # network | pcie | unified
+    gbit_s: float  # effective payload rate, Gbit/s
+    rtt_ms: float  # round trip (what ping shows), ms
+    source: str
+    verification: str
+    notes: str
+
+
+@lru_cache(maxsize=1)
+def links() -> dict[str, LinkFact]:
+    """Links between devices of a split (links.csv): rate and round trip, each with its source."""
+    text = files("device_db").joinpath("links.csv").read_text()
+    return {r["id"]: LinkFact(r["id"], r["name"], r["kind"], float(r["gbit_s"]), float(r["rtt_ms"]), r["source"],
+                              r["verification"], r.get("notes", "")) for r in csv.DictReader(text.splitlines())}

@@ -14,6 +14,8 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
+import re
+
 from fitcheck.errors import FitcheckError, Interrupted, UsageError
 
 app = typer.Typer(
@@ -33,6 +35,15 @@ ENTITLEMENT_OPT = typer.Option(False, "--ios-entitlement", help="iOS/iPadOS app 
 BACKEND_OPT = typer.Option(None, "--backend", help="Backend class: cpu, metal, cuda, vulkan, rocm, opencl, hexagon, mlx, mlc (default: the device's usual one; `fitcheck devices NAME` lists what it runs).")
 THREADS_OPT = typer.Option(None, "--threads", help="CPU threads (default: what the usual runtime uses: phone apps 6, llama.cpp the performance cores).")
 BANDWIDTH_OPT = typer.Option(None, "--bandwidth-gbps", "--bandwidth-gbs", help="Override memory bandwidth (GB/s).")
+GPU_LAYERS_OPT = typer.Option(None, "--gpu-layers", "-ngl", "--n-gpu-layers", help="Layers on the accelerators (llama.cpp's -ngl; above the layer count the output head too). [default: all where devices are named]")
+HOST_OPT = typer.Option(None, "--host", help="The machine that runs llama.cpp and holds what stays on the CPU (its RAM and bandwidth). [default: this machine, or the first device when it is a whole machine]")
+LINK_OPT = typer.Option(None, "--link", help="The rpc: devices' network: 1gbe, 2.5gbe, 10gbe, 25gbe, tb4, tb5, wifi6, loopback, or GBIT/MS (0.3/5: 300 Mbit/s, 5 ms round trip). [default: 1gbe]")
+N_CPU_MOE_OPT = typer.Option(0, "--n-cpu-moe", "-ncmoe", help="Keep the experts of the first N layers on the CPU (llama.cpp's --n-cpu-moe).")
+CPU_MOE_OPT = typer.Option(False, "--cpu-moe", "-cmoe", help="Keep every expert on the CPU (llama.cpp's --cpu-moe).")
+OVERRIDE_OPT = typer.Option(None, "--override-tensor", "-ot", help="REGEX=DEVICE: tensors matching go to DEVICE (CPU, CUDA0, RPC0, or a device's name); repeatable.")
+NKVO_OPT = typer.Option(False, "--no-kv-offload", "-nkvo", help="Keep the KV cache (and attention) on the host.")
+TENSOR_SPLIT_OPT = typer.Option(None, "--tensor-split", "-ts", help="Shares of the layers per device, e.g. 3,1 (llama.cpp's order: rpc: devices first). [default: by free memory]")
+SPLIT_MODE_OPT = typer.Option("layer", "--split-mode", "-sm", help="layer (whole layers per device), row/tensor (each matrix across local GPUs), none.")
 TARGET_TPS_OPT = typer.Option(None, "--target-tps", help="Decode speed (tokens/s) an answer must reach to be 'yes' (default 5, a reading pace).")
 
 
@@ -223,12 +234,20 @@ def estimate(
     runtime: Optional[str] = RUNTIME_OPT,
     ctx: Optional[int] = typer.Option(None, "--ctx", help="Context length (tokens). [default: 4096, or the runtime's]"),
     kv_type: str = typer.Option("f16", "--kv-type", help="KV cache type for K and V: f16, q8_0, q4_0 ..."),
-    gpu_layers: int = typer.Option(0, "--gpu-layers", help="Layers offloaded to an accelerator."),
+    gpu_layers: Optional[int] = GPU_LAYERS_OPT,
     flash_attn: Optional[bool] = typer.Option(None, "--flash-attn/--no-flash-attn", help="Flash attention (needed for a quantized V cache). [default: off, or the runtime's]"),
     swa_full: Optional[bool] = typer.Option(None, "--swa-full/--no-swa-full", help="Full-size KV on sliding-window layers. [default: on (llama-cpp-python's), or the runtime's]"),
     batch: Optional[int] = typer.Option(None, "--batch", help="n_batch. [default: 512, or the runtime's]"),
     ubatch: Optional[int] = typer.Option(None, "--ubatch", help="n_ubatch: sets the compute buffer. [default: 512, or the runtime's]"),
     device: str = DEVICE_OPT,
+    host: Optional[str] = HOST_OPT,
+    link: Optional[str] = LINK_OPT,
+    n_cpu_moe: int = N_CPU_MOE_OPT,
+    cpu_moe: bool = CPU_MOE_OPT,
+    override_tensor: Optional[list[str]] = OVERRIDE_OPT,
+    no_kv_offload: bool = NKVO_OPT,
+    tensor_split: Optional[str] = TENSOR_SPLIT_OPT,
+    split_mode: str = SPLIT_MODE_OPT,
     memory_gb: Optional[float] = MEMORY_GB_OPT,
     entitlement: bool = ENTITLEMENT_OPT,
     bandwidth_gbs: Optional[float] = BANDWIDTH_OPT,
@@ -248,6 +267,14 @@ def estimate(
 
     given = {"n_ctx": ctx, "n_batch": batch, "n_ubatch": ubatch, "flash_attn": flash_attn, "swa_full": swa_full,
              "use_mmap": mmap}
+    split = _split_options(gpu_layers, n_cpu_moe, cpu_moe, override_tensor, no_kv_offload, tensor_split, split_mode)
+    from fitcheck.split import wants_split
+
+    if wants_split(device, host, split, gpu_layers is not None and _is_card(device)):
+        s, preset, ctx_from_model = runtime_settings(runtime, given, type_k=kv_type.lower(), type_v=kv_type.lower())
+        _split_estimate(model, quant, device, host, link, split, s, ctx_from_model, n_prompt, threads, json_out)
+        return
+    gpu_layers = gpu_layers or 0
     s, preset, ctx_from_model = runtime_settings(runtime, given, n_gpu_layers=gpu_layers, type_k=kv_type.lower(),
                                                  type_v=kv_type.lower())
     opts = dict(memory_gb=memory_gb, entitlement=entitlement, bandwidth_gbps=bandwidth_gbs, tflops=tflops)
@@ -264,6 +291,60 @@ def estimate(
                      ctx_from_model=ctx_from_model)
     show(d, json_out, estimate_view)
     _warnings(d)
+
+
+def _split_options(gpu_layers, n_cpu_moe, cpu_moe, override_tensor, no_kv_offload, tensor_split, split_mode):
+    """llama.cpp's split options as fitcheck.estimator.placement.SplitOptions (each checked, one line when wrong)."""
+    from fitcheck.estimator.placement import SplitOptions
+
+    overrides = []
+    for o in override_tensor or []:
+        for item in o.split(","):
+            pat, eq, dev = item.rpartition("=")
+            if not eq or not pat or not dev:
+                raise UsageError(f"--override-tensor takes REGEX=DEVICE (e.g. 'exps=CPU'), got {item!r}")
+            try:
+                re.compile(pat)
+            except re.error as e:
+                raise UsageError(f"--override-tensor {pat!r} is not a regular expression: {e}") from None
+            overrides.append((pat, dev))
+    shares: tuple[float, ...] = ()
+    if tensor_split:
+        try:
+            shares = tuple(float(x) for x in re.split(r"[,/]", tensor_split))
+        except ValueError:
+            raise UsageError(f"--tensor-split takes shares like 3,1 (one per device), got {tensor_split!r}") from None
+    return SplitOptions(n_gpu_layers=gpu_layers, n_cpu_moe=n_cpu_moe, cpu_moe=cpu_moe, overrides=tuple(overrides),
+                        no_kv_offload=no_kv_offload, tensor_split=shares, split_mode=split_mode.lower())
+
+
+def _is_card(device: str) -> bool:
+    """A discrete GPU named alone: --gpu-layers then splits it with its host."""
+    from fitcheck.device.names import resolve
+
+    try:
+        return resolve(device).device.kind == "gpu" if device.strip().lower() not in ("this", "") else False
+    except FitcheckError:
+        return False
+
+
+def _split_estimate(model, quant, device, host, link, split, s, ctx_from_model, n_prompt, threads, json_out) -> None:
+    from dataclasses import replace as _replace
+
+    from fitcheck.estimate import resolve_model
+    from fitcheck.split import estimate_split
+    from fitcheck.views.render import split_view
+
+    spec, basis = resolve_model(model, quant)
+    if ctx_from_model:
+        s = _replace(s, n_ctx=spec.n_ctx_train)
+    if not 1 <= n_prompt <= s.n_ctx:
+        raise UsageError(f"--prompt must be between 1 and the context length {s.n_ctx}, got {n_prompt}")
+    resolve = lambda name, backend=None: _target(name, backend=backend, threads=threads)[0]  # noqa: E731
+    d = estimate_split(spec, basis, device, host, link, split, s, resolve, n_prompt=n_prompt)
+    show(d, json_out, split_view)
+    if d["verdict"] == "does_not_fit" and not json_out:
+        warn(f"{', '.join(d['over'])} over its memory: fewer layers there (-ngl, -ts) or experts on the CPU (--n-cpu-moe)")
 
 
 @app.command()

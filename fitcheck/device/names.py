@@ -151,7 +151,9 @@ def resolve(name: str) -> DeviceChoice:
         raise DeviceError(f"unknown device {base.strip()!r}{hint} (see `fitcheck devices`)")
     scored.sort(key=lambda s: (s[0], s[1].id))
     best = [s for s in scored if s[0] == scored[0][0]]
-    named = [s for s in best if set(tokens(s[1].name)) - OPTIONAL == set(want)]
+    asked = [w for w in want if w not in ram_words]
+    named = [s for s in best if [t for t in tokens(s[1].name) if t not in OPTIONAL] == asked] or \
+        [s for s in best if set(tokens(s[1].name)) - OPTIONAL == set(asked)]
     if len(best) > 1 and len(named) == 1:  # a tie, but one device is called exactly what was asked
         best = named
     if len(best) > 1:

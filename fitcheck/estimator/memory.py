@@ -111,7 +111,14 @@ def _ffn_width(spec: ModelSpec) -> int:
 
 
 def compute_bytes(spec: ModelSpec, s: RuntimeSettings, n_kv: int | None = None, n_outputs: int | None = None) -> int:
-    """Peak of the graph allocator for one ubatch: the largest of attention, FFN and output phases.
+    """Peak of the graph allocator for one ubatch: the largest of attention, FFN and output phases."""
+    return max(compute_phases(spec, s, n_kv, n_outputs).values())
+
+
+def compute_phases(spec: ModelSpec, s: RuntimeSettings, n_kv: int | None = None, n_outputs: int | None = None
+                   ) -> dict[str, int]:
+    """The graph allocator's need in each phase of one ubatch: attention, FFN, recurrent block, output (logits).
+    A device of a split reserves the largest of the phases it runs.
 
     n_kv / n_outputs default to the reservation's worst case (full cache, every
     token's logits); pass the real values for what a run touches.
@@ -149,7 +156,7 @@ def compute_bytes(spec: ModelSpec, s: RuntimeSettings, n_kv: int | None = None, 
     attn, ffn = attn + alive, ffn + alive
     rec = max(rec, masks + (4 * ple + 2 * e) * ub * F32 if ple else 0)
     out = spec.n_vocab * n_out * F32 + ROWS_OUT * spec.n_embd * ub * F32
-    return max(attn, ffn, out, rec)
+    return {"attn": attn, "ffn": ffn, "rec": rec, "out": out}
 
 
 def overhead_bytes(spec: ModelSpec, s: RuntimeSettings) -> int:

@@ -192,7 +192,7 @@ def looked_up(spec: ModelSpec) -> frozenset[str]:
     return frozenset(("per_layer_token_embd.weight",) + (() if tied else ("token_embd.weight",)))
 
 
-def _read_per_token(spec: ModelSpec):
+def _read_per_token(spec: ModelSpec, names: frozenset[str] | None = None):
     """(tensor, share of it read) for one decoded token.
 
     Every weight is read once per token except the embedding tables (`looked_up`: one row each), in MoE
@@ -204,7 +204,7 @@ def _read_per_token(spec: ModelSpec):
     frac = spec.n_expert_used / spec.n_expert if spec.n_expert else 1.0
     mtp = tuple(f"blk.{il}." for il in range(spec.n_layer - spec.n_nextn, spec.n_layer))
     for t in spec.tensors:
-        if t.name in rows or (mtp and t.name.startswith(mtp)):
+        if t.name in rows or (mtp and t.name.startswith(mtp)) or (names is not None and t.name not in names):
             continue
         yield t, (frac if is_expert(t.name) else 1.0)
 
@@ -224,32 +224,33 @@ def expert_slowdown(spec: ModelSpec, n_tokens: int) -> float:
     return eff(n_tokens) / eff(n_tokens * spec.n_expert_used / spec.n_expert)
 
 
-def expert_elems(spec: ModelSpec) -> dict[str, int]:
-    """Elements of the expert tensors one decoded token multiplies, by GGML type."""
+def expert_elems(spec: ModelSpec, names: frozenset[str] | None = None) -> dict[str, int]:
+    """Elements of the expert tensors one decoded token multiplies, by GGML type (of `names` only, when given)."""
     out: dict[str, int] = {}
-    for t, f in _read_per_token(spec):
+    for t, f in _read_per_token(spec, names):
         if is_expert(t.name):
             out[t.ggml_type] = out.get(t.ggml_type, 0) + int(t.n_elements * f)
     return out
 
 
-def expert_extra(spec: ModelSpec, n_prompt: int, n_ubatch: int) -> dict[str, float]:
+def expert_extra(spec: ModelSpec, n_prompt: int, n_ubatch: int, names: frozenset[str] | None = None
+                 ) -> dict[str, float]:
     """Element-tokens by type an MoE's prefill spends beyond dense products' rate (expert_slowdown)."""
     x = expert_slowdown(spec, min(n_prompt, n_ubatch)) - 1
-    return {t: n * n_prompt * x for t, n in expert_elems(spec).items()} if x else {}
+    return {t: n * n_prompt * x for t, n in expert_elems(spec, names).items()} if x else {}
 
 
-def pass_bytes(spec: ModelSpec, n_tokens: int) -> int:
+def pass_bytes(spec: ModelSpec, n_tokens: int, names: frozenset[str] | None = None) -> int:
     """Weight bytes one prefill pass of `n_tokens` reads: every dense weight, and of each MoE expert tensor the share
     of experts some token routes to, 1 - (1 - used/experts)^tokens (a 512-token ubatch touches nearly all)."""
     hit = 1 - (1 - spec.n_expert_used / spec.n_expert) ** max(n_tokens, 1) if spec.n_expert else 1.0
-    return int(sum(t.n_bytes * (hit if is_expert(t.name) else f) for t, f in _read_per_token(spec)))
+    return int(sum(t.n_bytes * (hit if is_expert(t.name) else f) for t, f in _read_per_token(spec, names)))
 
 
-def active_weights(spec: ModelSpec) -> tuple[int, dict[str, int], int]:
-    """(bytes, elements by GGML type, elements) read for one decoded token."""
+def active_weights(spec: ModelSpec, names: frozenset[str] | None = None) -> tuple[int, dict[str, int], int]:
+    """(bytes, elements by GGML type, elements) read for one decoded token (of `names` only, when given)."""
     nbytes, elems, total = 0, {}, 0
-    for t, f in _read_per_token(spec):
+    for t, f in _read_per_token(spec, names):
         nbytes += int(t.n_bytes * f)
         n = int(t.n_elements * f)
         elems[t.ggml_type] = elems.get(t.ggml_type, 0) + n
@@ -286,10 +287,10 @@ def output_tensor(spec: ModelSpec) -> tuple[str, int]:
     return (out.ggml_type, out.n_elements) if out else ("", 0)
 
 
-def kv_bytes_read(spec: ModelSpec, depth: int, kv_type_bytes: float = 2.0) -> int:
-    """KV cache read per decoded token at a context depth (sliding-window layers capped)."""
+def kv_bytes_read(spec: ModelSpec, depth: int, kv_type_bytes: float = 2.0, layers=None) -> int:
+    """KV cache read per decoded token at a context depth (sliding-window layers capped), in `layers` (default all)."""
     total = 0
-    for il in range(spec.n_layer):
+    for il in (range(spec.n_layer) if layers is None else layers):
         d = min(depth, spec.sliding_window) if spec.is_swa(il) and spec.sliding_window else depth
         total += d * (spec.n_embd_k_gqa(il) + spec.n_embd_v_gqa(il))
     return int(total * kv_type_bytes)
@@ -327,9 +328,9 @@ def _one(v: float):
     return np.array([float(v)])
 
 
-def attention_macs(spec: ModelSpec, n_prompt: int) -> int:
-    """Multiply-adds of QK^T and PV over a causal prompt (half of n^2 each) in every layer."""
-    return spec.n_layer * max(spec.n_head) * spec.head_dim_k * n_prompt * n_prompt
+def attention_macs(spec: ModelSpec, n_prompt: int, n_layers: int | None = None) -> int:
+    """Multiply-adds of QK^T and PV over a causal prompt (half of n^2 each) in every layer (or `n_layers` of them)."""
+    return (spec.n_layer if n_layers is None else n_layers) * max(spec.n_head) * spec.head_dim_k * n_prompt * n_prompt
 
 
 def work_of(elems: dict[str, float], nbytes: dict[str, float], *, n_prompt: int, pp: dict[str, float] | None = None,
@@ -437,6 +438,18 @@ def cpu_flops(cpu: BackendParams, dev: DeviceSpeedSpec) -> float:
 
 
 @dataclass(frozen=True)
+class Share:
+    """The part of a model one device of a split holds (fitcheck.estimator.placement): weight tensors by name, the
+    layers whose other ops (norms, activations, launches) it runs, the layers whose KV cache and attention it holds,
+    and whether it drives the graph (pays the per-token cost)."""
+
+    tensors: frozenset[str]
+    layers: frozenset[int]
+    kv_layers: frozenset[int]
+    token: bool = True
+
+
+@dataclass(frozen=True)
 class DeviceWork:
     """One device's work for a run: what its backend computes (`main`) and what it leaves to the CPU beside it."""
 
@@ -446,24 +459,32 @@ class DeviceWork:
 
 
 def device_work(spec: ModelSpec, dev: DeviceSpeedSpec, rules: BackendParams | None, n_prompt: int, depth: int,
-                n_ubatch: int, kernels: bool = False) -> DeviceWork:
-    """The whole model on one device with its backend's rules (what it leaves to the CPU, its slow matrices,
-    the CPU class's reference thread). `kernels`: the CPU kernel model (no such rules, unscaled layers)."""
-    wbytes, _, _ = active_weights(spec)
-    sp = split_work(spec, rules, dev) if rules is not None else Split(active_weights(spec)[1], {})
+                n_ubatch: int, kernels: bool = False, share: Share | None = None) -> DeviceWork:
+    """The whole model (or a device's `share` of it) on one device with its backend's rules (what it leaves to the
+    CPU, its slow matrices, the CPU class's reference thread). `kernels`: the CPU kernel model (no such rules,
+    unscaled layers)."""
+    names = share.tensors if share is not None else None
+    sp = split_work(spec, rules, dev, names) if rules is not None else Split(active_weights(spec, names)[1], {})
     out = output_tensor(spec)
-    extra = expert_extra(spec, n_prompt, n_ubatch)
+    if names is not None and output_tensor_name(spec) not in names:
+        out = ("", 0)
+    extra = expert_extra(spec, n_prompt, n_ubatch, names)
     # matrices that miss the fast kernels are counted apart; a class fitted without any prices them as the rest
     fast, slow_pp = prompt_products(sp.acc, n_prompt, ("", 0) if sp.out_on_cpu else out, sp.slow, extra)
     bytes_by = {}
-    for t, f in _read_per_token(spec):
+    for t, f in _read_per_token(spec, names):
         bytes_by[t.ggml_type] = bytes_by.get(t.ggml_type, 0) + int(t.n_bytes * f)
-    rec = {recurrent_kind(spec): recurrent_layers(spec)} if recurrent_layers(spec) else {}
+    layers = range(spec.n_layer) if share is None else sorted(share.layers)
+    kv_layers = None if share is None else sorted(share.kv_layers)
+    n_rec = sum(1 for il in layers if il < spec.n_layer - spec.n_nextn and spec.is_recurrent(il))
+    rec = {recurrent_kind(spec): n_rec} if n_rec else {}
     scale = 1.0 if kernels or rules is None else layer_scale(rules, dev)
-    main = work_of(sp.acc, bytes_by, n_prompt=n_prompt, pp=fast, slow=slow_pp, kv_bytes=kv_bytes_read(spec, depth),
-                   attn_macs=attention_macs(spec, n_prompt), passes=math.ceil(n_prompt / n_ubatch) if n_prompt else 0,
-                   pass_bytes=pass_bytes(spec, min(n_prompt, n_ubatch)), layers=spec.n_layer * scale, trips=sp.trips,
-                   rec=rec, token=True)
+    main = work_of(sp.acc, bytes_by, n_prompt=n_prompt, pp=fast, slow=slow_pp,
+                   kv_bytes=kv_bytes_read(spec, depth, layers=kv_layers),
+                   attn_macs=attention_macs(spec, n_prompt, None if kv_layers is None else len(kv_layers)),
+                   passes=math.ceil(n_prompt / n_ubatch) if n_prompt else 0,
+                   pass_bytes=pass_bytes(spec, min(n_prompt, n_ubatch), names), layers=len(layers) * scale,
+                   trips=sp.trips, rec=rec, token=share is None or share.token)
     cpu = None
     if sp.cpu:
         cpu_pp, _ = prompt_products(sp.cpu, n_prompt, out if sp.out_on_cpu else ("", 0))
@@ -528,7 +549,7 @@ def layer_scale(p: BackendParams, dev: DeviceSpeedSpec) -> float:
     return p.layer_ref_tflops / (dev.peak_tflops / dev.threads)
 
 
-def split_work(spec: ModelSpec, p: BackendParams, dev: DeviceSpeedSpec) -> Split:
+def split_work(spec: ModelSpec, p: BackendParams, dev: DeviceSpeedSpec, names: frozenset[str] | None = None) -> Split:
     """A tensor goes to the CPU when the backend has no kernel for its type (`cpu_types`) or it has more rows than
     the backend takes (`cpu_rows_over`). A layer with any such matrix costs round trips (its other ops stay on the
     backend, so the graph splits around each CPU product): counted once per layer, and once for the output head."""
@@ -537,7 +558,7 @@ def split_work(spec: ModelSpec, p: BackendParams, dev: DeviceSpeedSpec) -> Split
     out_on_cpu, slow, tripped = False, {}, set()
     split = bool((p.cpu_types or p.cpu_rows_over) and p.cpu is not None and dev.cpu_tflops)
     out_name = output_tensor_name(spec)
-    for t, f in _read_per_token(spec):
+    for t, f in _read_per_token(spec, names):
         rows = t.shape[1] if len(t.shape) == 2 else 0
         on_cpu = split and (t.ggml_type.lower() in p.cpu_types or bool(p.cpu_rows_over and rows > p.cpu_rows_over))
         side = cpu if on_cpu else acc

@@ -497,3 +497,41 @@ def scan_view(console: Console, d: dict[str, Any]) -> None:
     dev = d.get("device") or {}
     console.print(f"[dim]searched: {esc(where)} (--json lists the paths); {d['elapsed_s']:.2f} s, headers only; "
                   f"memory: {esc(dev.get('memory_rule', 'unknown'))}[/dim]", soft_wrap=True, highlight=False)
+
+
+def split_view(console: Console, d: dict[str, Any]) -> None:
+    """A model split over devices: each device's share, memory and verdict, the speed with the links, the command."""
+    m, sp = d["model"], d["speed"]
+    console.print(f"{esc(m['name'])} ({esc(m['quant'] or '')}, {fmt_count(m['parameter_count'])} params) over "
+                  f"{len(d['memory'])} devices (GB = 1e9 bytes)", soft_wrap=True, highlight=False)
+    t = Table(box=None, pad_edge=False)
+    for col, just in (("device", "left"), ("layers", "right"), ("needs", "right"), ("usable", "right"),
+                      ("verdict", "left"), ("per token", "right")):
+        t.add_column(col, justify=just, no_wrap=col != "device", overflow="fold")
+    by_name = {u["name"]: u for u in (sp["units"] if sp else [])}
+    for mem, layers in zip(d["memory"], d["split"]["layers"]):
+        u = by_name.get(mem["device"])
+        style = VERDICT_STYLE.get(mem["verdict"], "")
+        t.add_row(esc(mem["device"]), str(layers), fmt_gb(mem["total_bytes"], 2), fmt_gb(mem["usable_bytes"], 2),
+                  f"[{style}]{mem['verdict']}[/{style}]" if style else mem["verdict"],
+                  f"{u['decode_s'] * 1e3:.1f} ms" if u else "-")
+    console.print(t)
+    for mem in d["memory"]:
+        console.print(f"  {esc(mem['device'])}: weights {fmt_gb(mem['weights_bytes'], 2)}, KV {fmt_gb(mem['kv_bytes'], 2)}, "
+                      f"compute and other {fmt_gb(mem['compute_bytes'] + mem['other_bytes'], 2)}"
+                      + (f"; {esc(mem['note'])}" if mem["note"] else ""), soft_wrap=True, highlight=False)
+    for dev in d["split"]["devices"]:
+        if dev["link"] and dev["link"]["gbit_s"]:
+            console.print(f"link to {esc(dev['name'])}: {esc(dev['link']['name'])}, {dev['link']['gbit_s']:g} Gbit/s, "
+                          f"{dev['link']['rtt_ms']:g} ms round trip", soft_wrap=True, highlight=False)
+    word = {"does_not_fit": f"does not fit: {', '.join(d['over'])} over its memory"}.get(d["verdict"], d["verdict"])
+    console.print(f"[{VERDICT_STYLE.get(d['verdict'], '')}]{esc(word)}[/]", soft_wrap=True, highlight=False)
+    if sp:
+        pp = f", prefill {fmt_tps(sp['prefill_tps'])}" if sp["prefill_tps"] else ""
+        console.print(f"speed: decode {fmt_tps(sp['decode_tps'])}{pp}; the links take "
+                      f"{sp['link_decode_s'] * 1e3:.2f} ms of each token ({sp['crossings']} crossings, "
+                      f"{sp['round_trips']} waiting for a reply over the network)", soft_wrap=True, highlight=False,
+                      markup=False)
+    console.print(f"llama.cpp: {d['command']}", soft_wrap=True, highlight=False, markup=False)
+    for n in d["notes"]:
+        console.print(f"note: {n}", soft_wrap=True, highlight=False, markup=False)
