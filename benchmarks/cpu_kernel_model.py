@@ -5,7 +5,7 @@ kernels per weight class), then runs llama.cpp on synthetic models it never saw 
 with the prediction. Two sets:
 
 - fit: five ~1 GB models (2048-wide; F16, Q8_0, Q4_0, Q4_K, Q6_K). `--fit` fits the kernel model's three
-  carry-over factors on them (the package's fitcheck.refit.fit_kernel_factors) and `--write` stores them
+  carry-over factors on them (the package's fitcheck.calibration.kernels.fit_kernel_factors) and `--write` stores them
   (write_kernel_factors), with provenance, in device_db/speed_params.json. This script only measures.
 - held out (never fitted on): a ~0.5 GB Q4_0 (2560-wide) and a ~1.5 GB Q8_0 (1792-wide, 40 layers), the issue's
   acceptance pair, and a ~1.1 GB Q4_K_M-like mix (Q4_K with Q6_K attn_v / ffn_down).
@@ -77,8 +77,8 @@ def predict(spec, dev, kp):
 
 
 def fit(rows, dev):
-    """The package's fit (fitcheck.refit.fit_kernel_factors) on the fit set's runs."""
-    from fitcheck.refit import fit_kernel_factors
+    """The package's fit (fitcheck.calibration.kernels.fit_kernel_factors) on the fit set's runs."""
+    from fitcheck.calibration.kernels import fit_kernel_factors
 
     return fit_kernel_factors([(spec, r.prompt_tps, r.generation_tps, 128, 16) for _, _, spec, r in rows], dev)
 
@@ -154,7 +154,7 @@ def main() -> None:
     if args.write:
         from fitcheck.refit import write_kernel_factors
 
-        print("wrote " + write_kernel_factors(kp, f"fitted by fitcheck.refit.fit_kernel_factors on 5 synthetic ~1 GB models "
+        print("wrote " + write_kernel_factors(kp, f"fitted by fitcheck.calibration.kernels.fit_kernel_factors on 5 synthetic ~1 GB models "
                                                   f"(F16, Q8_0, Q4_0, Q4_K, Q6_K) measured by benchmarks/cpu_kernel_model.py, "
                                                   f"{threads} threads, {platform.processor() or 'x86-64'} VM, llama-cpp-python, "
                                                   f"{dt.date.today().isoformat()}"))

@@ -12,7 +12,8 @@ the phone classes a model, there being one phone); --write stores the values thr
 provenance, in device_db/speed_params.json.
 
 The CPU kernel model's carry-over factors (`cpu_kernels`) are fitted on real llama.cpp runs on this machine:
-benchmarks/cpu_kernel_model.py measures them and calls fit_kernel_factors / write_kernel_factors here.
+benchmarks/cpu_kernel_model.py measures them, fitcheck.calibration.kernels.fit_kernel_factors fits them and
+write_kernel_factors here stores them.
 """
 
 from __future__ import annotations
@@ -108,27 +109,6 @@ def _write(update: Callable[[dict], None]) -> str:
 
 def write_classes(fitted: dict[str, dict[str, Any]]) -> str:
     return _write(lambda doc: doc["backends"].update(fitted))
-
-
-def fit_kernel_factors(runs, dev) -> tuple[CpuKernelParams, float]:
-    """The CPU kernel model's three carry-over factors (bandwidth efficiency, decode and prefill scale) on real runs
-    [(ModelSpec, prompt_tps, generation_tps, n_prompt, depth)] of this machine: least squares on log errors (scipy).
-    Returns the factors and the rms log error."""
-    import numpy as np
-    from scipy.optimize import least_squares
-
-    from fitcheck.estimator.speed import estimate_speed
-
-    def resid(x):
-        kp = CpuKernelParams(*x)
-        out = []
-        for spec, pp_tps, tg_tps, n_prompt, depth in runs:
-            e = estimate_speed(spec, dev, kp, n_prompt=n_prompt, depth=depth)
-            out += [math.log(e.decode_tps / tg_tps), math.log(e.prefill_tps / pp_tps)]
-        return np.array(out)
-
-    sol = least_squares(resid, x0=[0.9, 1.0, 0.7], bounds=([0.3, 0.3, 0.2], [1.2, 3.0, 2.0]))
-    return CpuKernelParams(*[float(v) for v in sol.x]), float(math.sqrt((sol.fun ** 2).mean()))
 
 
 def write_kernel_factors(kp: CpuKernelParams, source: str) -> str:

@@ -139,3 +139,26 @@ def add_to_profile(prof: dict[str, Any], quick: bool = False, on_step=None) -> d
         prof["kernels"] = {"status": "error", "reason": f"{type(e).__name__}: {e}"}
     return prof
 
+
+def fit_kernel_factors(runs, dev, base=None) -> tuple[Any, float]:
+    """The CPU kernel model's three carry-over factors (bandwidth efficiency, decode and prefill scale) on real runs
+    [(ModelSpec, prompt_tps, generation_tps, n_prompt, depth)] of this machine: least squares on log errors (scipy).
+    Returns the factors (CpuKernelParams; `base`'s as the start) and the rms log error."""
+    import math
+
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    from fitcheck.estimator.speed import CpuKernelParams, estimate_speed
+
+    def resid(x):
+        kp = CpuKernelParams(*x)
+        out = []
+        for spec, pp_tps, tg_tps, n_prompt, depth in runs:
+            e = estimate_speed(spec, dev, kp, n_prompt=n_prompt, depth=depth)
+            out += [math.log(e.decode_tps / tg_tps), math.log(e.prefill_tps / pp_tps)]
+        return np.array(out)
+
+    x0 = [base.bw_eff, base.tg_scale, base.pp_scale] if base is not None else [0.9, 1.0, 0.7]
+    sol = least_squares(resid, x0=x0, bounds=([0.3, 0.3, 0.2], [1.2, 3.0, 2.0]))
+    return CpuKernelParams(*[float(v) for v in sol.x]), float(math.sqrt((sol.fun ** 2).mean()))

@@ -4,12 +4,13 @@ Pure: no I/O. The rules follow llama.cpp as vendored by llama-cpp-python 0.3.36:
 
 - Devices: RPC servers go first in the device list (src/llama.cpp, llama_model_load_from_file: "add RPC servers at
   the front of the list to minimize network transfers"), then the local GPUs; the CPU is the host, not a device.
-- Layers (src/llama-model.cpp, load_tensors): i_gpu_start = max(n_layer - n_gpu_layers, 0), act_gpu_layers =
-  min(n_gpu_layers, n_layer + 1); layer il runs on the host below i_gpu_start, else on the device whose cumulative
-  tensor-split share first exceeds (il - i_gpu_start) / act_gpu_layers (std::upper_bound); the default split is by
-  each device's free memory. The input embeddings stay on the host (dev_input); the output head and norm go where
-  "layer" n_layer would (dev_output), so they are offloaded only when n_gpu_layers > n_layer. Tied embeddings are
-  loaded twice (TENSOR_DUPLICATED): on the host for the lookup, on the output device for the head.
+- Layers (src/llama-model.cpp, load_tensors): the output head counts as layer n_layer, so i_gpu_start =
+  max(n_layer + 1 - n_gpu_layers, 0) and act_gpu_layers = min(n_gpu_layers, n_layer + 1); layer il runs on the host
+  below i_gpu_start, else on the device whose cumulative tensor-split share first exceeds (il - i_gpu_start) /
+  act_gpu_layers (std::upper_bound); the default split is by each device's free memory. The input embeddings stay
+  on the host (dev_input); the output head and norm go where "layer" n_layer does (dev_output): -ngl 1 offloads the
+  head alone. Tied embeddings are loaded twice (TENSOR_DUPLICATED): on the host for the lookup, on the output
+  device for the head.
 - Overrides (common/arg.cpp): --override-tensor REGEX=BUFT, first match wins; --cpu-moe adds
   "\\.ffn_(up|down|gate)_exps" and --n-cpu-moe N adds "blk\\.i\\.ffn_(up|down|gate)_exps" for i < N, to the CPU.
 - KV cache (src/llama-kv-cache.cpp): each layer's cells on its layer's device, on the host with --no-kv-offload
@@ -48,6 +49,12 @@ from fitcheck.estimator.terms import decode_terms, prefill_seconds
 from fitcheck.model.model_spec import ModelSpec
 
 EXPERT_RE = r"\.ffn_(up|down|gate)_exps"  # common/arg.cpp LLM_FFN_EXPS_REGEX
+# An RPC server gets its split's graph again for every token (ggml-rpc.cpp serialize_graph: each node's id, 8 bytes,
+# and every node and source as a 296-byte rpc_tensor; the scheduler gives each split a new graph uid, so
+# graph_recompute does not apply). Nodes per layer from llama.cpp's own count ("graph: nodes", llama-bench -v) on
+# llama-architecture models here: 438 for 12 dense layers, 630 with 8x2 experts, 60 fewer with flash attention.
+RPC_TENSOR_BYTES = 296
+GRAPH_NODES_PER_LAYER, GRAPH_NODES_EXPERTS, GRAPH_NODES_FA = 36.5, 16.0, -5.0
 OFFLOAD_MIN_BATCH = 32  # ggml-cuda.cu: ops with a batch of at least 32 run on the GPU with their weights copied over
 SPLIT_MODES = ("layer", "row", "tensor", "none")
 
@@ -164,7 +171,7 @@ def place(spec: ModelSpec, units: tuple[Unit, ...], opts: SplitOptions) -> Place
     if opts.n_gpu_layers and not order:
         notes.append(f"--gpu-layers {opts.n_gpu_layers}: no device beside the host, every layer stays on its CPU")
     act = min(ngl, n + 1)
-    start = max(n - ngl, 0)
+    start = max(n + 1 - ngl, 0)
     row = opts.split_mode in ("row", "tensor") and len(order) > 1
     if row and any(units[i].role == "rpc" for i in order):
         raise UsageError(f"--split-mode {opts.split_mode} splits matrices across local GPUs; RPC servers take whole layers")
@@ -330,6 +337,13 @@ def _visits(spec: ModelSpec, pl: Placement) -> list[int]:
     return merged
 
 
+def graph_bytes(spec: ModelSpec, n_layers: int, flash_attn: bool) -> float:
+    """Bytes of the serialized graph of `n_layers` layers an RPC server is sent (ggml-rpc.cpp serialize_graph)."""
+    nodes = GRAPH_NODES_PER_LAYER + (GRAPH_NODES_EXPERTS if spec.n_expert else 0) + (GRAPH_NODES_FA if flash_attn else 0)
+    weights = len(spec.tensors) / max(spec.n_layer, 1)
+    return n_layers * (nodes * (8 + RPC_TENSOR_BYTES) + weights * RPC_TENSOR_BYTES)
+
+
 def _link(pl: Placement, i: int) -> Link:
     return pl.units[i].link or Link("none", 0.0, 0.0, "unified")
 
@@ -370,8 +384,13 @@ def _rules(u: Unit):
     return None if isinstance(u.params, CpuKernelParams) else u.params
 
 
-def speed(spec: ModelSpec, pl: Placement, s: RuntimeSettings, n_prompt: int = 512, depth: int = 0) -> SplitSpeed:
-    """Decode and prefill of a split: each unit's terms for its share, plus every crossing of a link."""
+def speed(spec: ModelSpec, pl: Placement, s: RuntimeSettings, n_prompt: int = 512, depth: int = 0,
+          fetch_logits: bool = True) -> SplitSpeed:
+    """Decode and prefill of a split: each unit's terms for its share, plus every crossing of a link.
+
+    `fetch_logits`: the application reads each token's logits (a chat samples from them: n_vocab f32 cross back
+    from the device with the head). llama-bench never reads them, and llama.cpp copies them only when asked (no
+    cost measured here with the head across a 100 Mbit/s link), so its runs are predicted with False."""
     notes = []
     missing = [u.name for i, u in enumerate(pl.units) if (u.speed is None or u.params is None)
                and (_share(spec, pl, i) is not None)]
@@ -428,12 +447,18 @@ def speed(spec: ModelSpec, pl: Placement, s: RuntimeSettings, n_prompt: int = 51
     trips = 0
     for a, b in zip(visits, visits[1:]):
         # what crosses: the hidden state (f32 per token), the logits of one token on the way back to the host
-        logits = b == 0 and a == pl.output_at and a != 0
+        logits = fetch_logits and b == 0 and a == pl.output_at and a != 0
         t, k = _crossing_s(pl, a, b, spec.n_vocab * F32 if logits else hidden, n_kv_dec * mask_elt + 64)
         link_dec, trips = link_dec + t, trips + k
         if n_prompt:  # every ubatch crosses with its tokens' hidden states; only the last token's logits come back
             size = spec.n_vocab * F32 if logits else hidden * ub
             link_pp += passes * _crossing_s(pl, a, b, size, n_kv_pp * pad(ub, 64) * mask_elt + 4 * ub)[0]
+    # every RPC server is sent its part of the graph each token (decode) and each pass (prefill)
+    for i, u in enumerate(pl.units):
+        if u.role == "rpc" and u.link is not None:
+            g = graph_bytes(spec, sum(1 for il in range(spec.n_layer) if pl.layer_at[il] == i), s.flash_attn)
+            link_dec += u.link.seconds(g)
+            link_pp += passes * u.link.seconds(g)
     if pl.row_shares:  # two joins of the partial results per layer over the GPUs' links
         join = max(_link(pl, i).seconds(hidden, 1) for i in pl.order)
         link_dec += 2 * spec.n_layer * join
