@@ -4,7 +4,8 @@ Probes this machine as `fitcheck probe --quick` does (bandwidth, llama.cpp's ker
 namespaces behind shaped links (fitcheck.calibration.rpc_lab: tc tbf for the rate, a delaying relay for the round
 trip), and runs llama-bench (built from the llama.cpp llama-cpp-python vendors) over splits of a dense and an MoE
 synthetic model: this machine's CPU holds some layers, the servers the rest. Every run is predicted by fitcheck's
-placement model (fitcheck.estimator.placement) with the link as given, before the run, and compared: decode and
+placement model (fitcheck.estimator.placement) with the link as measured (rate and round trip through the relay,
+as iperf and ping would give them), before the run, and compared: decode and
 prefill errors, and each device's memory against the buffer sizes llama.cpp reports for it. With --calibrate the
 link terms are then fitted on the runs of each profile (fitcheck.calibration.rpc_fit, as `fitcheck calibrate --rpc`
 does) and the decode errors printed again. Targets: decode within 20 %, prefill within 30 %, memory within 3 %;
@@ -101,6 +102,9 @@ def main() -> int:
         for link_label, (gbit, rtt) in links.items():
             runs = []
             with Lab(2, gbit, rtt, threads=1, cpus=SERVER_CPUS) as lab:
+                # the link as a user would give it (--link GBIT/MS): measured like iperf and ping, through the relay
+                gbit, rtt = lab.measure_link(0)
+                print(f"{link_label}: measured {gbit:.3f} Gbit/s, {rtt:.2f} ms round trip")
                 for mlabel, (path, spec) in chosen.items():
                     for slabel, ngl, ts in SPLITS:
                         run = Run(spec, ngl, ts, n_prompt=128, n_gen=32)

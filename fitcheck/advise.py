@@ -19,10 +19,8 @@ from typing import Any
 from fitcheck.answer import check_target_tps
 from fitcheck.errors import NoSpeedError
 from fitcheck.estimator.evaluate import USABLE_TPS, Target, evaluate
-from fitcheck.estimator.fit import TIGHT_MARGIN
-from fitcheck.estimator.memory import estimate_memory, layer_of
 from fitcheck.estimator.settings import RuntimeSettings
-from fitcheck.estimator.speed import DeviceSpeedSpec, estimate_speed
+from fitcheck.estimator.speed import DeviceSpeedSpec
 from fitcheck.model.catalog import ALIASES, entries, resolve, spec_from_catalog
 
 CANDIDATES = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_0", "Q4_K_M", "Q4_K_S", "IQ4_XS", "Q4_0", "Q3_K_M",
@@ -90,36 +88,48 @@ def _entitlement_way(entry, s, target: Target, target_tps) -> dict[str, Any] | N
 
 
 def _offload_way(entry, s, target: Target, target_tps) -> dict[str, Any] | None:
-    """Most layers on the GPU that fit its memory; the rest (and the host buffers) in system RAM."""
+    """The split llama.cpp would run beside the card: the most layers on the GPU that fit its memory (-ngl), or for an
+    MoE the fewest layers' experts kept in system RAM (--n-cpu-moe), whichever is faster; memory and speed from the
+    placement model (fitcheck.estimator.placement), the same terms as every other answer."""
     from fitcheck.device.device_speed import backend_params
+    from fitcheck.estimator.placement import SplitOptions, Unit, memory, place, speed
+    from fitcheck.split import command_line, pcie_link
 
-    vram, host, dev, params = target.usable_bytes, target.alternatives.host, target.speed, target.params
-
-    q = "Q4_K_M"
+    host, dev, q = target.alternatives.host, target.speed, "Q4_K_M"
     spec = spec_from_catalog(entry, q)
-    margin = 1 - TIGHT_MARGIN
-    for n in range(spec.n_layer, 0, -1):
-        mem = estimate_memory(spec, replace(s, n_gpu_layers=n))
-        if mem.device_bytes > vram * margin:
-            continue
-        if host.usable_bytes is not None and mem.host_bytes > host.usable_bytes * margin:
-            return None  # fewer GPU layers only move more into a host that is already too small
-        row = {"model": entry.id, "quant": q, "gpu_layers": n, "n_layer": spec.n_layer,
-               "device_bytes": mem.device_bytes, "host_bytes": mem.host_bytes, "total_bytes": mem.total_bytes,
-               "verdict": "fits", "decode_tps": None, "host_source": host.source}
-        if dev is not None and params is not None and host.bw_gbps:
-            # weights split by bytes: the GPU part at the GPU's rate, the rest at the host CPU's
-            gpu_w = sum(t.n_bytes for t in spec.tensors if (il := layer_of(t.name)) is not None and il >= spec.n_layer - n)
-            f = gpu_w / spec.weights_bytes
-            t_gpu = 1 / estimate_speed(spec, dev, params).decode_tps
-            t_cpu = 1 / estimate_speed(spec, DeviceSpeedSpec("cpu", host.bw_gbps, None), backend_params("cpu")).decode_tps
-            row["decode_tps"] = 1 / (f * t_gpu + (1 - f) * t_cpu)
-        if not _ok(row, target_tps):
-            return None
-        where = f"{host.usable_bytes / 1e9:.1f} GB system RAM usable" if host.usable_bytes else "system RAM not known: check it"
-        return {"way": f"partial offload at {q}: {n} of {spec.n_layer} layers on the GPU "
-                       f"({mem.device_bytes / 1e9:.1f} GB), {mem.host_bytes / 1e9:.1f} GB in system RAM ({where})", **row}
-    return None
+    host_speed = DeviceSpeedSpec("cpu", host.bw_gbps, None, name="host") if host.bw_gbps else None
+    units = (Unit("system RAM", "host", host_speed, backend_params("cpu") if host_speed else None,
+                  host.usable_bytes if host.usable_bytes is not None else 1 << 50),
+             Unit(target.label, "gpu", dev, target.params, target.usable_bytes, pcie_link(target.label),
+                  offload_op=bool(dev and dev.backend in ("cuda", "vulkan", "rocm"))))
+
+    def first_fit(tries):
+        for opts in tries:
+            pl = place(spec, units, opts)
+            mem = memory(spec, s, pl)
+            if mem[1].fit.verdict != "fits" or (host.usable_bytes is not None and mem[0].fit.verdict != "fits"):
+                continue  # over the card, or what stays beside it is over system RAM
+            return opts, pl, mem, speed(spec, pl, s) if host_speed and dev is not None and target.params else None
+        return None
+
+    found = [f for f in (first_fit(SplitOptions(n_gpu_layers=n) for n in range(spec.n_layer + 1, 0, -1)),
+                         first_fit(SplitOptions(n_cpu_moe=k) for k in range(spec.n_layer + 1)) if spec.n_expert else None)
+             if f]
+    if not found:
+        return None
+    opts, pl, mem, sp = max(found, key=lambda f: f[3].decode_tps if f[3] else 0)
+    row = {"model": entry.id, "quant": q, "gpu_layers": pl.layer_at.count(1), "n_layer": spec.n_layer,
+           "n_cpu_moe": opts.n_cpu_moe, "device_bytes": mem[1].total_bytes, "host_bytes": mem[0].total_bytes,
+           "total_bytes": mem[0].total_bytes + mem[1].total_bytes, "verdict": "fits",
+           "decode_tps": sp.decode_tps if sp else None, "prefill_tps": sp.prefill_tps if sp else None,
+           "host_source": host.source, "command": command_line(spec, pl, opts, s)}
+    if not _ok(row, target_tps):
+        return None
+    where = f"{host.usable_bytes / 1e9:.1f} GB system RAM usable" if host.usable_bytes else "system RAM not known: check it"
+    how = (f"the experts of {opts.n_cpu_moe} layers in system RAM" if opts.n_cpu_moe
+           else f"{row['gpu_layers']} of {spec.n_layer} layers on the GPU")
+    return {"way": f"partial offload at {q}: {how} ({mem[1].total_bytes / 1e9:.1f} GB), "
+                   f"{mem[0].total_bytes / 1e9:.1f} GB in system RAM ({where}); {row['command']}", **row}
 
 
 def _paging_way(entry, s: RuntimeSettings, target: Target, target_tps) -> dict[str, Any] | None:

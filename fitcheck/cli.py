@@ -242,6 +242,7 @@ def estimate(
     device: str = DEVICE_OPT,
     host: Optional[str] = HOST_OPT,
     link: Optional[str] = LINK_OPT,
+    rpc: Optional[str] = typer.Option(None, "--rpc", help="HOST:PORT,...: live rpc-servers to split over, probed for their memory."),
     n_cpu_moe: int = N_CPU_MOE_OPT,
     cpu_moe: bool = CPU_MOE_OPT,
     override_tensor: Optional[list[str]] = OVERRIDE_OPT,
@@ -270,9 +271,9 @@ def estimate(
     split = _split_options(gpu_layers, n_cpu_moe, cpu_moe, override_tensor, no_kv_offload, tensor_split, split_mode)
     from fitcheck.split import wants_split
 
-    if wants_split(device, host, split, gpu_layers is not None and _is_card(device)):
+    if wants_split(device, host, split, gpu_layers is not None and _is_card(device), rpc):
         s, preset, ctx_from_model = runtime_settings(runtime, given, type_k=kv_type.lower(), type_v=kv_type.lower())
-        _split_estimate(model, quant, device, host, link, split, s, ctx_from_model, n_prompt, threads, json_out)
+        _split_estimate(model, quant, device, host, link, split, s, ctx_from_model, n_prompt, threads, json_out, rpc)
         return
     gpu_layers = gpu_layers or 0
     s, preset, ctx_from_model = runtime_settings(runtime, given, n_gpu_layers=gpu_layers, type_k=kv_type.lower(),
@@ -280,6 +281,12 @@ def estimate(
     opts = dict(memory_gb=memory_gb, entitlement=entitlement, bandwidth_gbps=bandwidth_gbs, tflops=tflops)
     target, _ = _target(device, backend=backend, threads=threads, **opts)
     target = target if repack else target.without_repacking()  # --no-repack: use_extra_bufts=false
+    if gpu_layers and (target.speed is None or target.speed.backend == "cpu"):
+        from dataclasses import replace as _replace
+
+        s, gpu_layers = _replace(s, n_gpu_layers=0), 0
+        target = _replace(target, warnings=target.warnings + (
+            f"--gpu-layers: {target.label} runs llama.cpp on its CPU here (no accelerator): every layer stays in its RAM",))
     cpu_target = None
     if target.speed is not None and target.speed.backend != "cpu" and not gpu_layers:  # the mmap way out runs on the CPU
 
@@ -328,7 +335,7 @@ def _is_card(device: str) -> bool:
         return False
 
 
-def _split_estimate(model, quant, device, host, link, split, s, ctx_from_model, n_prompt, threads, json_out) -> None:
+def _split_estimate(model, quant, device, host, link, split, s, ctx_from_model, n_prompt, threads, json_out, rpc) -> None:
     from dataclasses import replace as _replace
 
     from fitcheck.estimate import resolve_model
@@ -341,7 +348,7 @@ def _split_estimate(model, quant, device, host, link, split, s, ctx_from_model, 
     if not 1 <= n_prompt <= s.n_ctx:
         raise UsageError(f"--prompt must be between 1 and the context length {s.n_ctx}, got {n_prompt}")
     resolve = lambda name, backend=None: _target(name, backend=backend, threads=threads)[0]  # noqa: E731
-    d = estimate_split(spec, basis, device, host, link, split, s, resolve, n_prompt=n_prompt)
+    d = estimate_split(spec, basis, device, host, link, split, s, resolve, n_prompt=n_prompt, rpc=rpc)
     show(d, json_out, split_view)
     if d["verdict"] == "does_not_fit" and not json_out:
         warn(f"{', '.join(d['over'])} over its memory: fewer layers there (-ngl, -ts) or experts on the CPU (--n-cpu-moe)")
@@ -509,9 +516,13 @@ def calibrate(
     from_llama_bench: Optional[str] = typer.Option(None, "--from-llama-bench", help="Calibrate from llama-bench JSON output instead of running."),
     llama_bench_out: Optional[str] = typer.Option(None, "--llama-bench-out", help="Also write the runs as llama-bench JSON records."),
     check: Optional[str] = typer.Option(None, "--check", help="Predict this GGUF's speed and memory, run it, print predicted vs measured (stores nothing)."),
+    rpc: Optional[str] = typer.Option(None, "--rpc", help="HOST:PORT,...: live rpc-servers (llama.cpp's RPC backend): run a short real split over them and fit the link's rate and round trip (`estimate --link calibrated` uses it)."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Run llama.cpp for real on this device and calibrate every later forecast with it."""
+    if rpc:
+        _calibrate_rpc(rpc, json_out)
+        return
     if check:
         from fitcheck.calibration.calibrate import check as run_check
         from fitcheck.views.render import check_view
@@ -549,6 +560,27 @@ def calibrate(
         calibration_view(console, cal.to_dict())
     for n in cal.notes:
         warn(n, "note")
+
+
+def _calibrate_rpc(endpoints: str, json_out: bool) -> None:
+    from fitcheck.calibration.rpc_fit import calibrate_rpc
+    from fitcheck.device import profile as prof_mod
+
+    prof = _profile_or_probe()
+    with err_console.status("calibrating the RPC link ...") as status:
+        section = calibrate_rpc(prof, endpoints, say=lambda msg: status.update(f"calibrating the RPC link: {msg}"))
+    prof["rpc"] = section
+    prof_mod.save(prof)  # atomic: a failure above leaves the saved profile (and an earlier link) as it was
+    if json_out:
+        emit_json(section)
+        return
+    link = section["link"]
+    console.print(f"RPC link over {', '.join(s['endpoint'] for s in section['servers'])}: {link['gbit_s']:.3f} Gbit/s, "
+                  f"{link['rtt_ms']:.2f} ms round trip ({link['source']})", highlight=False, markup=False, soft_wrap=True)
+    for r in section["runs"]:
+        console.print(f"  {r['run']}: decode {r['decode_tps']:.1f} t/s (fit {r['decode_error']:+.1%}), prefill "
+                      f"{r['prefill_tps']:.1f} t/s (fit {r['prefill_error']:+.1%})", highlight=False, markup=False)
+    console.print("stored: `fitcheck estimate ... --link calibrated` uses it", highlight=False, markup=False)
 
 
 @app.command()

@@ -25,6 +25,8 @@ def parse_link(text: str | None) -> Link:
 
     table = device_db.links()
     key = (text or "1gbe").strip().lower()
+    if key == "calibrated":
+        return calibrated_link()
     if key in table:
         f = table[key]
         return Link(f.name, f.gbit_s, f.rtt_ms / 1e3, f.kind, f"{f.source} ({f.verification})")
@@ -34,6 +36,22 @@ def parse_link(text: str | None) -> Link:
                     "--link as given")
     raise UsageError(f"--link {text!r} is not a link: use one of {', '.join(k for k, v in table.items() if v.kind == 'network')}"
                      " or GBIT/MS (e.g. 0.3/5: 300 Mbit/s with a 5 ms round trip)")
+
+
+def calibrated_link() -> Link:
+    """The link `fitcheck calibrate --rpc` fitted and stored in this machine's profile."""
+    from fitcheck.device import profile
+
+    try:
+        sec = profile.load().get("rpc")
+    except FitcheckError:
+        sec = None
+    link = sec.get("link") if isinstance(sec, dict) else None
+    ok = lambda v, hi: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= hi  # noqa: E731
+    if not (isinstance(link, dict) and ok(link.get("gbit_s"), 1e4) and link["gbit_s"] > 0 and ok(link.get("rtt_ms"), 1e4)):
+        raise UsageError("--link calibrated: no RPC link in this machine's profile; run `fitcheck calibrate --rpc HOST:PORT`")
+    return Link(f"calibrated ({sec.get('created', '?')})", float(link["gbit_s"]), float(link["rtt_ms"]) / 1e3, "network",
+                str(link.get("source", "fitcheck calibrate --rpc")))
 
 
 def pcie_link(name: str) -> Link:
@@ -57,9 +75,9 @@ def split_devices(text: str) -> list[tuple[str, bool]]:
     return out
 
 
-def wants_split(device: str, host: str | None, opts: SplitOptions, gpu_layers_given: bool) -> bool:
+def wants_split(device: str, host: str | None, opts: SplitOptions, gpu_layers_given: bool, rpc: str | None = None) -> bool:
     return (len(split_devices(device)) > 1 or device.strip().lower().startswith("rpc:") or host is not None
-            or opts != SplitOptions(n_gpu_layers=opts.n_gpu_layers) or gpu_layers_given)
+            or opts != SplitOptions(n_gpu_layers=opts.n_gpu_layers) or gpu_layers_given or bool(rpc))
 
 
 def _unit(name: str, role: str, t: Target, link: Link | None, pool: str = "") -> Unit:
@@ -67,8 +85,9 @@ def _unit(name: str, role: str, t: Target, link: Link | None, pool: str = "") ->
     return Unit(name, role, t.speed, t.params, t.usable_bytes, link, pool, offload_op=backend in ("cuda", "vulkan", "rocm"))
 
 
-def units_for(device: str, host: str | None, link: str | None, resolve) -> tuple[tuple[Unit, ...], list[str]]:
-    """The host first, then each device. `resolve(name, backend=None)` gives a Target (fitcheck.device.resolve)."""
+def units_for(device: str, host: str | None, link: str | None, resolve, live=()) -> tuple[tuple[Unit, ...], list[str]]:
+    """The host first, then each device, then the `live` rpc-servers (fitcheck.calibration.rpc.RpcServer, probed).
+    `resolve(name, backend=None)` gives a Target (fitcheck.device.resolve)."""
     parts = split_devices(device)
     notes: list[str] = []
     seen: set[str] = set()
@@ -103,13 +122,21 @@ def units_for(device: str, host: str | None, link: str | None, resolve) -> tuple
     net = parse_link(link)
     for i, (name, rpc) in enumerate(rest):
         t = resolve(name)
-        if rpc:
+        if rpc:  # an RPC server serves plain buffers: its CPU backend runs without llama.cpp's repacked layouts
+            if t.speed is not None and t.speed.kernels is not None:
+                t = replace(t, speed=replace(t.speed, kernels=t.speed.kernels.without_repacking()))
             units.append(_unit(f"rpc:{t.label}", "rpc", t, net))
         else:
             if _whole_machine(t):
                 raise UsageError(f"{t.label} is a whole machine: reach it over the network as rpc:{name}, or make it the "
                                  "first device (the host)")
             units.append(_unit(t.label, "gpu", t, pcie_link(t.label)))
+    for srv in live:  # what a server reports is its memory; its speed is taken as the host CPU's
+        h = units[0]
+        sp = replace(h.speed, kernels=h.speed.kernels.without_repacking()) if h.speed and h.speed.kernels else h.speed
+        units.append(Unit(f"rpc:{srv.endpoint}", "rpc", sp, h.params, srv.free_bytes, net))
+        notes.append(f"rpc:{srv.endpoint} reports {srv.free_bytes / 1e9:.2f} GB free (RPC protocol {srv.version}); its speed "
+                     "is taken as the host CPU's (an RPC server serves its plain buffers: no repacked kernels)")
     names = [u.name for u in units]
     for n in set(names):
         if names.count(n) > 1:  # the same device twice is two of them: number them as llama.cpp does
@@ -146,14 +173,21 @@ def command_line(spec, pl, opts: SplitOptions, s: RuntimeSettings) -> str:
         args += ["-fa", "on"]
     rpc = [u for u in pl.units if u.role == "rpc"]
     if rpc:
-        args += ["--rpc", ",".join(f"HOST{i + 1}:{RPC_PORT}" for i in range(len(rpc)))]
+        args += ["--rpc", ",".join(u.name[4:] if re.fullmatch(r"rpc:.+:\d+", u.name) else f"HOST{i + 1}:{RPC_PORT}"
+                                   for i, u in enumerate(rpc))]
     return " ".join(args)
 
 
 def estimate_split(spec, model_basis: dict[str, Any], device: str, host: str | None, link: str | None,
-                   opts: SplitOptions, s: RuntimeSettings, resolve, n_prompt: int = DEFAULT_PROMPT) -> dict[str, Any]:
-    """What `fitcheck estimate` answers for a split."""
-    units, notes = units_for(device, host, link, resolve)
+                   opts: SplitOptions, s: RuntimeSettings, resolve, n_prompt: int = DEFAULT_PROMPT,
+                   rpc: str | None = None) -> dict[str, Any]:
+    """What `fitcheck estimate` answers for a split (`rpc`: live servers, HOST:PORT,...)."""
+    live = []
+    if rpc:
+        from fitcheck.calibration.rpc import parse_endpoints, probe_server
+
+        live = [probe_server(h, p) for h, p in parse_endpoints(rpc)]
+    units, notes = units_for(device, host, link, resolve, live)
     pl = place(spec, units, opts)
     mem = memory(spec, s, pl)
     sp = None

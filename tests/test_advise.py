@@ -82,15 +82,18 @@ def test_iphone_way_out_is_the_entitlement_with_numbers():
 
 def test_discrete_gpu_way_out_is_partial_offload_with_the_most_layers_that_fit():
     from fitcheck.model.catalog import resolve, spec_from_catalog
-    from fitcheck.estimator.memory import estimate_memory
+    from fitcheck.estimator.placement import SplitOptions, Unit, memory, place
     from fitcheck.estimator.settings import RuntimeSettings
 
     args = ("advise", "-m", "gemma-3-12b", "-d", "nvidia-geforce-rtx-3060-12gb", "--ctx", "32768")
     d = json.loads(run_cli(*args, "--host-memory-gb", "32", "--json").stdout)
     way = next(w for w in d["ways_out"] if w["way"].startswith("partial offload"))
     n, vram = way["gpu_layers"], d["usable_bytes"]
-    assert 0 < n < way["n_layer"] and way["device_bytes"] <= 0.9 * vram
-    more = estimate_memory(spec_from_catalog(resolve("gemma-3-12b")[0], "Q4_K_M"), RuntimeSettings(n_ctx=32768, n_gpu_layers=n + 1))
-    assert more.device_bytes > 0.9 * vram  # one more layer would not fit
+    assert 0 < n < way["n_layer"] and way["device_bytes"] <= 0.9 * vram and "-ngl" in way["command"]
+    spec = spec_from_catalog(resolve("gemma-3-12b")[0], "Q4_K_M")
+    units = (Unit("ram", "host", None, None, 32 * 10**9), Unit("card", "gpu", None, None, vram))
+    ngl = int(way["command"].split("-ngl ")[1].split()[0])
+    more = memory(spec, RuntimeSettings(n_ctx=32768), place(spec, units, SplitOptions(n_gpu_layers=ngl + 1)))
+    assert more[1].total_bytes > 0.9 * vram  # one more layer would not fit
     small_host = json.loads(run_cli(*args, "--host-memory-gb", "4", "--json").stdout)
     assert not any(w["way"].startswith("partial offload") for w in small_host["ways_out"])

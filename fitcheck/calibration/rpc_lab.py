@@ -14,13 +14,30 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 from fitcheck.errors import CalibrationError
 
-SERVER_PORT = 50052
+SERVER_PORT, ECHO_PORT = 50052, 50053
+# beside each server, a tiny echo service the lab measures its link with: | size u64 | data | -> 8 bytes back
+_ECHO = """import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(4)
+while True:
+    c, _ = s.accept(); c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while True:
+        h = c.recv(8, socket.MSG_WAITALL)
+        if len(h) < 8: break
+        n = int.from_bytes(h, 'little')
+        while n > 0:
+            got = c.recv(min(n, 1 << 16))
+            if not got: break
+            n -= len(got)
+        c.sendall(bytes(8))
+    c.close()
+"""
 
 
 def available() -> str | None:
@@ -53,6 +70,7 @@ class _Relay:
         self.port = self.sock.getsockname()[1]
         self.stop = threading.Event()
         self.conns: list[socket.socket] = []
+        self.sent = [0, 0]  # bytes client -> server, server -> client (what a token costs on the wire)
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -70,18 +88,19 @@ class _Relay:
                 x.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 x.settimeout(None)
             self.conns += [c, s]
-            for a, b in ((c, s), (s, c)):
+            for way, (a, b) in enumerate(((c, s), (s, c))):
                 q: collections.deque = collections.deque()
                 cv = threading.Condition()
-                threading.Thread(target=self._read, args=(a, q, cv), daemon=True).start()
+                threading.Thread(target=self._read, args=(a, q, cv, way), daemon=True).start()
                 threading.Thread(target=self._write, args=(b, q, cv), daemon=True).start()
 
-    def _read(self, a: socket.socket, q, cv) -> None:
+    def _read(self, a: socket.socket, q, cv, way: int) -> None:
         while True:
             try:
                 data = a.recv(1 << 16)
             except OSError:
                 data = b""
+            self.sent[way] += len(data)
             with cv:
                 q.append((time.monotonic() + self.delay_s, data))
                 cv.notify()
@@ -131,6 +150,7 @@ class Lab:
         self.tag = f"fc{os.getpid() % 100000}{Lab._made % 100}"
         self.servers: list[subprocess.Popen] = []
         self.relays: list[_Relay] = []
+        self.echo_relays: list[_Relay] = []
         self.made: list[str] = []
 
     def _ns(self, k: int) -> str:
@@ -161,6 +181,9 @@ class Lab:
                 _ip("netns", "exec", ns, "ip", "link", "set", b, "up")
                 _ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
                 env = {**os.environ, "LLAMA_CACHE": str(cache)}
+                self.servers.append(subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", _ECHO, there,
+                                                      str(ECHO_PORT)], stdout=subprocess.DEVNULL,
+                                                     stderr=subprocess.DEVNULL, start_new_session=True))
                 pin = ["taskset", "-c", self.cpus] if self.cpus else []
                 self.servers.append(subprocess.Popen(
                     ["ip", "netns", "exec", ns, *pin, str(exe), "-H", there, "-p", str(SERVER_PORT), "-t", str(self.threads),
@@ -178,8 +201,8 @@ class Lab:
 
         t0 = time.monotonic()
         while True:
-            if self.servers[k].poll() is not None:
-                raise CalibrationError(f"rpc-server {k} exited at start (code {self.servers[k].returncode})")
+            if self.servers[2 * k + 1].poll() is not None:
+                raise CalibrationError(f"rpc-server {k} exited at start (code {self.servers[2 * k + 1].returncode})")
             try:
                 probe_server("127.0.0.1", self.relays[k].port, timeout_s=2)
                 return
@@ -198,26 +221,52 @@ class Lab:
                 cmd = (["tc"] if not where else ["ip", *where]) + ["qdisc", "del", "dev", dev, "root"]
                 subprocess.run(cmd, capture_output=True)
                 if gbit_s:
-                    # a burst of 100 us (at least one full frame): a larger bucket lets each message's first bytes
-                    # through free, which no real link does (at 1 Gbit/s bulk reaches ~0.6 of the rate with it)
+                    # a burst of 0.3 ms (at least two full frames): a larger bucket lets each message's first bytes
+                    # through free, which no real link does; a smaller one keeps bulk under the rate (timer ticks)
                     rate = gbit_s * 1e9
-                    burst = max(3028, int(rate / 8 * 1e-4))
+                    burst = max(3028, int(rate / 8 * 3e-4))
                     cmd = (["tc"] if not where else ["ip", *where]) + [
                         "qdisc", "add", "dev", dev, "root", "tbf", "rate", f"{int(rate / 1e3)}kbit",
                         "burst", str(burst), "latency", "200ms"]
                     p = subprocess.run(cmd, capture_output=True, text=True)
                     if p.returncode:
                         raise CalibrationError(f"tc tbf on {dev}: {p.stderr.strip()[:160]}")
-        for r in self.relays:
+        for r in self.relays + self.echo_relays:
             r.close()
         self.relays = [_Relay((self._net(k)[1], SERVER_PORT), rtt_ms / 2e3) for k in range(self.n)]
+        self.echo_relays = [_Relay((self._net(k)[1], ECHO_PORT), rtt_ms / 2e3) for k in range(self.n)]
+
+    def measure_link(self, k: int = 0, bulk_bytes: int = 1 << 20) -> tuple[float, float]:
+        """(Gbit/s, round trip ms) of server k's link as a client sees it: small ping-pongs, then bulk sends."""
+        t0 = time.monotonic()
+        while True:
+            try:
+                c = socket.create_connection(("127.0.0.1", self.echo_relays[k].port), timeout=10)
+                c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                break
+            except OSError:
+                if time.monotonic() - t0 > 10:
+                    raise CalibrationError(f"the lab's link {k} cannot be measured") from None
+                time.sleep(0.1)
+
+        def call(n: int) -> float:
+            t = time.perf_counter()
+            c.sendall(n.to_bytes(8, "little") + bytes(n))
+            c.recv(8, socket.MSG_WAITALL)
+            return time.perf_counter() - t
+
+        with c:
+            call(16)
+            rtt = sorted(call(16) for _ in range(10))[5]
+            bulk = min(call(bulk_bytes) for _ in range(3))
+        return bulk_bytes * 8 / max(bulk - rtt, 1e-6) / 1e9, rtt * 1e3
 
     @property
     def endpoints(self) -> list[str]:
         return [f"127.0.0.1:{r.port}" for r in self.relays]
 
     def close(self) -> None:
-        for r in self.relays:
+        for r in self.relays + self.echo_relays:
             r.close()
         for p in self.servers:
             if p.poll() is None:

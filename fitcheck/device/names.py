@@ -152,8 +152,11 @@ def resolve(name: str) -> DeviceChoice:
     scored.sort(key=lambda s: (s[0], s[1].id))
     best = [s for s in scored if s[0] == scored[0][0]]
     asked = [w for w in want if w not in ram_words]
-    named = [s for s in best if [t for t in tokens(s[1].name) if t not in OPTIONAL] == asked] or \
-        [s for s in best if set(tokens(s[1].name)) - OPTIONAL == set(asked)]
+    plain = lambda d: [t for t in tokens(d.name) if t not in OPTIONAL]  # noqa: E731
+    # called exactly what was asked: its words (a size in its name included), then without the size words, in order
+    named = next((hit for hit in ([s for s in best if set(plain(s[1])) == set(want)],
+                                  [s for s in best if plain(s[1]) == asked],
+                                  [s for s in best if set(plain(s[1])) == set(asked)]) if hit), [])
     if len(best) > 1 and len(named) == 1:  # a tie, but one device is called exactly what was asked
         best = named
     if len(best) > 1:

@@ -17,12 +17,13 @@ Pure: no I/O. The rules follow llama.cpp as vendored by llama-cpp-python 0.3.36:
   (offload_kqv = false), where attention then runs.
 - Speed: a token visits the devices in graph order and every change of backend is a graph split
   (ggml/src/ggml-backend.cpp, ggml_backend_sched_split_graph) whose input is copied across: the hidden state,
-  n_embd f32 per token. Each device's own time is the speed terms of its share (fitcheck.estimator.terms, the
-  same terms a single device is estimated with). An RPC server (ggml/src/ggml-rpc/ggml-rpc.cpp) is driven by one
-  dispatcher thread per server: set_tensor and graph_compute/graph_recompute are sent without waiting
-  (send_async), and reading its output back (get_tensor, or the scheduler's copy to the next backend) waits for
-  the reply: one round trip per visit, plus the bytes each way at the link's rate; each visit also sends the
-  split's other inputs (positions, the KQ mask: n_kv x tokens, f32, f16 with flash attention).
+  n_embd f32 per token, and from the device with the head the logits (n_vocab f32 per output token). Each device's
+  own time is the speed terms of its share (fitcheck.estimator.terms, the same terms a single device is estimated
+  with). An RPC server (ggml/src/ggml-rpc/ggml-rpc.cpp) is driven by one dispatcher thread per server: set_tensor
+  and graph_compute/graph_recompute are sent without waiting (send_async), and reading its output back
+  (get_tensor, or the scheduler's copy to the next backend) waits for the reply: one round trip per visit, plus
+  the bytes each way at the link's rate; each visit also sends the split's other inputs (positions, the KQ mask:
+  n_kv x tokens, f32, f16 with flash attention), and each prompt pass more (RPC_PASS_BYTES_PER_LAYER).
 - Prompt products of weights left in host memory run on a CUDA/Vulkan GPU when the batch has >= 32 tokens
   (ggml-cuda.cu ggml_backend_cuda_device_offload_op; ggml_backend_sched's op offload): those weights cross the
   PCIe link once per ubatch.
@@ -49,12 +50,11 @@ from fitcheck.estimator.terms import decode_terms, prefill_seconds
 from fitcheck.model.model_spec import ModelSpec
 
 EXPERT_RE = r"\.ffn_(up|down|gate)_exps"  # common/arg.cpp LLM_FFN_EXPS_REGEX
-# An RPC server gets its split's graph again for every token (ggml-rpc.cpp serialize_graph: each node's id, 8 bytes,
-# and every node and source as a 296-byte rpc_tensor; the scheduler gives each split a new graph uid, so
-# graph_recompute does not apply). Nodes per layer from llama.cpp's own count ("graph: nodes", llama-bench -v) on
-# llama-architecture models here: 438 for 12 dense layers, 630 with 8x2 experts, 60 fewer with flash attention.
-RPC_TENSOR_BYTES = 296
-GRAPH_NODES_PER_LAYER, GRAPH_NODES_EXPERTS, GRAPH_NODES_FA = 36.5, 16.0, -5.0
+# What an RPC server is sent beyond the hidden state and the KQ mask, counted on the wire here (bytes through the
+# lab's relay, llama-bench over one server, benchmarks/rpc_split.py's models): nothing per decoded token (the
+# scheduler's graph is recomputed in place: ggml-rpc.cpp graph_recompute), about 44 KB per layer per prompt pass
+# (1.71 MB and 1.18 MB per pp128 pass of two 12-layer models, less their hidden states and masks: 0.53 MB both).
+RPC_PASS_BYTES_PER_LAYER = 44_000
 OFFLOAD_MIN_BATCH = 32  # ggml-cuda.cu: ops with a batch of at least 32 run on the GPU with their weights copied over
 SPLIT_MODES = ("layer", "row", "tensor", "none")
 
@@ -337,13 +337,6 @@ def _visits(spec: ModelSpec, pl: Placement) -> list[int]:
     return merged
 
 
-def graph_bytes(spec: ModelSpec, n_layers: int, flash_attn: bool) -> float:
-    """Bytes of the serialized graph of `n_layers` layers an RPC server is sent (ggml-rpc.cpp serialize_graph)."""
-    nodes = GRAPH_NODES_PER_LAYER + (GRAPH_NODES_EXPERTS if spec.n_expert else 0) + (GRAPH_NODES_FA if flash_attn else 0)
-    weights = len(spec.tensors) / max(spec.n_layer, 1)
-    return n_layers * (nodes * (8 + RPC_TENSOR_BYTES) + weights * RPC_TENSOR_BYTES)
-
-
 def _link(pl: Placement, i: int) -> Link:
     return pl.units[i].link or Link("none", 0.0, 0.0, "unified")
 
@@ -388,9 +381,9 @@ def speed(spec: ModelSpec, pl: Placement, s: RuntimeSettings, n_prompt: int = 51
           fetch_logits: bool = True) -> SplitSpeed:
     """Decode and prefill of a split: each unit's terms for its share, plus every crossing of a link.
 
-    `fetch_logits`: the application reads each token's logits (a chat samples from them: n_vocab f32 cross back
-    from the device with the head). llama-bench never reads them, and llama.cpp copies them only when asked (no
-    cost measured here with the head across a 100 Mbit/s link), so its runs are predicted with False."""
+    `fetch_logits`: each token's logits (n_vocab f32) come back from the device with the head, as llama.cpp copies
+    them for every output token (128 KB a token of a 32k vocabulary, counted on the wire here); False for a run
+    that asks for none."""
     notes = []
     missing = [u.name for i, u in enumerate(pl.units) if (u.speed is None or u.params is None)
                and (_share(spec, pl, i) is not None)]
@@ -453,12 +446,9 @@ def speed(spec: ModelSpec, pl: Placement, s: RuntimeSettings, n_prompt: int = 51
         if n_prompt:  # every ubatch crosses with its tokens' hidden states; only the last token's logits come back
             size = spec.n_vocab * F32 if logits else hidden * ub
             link_pp += passes * _crossing_s(pl, a, b, size, n_kv_pp * pad(ub, 64) * mask_elt + 4 * ub)[0]
-    # every RPC server is sent its part of the graph each token (decode) and each pass (prefill)
-    for i, u in enumerate(pl.units):
+    for i, u in enumerate(pl.units):  # each prompt pass sends every RPC server more than its inputs (measured)
         if u.role == "rpc" and u.link is not None:
-            g = graph_bytes(spec, sum(1 for il in range(spec.n_layer) if pl.layer_at[il] == i), s.flash_attn)
-            link_dec += u.link.seconds(g)
-            link_pp += passes * u.link.seconds(g)
+            link_pp += passes * u.link.seconds(RPC_PASS_BYTES_PER_LAYER * pl.layer_at.count(i))
     if pl.row_shares:  # two joins of the partial results per layer over the GPUs' links
         join = max(_link(pl, i).seconds(hidden, 1) for i in pl.order)
         link_dec += 2 * spec.n_layer * join
