@@ -412,6 +412,8 @@ def advise(
     host_memory_gb: Optional[float] = typer.Option(None, "--host-memory-gb", help="System RAM usable beside a discrete GPU (GB), for partial offload; default: this machine's probe."),
     backend: Optional[str] = BACKEND_OPT,
     threads: Optional[int] = THREADS_OPT,
+    host: Optional[str] = HOST_OPT,
+    link: Optional[str] = LINK_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """The best quantization that fits with headroom and meets a speed target, ranked by quality."""
@@ -422,6 +424,14 @@ def advise(
     if (size is None) == (model is None):
         raise UsageError("give exactly one of --size or --model")
     s = catalog_model_settings(runtime, ctx, size or model)
+    from fitcheck.split import advise_split, split_devices
+
+    if len(split_devices(device)) > 1 or device.strip().lower().startswith("rpc:") or host is not None:
+        from fitcheck.views.render import advise_split_view
+
+        resolve = lambda name, backend=None: _target(name, backend=backend, threads=threads)[0]  # noqa: E731
+        show(advise_split(size or model, device, host, link, s, resolve, target_tps), json_out, advise_split_view)
+        return
     target, _ = _target(device, memory_gb=memory_gb, entitlement=entitlement, bandwidth_gbps=bandwidth_gbs,
                         host_memory_gb=host_memory_gb, backend=backend, threads=threads)
     d = run_advise(size or model, target, s, target_tps)
@@ -594,6 +604,14 @@ def backtest(
     from fitcheck.backtest import backtest as run_backtest, held_out
     from fitcheck.views.render import backtest_view
 
+    from fitcheck.split_backtest import backtest_splits, is_split_file
+
+    if is_split_file(csv_path):  # published split runs: the placement model, MAPE per kind of split
+        d = backtest_splits(csv_path)
+        show(d, json_out, backtest_view)
+        if d["overall"]["n"] == 0:
+            raise FitcheckError(f"{csv_path}: no row could be evaluated ({d['overall']['unresolved']} unresolved)")
+        return
     d = run_backtest(csv_path)
     if lofo:
         d["held_out"] = held_out(csv_path)

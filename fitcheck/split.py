@@ -220,3 +220,60 @@ def estimate_split(spec, model_basis: dict[str, Any], device: str, host: str | N
                   "n_prompt": n_prompt,
                   "rules": "llama.cpp's loader, overrides, KV placement, scheduler and RPC client (fitcheck/estimator/placement.py)"},
     }
+
+
+def advise_split(model: str, device: str, host: str | None, link: str | None, s: RuntimeSettings, resolve,
+                 target_tps: float | None = None) -> dict[str, Any]:
+    """`advise` over the devices a user has: the fewest of them (in the order named) on which some quantization fits
+    with headroom on every device and meets the speed target, the best-quality such quantization, its speed and
+    command line; each smaller set with why it does not do. Layers go by free memory, spilling to the host's RAM
+    (-ngl) when the devices alone are too small."""
+    from fitcheck.advise import CANDIDATES, quality_table
+    from fitcheck.model.catalog import resolve as resolve_model, spec_from_catalog
+
+    entry, _ = resolve_model(model)
+    units, notes = units_for(device, host, link, resolve)
+    quality = quality_table()
+    ranked = sorted(CANDIDATES, key=lambda q: (quality.get(q, {}).get("kld_mean", 9), q))
+    sets, choice = [], None
+    for k in range(1, len(units)):
+        sub = units[:k + 1]
+        tried = []
+        for q in ranked:
+            spec = spec_from_catalog(entry, q)
+            row = _best_split(spec, sub, s)
+            if row is None:
+                tried.append({"quant": q, "fits": False})
+                continue
+            row.update(quant=q, kld_mean=quality.get(q, {}).get("kld_mean"))
+            fast = target_tps is None or (row["decode_tps"] or 0) >= target_tps
+            tried.append({**row, "fits": True, "meets_target": fast})
+            if fast:
+                choice = {**row, "devices": [u.name for u in sub]}
+                break
+        sets.append({"devices": [u.name for u in sub], "best": next((t for t in tried if t.get("meets_target")), None),
+                     "fitting": [t["quant"] for t in tried if t["fits"]]})
+        if choice:
+            break
+    return {"model": entry.id, "model_name": entry.name, "target_tps": target_tps, "sets": sets, "choice": choice,
+            "notes": notes, "quality_source": "llama.cpp perplexity scoreboard (fitcheck/data/quant_quality.csv)"}
+
+
+def _best_split(spec, units, s: RuntimeSettings) -> dict[str, Any] | None:
+    """Every layer on the devices when they hold it, else the most that fit (the rest in the host's RAM)."""
+    for ngl in range(spec.n_layer + 1, -1, -1):
+        opts = SplitOptions(n_gpu_layers=ngl)
+        pl = place(spec, units, opts)
+        mem = memory(spec, s, pl)
+        if all(m.fit.verdict == "fits" for m in mem):
+            try:
+                sp = speed(spec, pl, s)
+            except UsageError:
+                sp = None
+            return {"n_gpu_layers": ngl, "decode_tps": sp.decode_tps if sp else None,
+                    "prefill_tps": sp.prefill_tps if sp else None, "command": command_line(spec, pl, opts, s),
+                    "memory": [{"device": m.name, "total_bytes": m.total_bytes, "usable_bytes": m.usable_bytes}
+                               for m in mem]}
+        if len(units) == 1:
+            break
+    return None

@@ -247,3 +247,22 @@ def test_calibrate_rpc_stores_a_link_or_refuses_and_keeps_the_previous(rpc_model
     before = profile.load().get("rpc")
     dead = run_cli("calibrate", "--rpc", lab.endpoints[0])  # the lab is gone: its server no longer answers
     assert dead.returncode != 0 and "not reachable" in dead.stderr and profile.load().get("rpc") == before
+
+
+def test_advise_takes_the_fewest_devices_that_do():
+    base = ("advise", "-m", "llama-3.1-70b", "--host", "Ryzen 9 7950X 64GB", "--json")
+    d = json.loads(run_cli(*base, "-d", "RTX 4090 + RTX 3090", "--target-tps", "10").stdout)
+    assert len(d["sets"]) == 2 and d["sets"][0]["best"] is None  # one card and the host's RAM: too slow
+    assert len(d["choice"]["devices"]) == 3 and d["choice"]["decode_tps"] >= 10 and "-ngl" in d["choice"]["command"]
+    easy = json.loads(run_cli(*base, "-d", "RTX 4090 + RTX 3090").stdout)  # no target: the one card with RAM does
+    assert len(easy["sets"]) == 1 and len(easy["choice"]["devices"]) == 2
+
+
+def test_split_backtest_reads_llama_cpp_flags_as_published():
+    from fitcheck.split_backtest import parse_options
+
+    opts, sets = parse_options("-ngl 99 --n-cpu-moe 24 -fa 1 -ub 2048 -ts 3/1 -ot 'blk\\.1\\.ffn_up_exps=CPU' -nkvo -c 8192")
+    assert (opts.n_gpu_layers, opts.n_cpu_moe, opts.tensor_split, opts.no_kv_offload) == (99, 24, (3.0, 1.0), True)
+    assert opts.overrides == (("blk\\.1\\.ffn_up_exps", "CPU"),)
+    assert sets == {"flash_attn": True, "n_ubatch": 2048, "n_ctx": 8192}
+    assert parse_options("-fa -sm row")[1] == {"flash_attn": True} and parse_options("-fa -sm row")[0].split_mode == "row"

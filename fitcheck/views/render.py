@@ -535,3 +535,29 @@ def split_view(console: Console, d: dict[str, Any]) -> None:
     console.print(f"llama.cpp: {d['command']}", soft_wrap=True, highlight=False, markup=False)
     for n in d["notes"]:
         console.print(f"note: {n}", soft_wrap=True, highlight=False, markup=False)
+
+
+def advise_split_view(console: Console, d: dict[str, Any]) -> None:
+    """advise over several devices: the fewest that do, with the quantization, speed and command line."""
+    target = f" at >= {d['target_tps']:g} t/s" if d["target_tps"] else ""
+    for st in d["sets"]:
+        who = " + ".join(st["devices"])
+        if st["best"]:
+            b = st["best"]
+            console.print(f"{esc(who)}: {b['quant']} fits{target}, decode {fmt_tps(b['decode_tps'])}"
+                          + (f", prefill {fmt_tps(b['prefill_tps'])}" if b["prefill_tps"] else ""), soft_wrap=True,
+                          highlight=False)
+        else:
+            why = (f"{', '.join(st['fitting'])} fit, none fast enough" if st["fitting"]
+                   else "no quantization fits with headroom")
+            console.print(f"{esc(who)}: {why}", soft_wrap=True, highlight=False)
+    c = d["choice"]
+    if c:
+        console.print(f"[bold]answer[/bold]: {esc(d['model_name'])} at {c['quant']} on {esc(' + '.join(c['devices']))}"
+                      f"{target}", soft_wrap=True, highlight=False)
+        console.print(f"llama.cpp: {c['command']}", soft_wrap=True, highlight=False, markup=False)
+    else:
+        console.print(f"[bold red]no quantization of {esc(d['model_name'])} fits these devices{target}[/bold red]",
+                      soft_wrap=True, highlight=False)
+    for n in d["notes"]:
+        console.print(f"note: {n}", soft_wrap=True, highlight=False, markup=False)

@@ -1,0 +1,166 @@
+"""Backtest the placement model on published split runs (device_db/published_splits_dev.csv's schema): each row's
+host, devices, link, model and llama.cpp flags asked as a user would ask `fitcheck estimate`, its rate predicted
+and compared; MAPE per kind of split (partial offload, experts on the CPU, several GPUs, RPC). Rows that cannot be
+resolved are kept with the reason."""
+
+from __future__ import annotations
+
+import csv
+import re
+import shlex
+import statistics
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from fitcheck.errors import FitcheckError, UsageError
+
+COLUMNS = ("id", "kind", "host", "devices", "link", "model", "quant", "options", "test", "value")
+_LINK_WORDS = (("thunderbolt 5", "tb5"), ("thunderbolt 4", "tb4"), ("thunderbolt", "tb4"), ("tb5", "tb5"), ("tb4", "tb4"),
+               ("25g", "25gbe"), ("10g", "10gbe"), ("2.5g", "2.5gbe"), ("1g", "1gbe"), ("gigabit", "1gbe"),
+               ("wi-fi", "wifi6"), ("wifi", "wifi6"), ("localhost", "loopback"), ("loopback", "loopback"))
+
+
+def is_split_file(path: str | Path) -> bool:
+    try:
+        head = Path(path).read_text().splitlines()[:1]
+    except (OSError, UnicodeDecodeError):
+        return False
+    return bool(head) and all(c in head[0].split(",") for c in ("kind", "devices", "options"))
+
+
+def parse_options(text: str):
+    """llama.cpp flags as published -> (SplitOptions, settings changes). Flags fitcheck does not model are ignored."""
+    from fitcheck.estimator.placement import SplitOptions
+
+    try:
+        words = shlex.split(text or "")
+    except ValueError as e:
+        raise UsageError(f"options {text!r}: {e}") from None
+    opts: dict[str, Any] = {}
+    sets: dict[str, Any] = {}
+    i = 0
+    while i < len(words):
+        key, eq, val = words[i].partition("=")
+        nxt = words[i + 1] if i + 1 < len(words) else ""
+
+        def take() -> str:
+            nonlocal i
+            if eq:
+                return val
+            i += 1
+            return nxt
+
+        if key in ("-ngl", "--n-gpu-layers", "--gpu-layers"):
+            opts["n_gpu_layers"] = int(take())
+        elif key in ("--n-cpu-moe", "-ncmoe"):
+            opts["n_cpu_moe"] = int(take())
+        elif key in ("--cpu-moe", "-cmoe"):
+            opts["cpu_moe"] = True
+        elif key in ("-ot", "--override-tensor"):
+            for item in take().split(";"):
+                pat, _, dev = item.rpartition("=")
+                opts.setdefault("overrides", []).append((pat, dev))
+        elif key in ("-nkvo", "--no-kv-offload"):
+            opts["no_kv_offload"] = True
+        elif key in ("-ts", "--tensor-split"):
+            opts["tensor_split"] = tuple(float(x) for x in re.split(r"[,/]", take()))
+        elif key in ("-sm", "--split-mode"):
+            opts["split_mode"] = take()
+        elif key in ("-fa", "--flash-attn"):
+            v = take() if (eq or nxt.lower() in ("0", "1", "on", "off", "auto")) else "1"
+            sets["flash_attn"] = v.lower() in ("1", "on", "auto", "true")
+        elif key in ("-ub", "--ubatch-size"):
+            sets["n_ubatch"] = int(take())
+        elif key in ("-b", "--batch-size"):
+            sets["n_batch"] = int(take())
+        elif key in ("-c", "--ctx-size"):
+            sets["n_ctx"] = int(take())
+        i += 1
+    if "overrides" in opts:
+        opts["overrides"] = tuple(opts["overrides"])
+    return SplitOptions(**opts), sets
+
+
+def _link(text: str) -> str | None:
+    t = (text or "").lower()
+    m = re.search(r"(\d+(?:\.\d+)?)\s*gbit/s.*?(\d+(?:\.\d+)?)\s*ms", t)
+    if m:
+        return f"{m.group(1)}/{m.group(2)}"
+    return next((k for w, k in _LINK_WORDS if w in t), None)
+
+
+def _resolve(name: str, backend: str | None = None):
+    from fitcheck.device.resolve import resolve_target
+
+    for q in dict.fromkeys((name, re.split(r"[,(;]", name)[0].strip())):
+        try:
+            return resolve_target(q, backend=backend)
+        except FitcheckError:
+            continue
+    raise UsageError(f"device {name!r} not in the device database")
+
+
+def predict_row(row: dict[str, str]) -> tuple[float | None, str | None]:
+    from fitcheck.backtest import _model, metric_of
+    from fitcheck.estimator.placement import memory, place, speed
+    from fitcheck.estimator.settings import RuntimeSettings
+    from fitcheck.split import units_for
+
+    metric = metric_of(row["test"])
+    if metric is None:
+        return None, f"test {row['test']!r} is not a prefill or decode speed"
+    spec, why = _model({"model": row["model"], "quant": row["quant"], "backend": "llama.cpp"})
+    if spec is None:
+        return None, why
+    try:
+        opts, sets = parse_options(row.get("options", ""))
+        if "n_ubatch" in sets:  # llama-bench's and llama-server's batch is 2048 unless given
+            sets.setdefault("n_batch", max(2048, sets["n_ubatch"]))
+        link = _link(row.get("link", "")) if row["kind"] == "rpc" else None
+        if row["kind"] == "rpc" and link is None:
+            return None, f"link {row.get('link')!r} is not stated as a rate and round trip or a known kind"
+        units, _ = units_for(row["devices"], row.get("host") or None, link, _resolve)
+        s = replace(RuntimeSettings(runtime="llama.cpp"), **sets)
+        pl = place(spec, units, opts)
+        over = [m.name for m in memory(spec, s, pl) if m.fit.verdict not in ("fits", "tight")]
+        sp = speed(spec, pl, s, n_prompt=metric[1] if metric[0] == "prefill" else 0,
+                   depth=metric[2] if metric[0] == "decode" else 0)
+    except (FitcheckError, ValueError, StopIteration) as e:
+        return None, str(e) or type(e).__name__
+    value = sp.prefill_tps if metric[0] == "prefill" else sp.decode_tps
+    if value is None:
+        return None, "no compute rate for a device of the split (needed for prefill)"
+    return value, (f"over memory on {', '.join(over)} by fitcheck's estimate" if over else None)
+
+
+def backtest_splits(path: str | Path) -> dict[str, Any]:
+    try:
+        rows = list(csv.DictReader(Path(path).read_text().splitlines()))
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path}: cannot read: {e}") from None
+    missing = [c for c in COLUMNS if rows and c not in rows[0]]
+    if missing:
+        raise UsageError(f"{path}: missing columns {', '.join(missing)} (schema of published_splits_dev.csv)")
+    out, errors = [], {}
+    for row in rows:
+        try:
+            measured = float(row["value"])
+        except ValueError:
+            out.append({"id": row["id"], "unresolved": f"value {row['value']!r} is not a number"})
+            continue
+        pred, why = predict_row(row)
+        if pred is None:
+            out.append({"id": row["id"], "category": row["kind"], "test": row["test"], "unresolved": why})
+            continue
+        err = pred / measured - 1
+        metric = "prefill" if row["test"].lower().startswith(("pp", "prompt")) else "decode"
+        out.append({"id": row["id"], "category": row["kind"], "device": f"{row['devices']} | {row.get('host', '')}",
+                    "test": row["test"], "metric": metric, "predicted": round(pred, 3), "measured": measured,
+                    "error": round(err, 4), **({"note": why} if why else {})})
+        errors.setdefault((row["kind"], metric), []).append(abs(err))
+    summary = {f"{k}/{m}": {"mape": round(statistics.fmean(v), 4), "n": len(v)} for (k, m), v in sorted(errors.items())}
+    every = [e for v in errors.values() for e in v]
+    return {"rows": out, "summary": summary, "by_class": summary,
+            "overall": {"mape": round(statistics.fmean(every), 4) if every else None, "n": len(every),
+                        "unresolved": sum(1 for r in out if "unresolved" in r)}}
