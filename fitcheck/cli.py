@@ -102,10 +102,17 @@ def main_callback(
     target_tps: Optional[float] = TARGET_TPS_OPT,
     runtime: Optional[str] = typer.Option(None, "--runtime", help="Main job only: answer with a runtime's defaults (context, batch, flash attention, SWA cache, mmap): ollama, llama-server, lm-studio, pocketpal, ..."),
     json_out: bool = typer.Option(False, "--json", help="Main job only: print JSON."),
+    host: Optional[str] = typer.Option(None, "--host", help="Main job only, with several devices (-d \"A + rpc:B\"): the machine that runs llama.cpp."),
+    link: Optional[str] = typer.Option(None, "--link", help="Main job only: the rpc: devices' network (see `fitcheck estimate --help`)."),
 ) -> None:
     """With no command: probe this device (once) and answer for 1.8B, 4B and 7B."""
     if ctx.invoked_subcommand is None:
-        guarded(_main_job)(device, target_tps, runtime, json_out)
+        from fitcheck.split import split_devices
+
+        if len(split_devices(device)) > 1 or device.strip().lower().startswith("rpc:") or host is not None:
+            guarded(_main_split)(device, host, link, target_tps, runtime, json_out)
+        else:
+            guarded(_main_job)(device, target_tps, runtime, json_out)
 
 
 def _profile_or_probe() -> dict:
@@ -160,6 +167,30 @@ def _main_job(device: str, target_tps: float | None, runtime: str | None, json_o
                target_tps=USABLE_TPS if target_tps is None else target_tps)
     show(d, json_out, answer_view)
     _warnings(d)
+
+
+def _main_split(device: str, host: str | None, link: str | None, target_tps: float | None, runtime: str | None,
+                json_out: bool) -> None:
+    """The main job over several devices: for 1.8B, 4B and 7B, the fewest devices that run it fast enough."""
+    from fitcheck.answer import SIZES
+    from fitcheck.estimator.evaluate import USABLE_TPS
+    from fitcheck.runtimes import runtime_settings
+    from fitcheck.split import advise_split
+    from fitcheck.views.render import advise_split_view
+    from fitcheck.views.text import esc
+
+    s, _, _ = runtime_settings(runtime, {})
+    if "this" in device.lower() or host is None:
+        _profile_or_probe()
+    tps = USABLE_TPS if target_tps is None else target_tps
+    resolve = lambda name, backend=None: _target(name, backend=backend)[0]  # noqa: E731
+    answers = {size: advise_split(size, device, host, link, s, resolve, tps) for size in SIZES}
+    if json_out:
+        emit_json({"target_tps": tps, "sizes": answers})
+        return
+    for size, d in answers.items():
+        console.print(f"[bold]{size.upper()} ({esc(d['model_name'])})[/bold]", highlight=False)
+        advise_split_view(console, d)
 
 
 @app.command()

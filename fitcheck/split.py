@@ -236,7 +236,7 @@ def advise_split(model: str, device: str, host: str | None, link: str | None, s:
     quality = quality_table()
     ranked = sorted(CANDIDATES, key=lambda q: (quality.get(q, {}).get("kld_mean", 9), q))
     sets, choice = [], None
-    for k in range(1, len(units)):
+    for k in range(len(units)):  # the host alone first (when it runs the model itself), then one device more each time
         sub = units[:k + 1]
         tried = []
         for q in ranked:
@@ -275,5 +275,5 @@ def _best_split(spec, units, s: RuntimeSettings) -> dict[str, Any] | None:
                     "memory": [{"device": m.name, "total_bytes": m.total_bytes, "usable_bytes": m.usable_bytes}
                                for m in mem]}
         if len(units) == 1:
-            break
+            break  # the host alone: nothing to offload to
     return None

@@ -252,10 +252,11 @@ def test_calibrate_rpc_stores_a_link_or_refuses_and_keeps_the_previous(rpc_model
 def test_advise_takes_the_fewest_devices_that_do():
     base = ("advise", "-m", "llama-3.1-70b", "--host", "Ryzen 9 7950X 64GB", "--json")
     d = json.loads(run_cli(*base, "-d", "RTX 4090 + RTX 3090", "--target-tps", "10").stdout)
-    assert len(d["sets"]) == 2 and d["sets"][0]["best"] is None  # one card and the host's RAM: too slow
+    # the host's CPU alone, then with one card: too slow; with both cards: fast enough
+    assert len(d["sets"]) == 3 and d["sets"][0]["best"] is None and d["sets"][1]["best"] is None
     assert len(d["choice"]["devices"]) == 3 and d["choice"]["decode_tps"] >= 10 and "-ngl" in d["choice"]["command"]
-    easy = json.loads(run_cli(*base, "-d", "RTX 4090 + RTX 3090").stdout)  # no target: the one card with RAM does
-    assert len(easy["sets"]) == 1 and len(easy["choice"]["devices"]) == 2
+    easy = json.loads(run_cli(*base, "-d", "RTX 4090 + RTX 3090").stdout)  # no target: 64 GB of RAM holds it alone
+    assert len(easy["sets"]) == 1 and len(easy["choice"]["devices"]) == 1
 
 
 def test_split_backtest_reads_llama_cpp_flags_as_published():
