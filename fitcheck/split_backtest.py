@@ -15,6 +15,7 @@ from typing import Any
 
 from fitcheck.errors import FitcheckError, UsageError
 
+GENERIC_HOST = "Ryzen 9 7950X 64GB"  # a host not stated, where it only holds the input embeddings
 COLUMNS = ("id", "kind", "host", "devices", "link", "model", "quant", "options", "test", "value")
 _LINK_WORDS = (("thunderbolt 5", "tb5"), ("thunderbolt 4", "tb4"), ("thunderbolt", "tb4"), ("tb5", "tb5"), ("tb4", "tb4"),
                ("25g", "25gbe"), ("10g", "10gbe"), ("2.5g", "2.5gbe"), ("1g", "1gbe"), ("gigabit", "1gbe"),
@@ -33,8 +34,9 @@ def parse_options(text: str):
     """llama.cpp flags as published -> (SplitOptions, settings changes). Flags fitcheck does not model are ignored."""
     from fitcheck.estimator.placement import SplitOptions
 
+    text = re.sub(r"\([^)]*\)", " ", text or "")  # prose in parentheses ("(4K ctx)", "(defaults otherwise ...)")
     try:
-        words = shlex.split(text or "")
+        words = shlex.split(text)
     except ValueError as e:
         raise UsageError(f"options {text!r}: {e}") from None
     opts: dict[str, Any] = {}
@@ -52,9 +54,10 @@ def parse_options(text: str):
             return nxt
 
         if key in ("-ngl", "--n-gpu-layers", "--gpu-layers"):
-            opts["n_gpu_layers"] = int(take())
+            v = take()
+            opts["n_gpu_layers"] = None if v.lower() in ("all", "auto", "-1") or _int(v) >= 99 else _int(v)
         elif key in ("--n-cpu-moe", "-ncmoe"):
-            opts["n_cpu_moe"] = int(take())
+            opts["n_cpu_moe"] = _int(take())
         elif key in ("--cpu-moe", "-cmoe"):
             opts["cpu_moe"] = True
         elif key in ("-ot", "--override-tensor"):
@@ -71,15 +74,26 @@ def parse_options(text: str):
             v = take() if (eq or nxt.lower() in ("0", "1", "on", "off", "auto")) else "1"
             sets["flash_attn"] = v.lower() in ("1", "on", "auto", "true")
         elif key in ("-ub", "--ubatch-size"):
-            sets["n_ubatch"] = int(take())
+            sets["n_ubatch"] = _int(take())
         elif key in ("-b", "--batch-size"):
-            sets["n_batch"] = int(take())
+            sets["n_batch"] = _int(take())
         elif key in ("-c", "--ctx-size"):
-            sets["n_ctx"] = int(take())
+            sets["n_ctx"] = _int(take())
+        elif key in ("-ctk", "--cache-type-k", "-ctv", "--cache-type-v"):
+            sets["type_k" if "k" in key[-1:] or key.endswith("-k") else "type_v"] = take().lower()
         i += 1
     if "overrides" in opts:
         opts["overrides"] = tuple(opts["overrides"])
+    if sets.get("type_v", "f16") not in ("f16", "f32", "bf16"):
+        sets.setdefault("flash_attn", True)  # a quantized V cache runs only with flash attention (llama.cpp: auto)
     return SplitOptions(**opts), sets
+
+
+def _int(v: str) -> int:
+    m = re.match(r"\d+", v.strip())
+    if not m:
+        raise UsageError(f"{v!r} is not a count")
+    return int(m.group())
 
 
 def _link(text: str) -> str | None:
@@ -120,7 +134,18 @@ def predict_row(row: dict[str, str]) -> tuple[float | None, str | None]:
         link = _link(row.get("link", "")) if row["kind"] == "rpc" else None
         if row["kind"] == "rpc" and link is None:
             return None, f"link {row.get('link')!r} is not stated as a rate and round trip or a known kind"
-        units, _ = units_for(row["devices"], row.get("host") or None, link, _resolve)
+        from fitcheck.backtest import backend_of
+
+        backend = backend_of({"backend": f"{row.get('options', '')} {row.get('notes', '')}", "device": ""})
+        def pick(name: str, backend: str | None = None, named: str | None = backend):
+            # the backend the row names for every device but the host (which is asked for its CPU)
+            return _resolve(name, backend or (named if named not in (None, "cpu") else None))
+        host = (row.get("host") or "").strip()
+        if re.match(r"(not stated|unknown|n/a|$)", host, re.I):
+            if row["kind"] in ("partial_offload", "experts_on_cpu"):
+                return None, "the host is not stated (its RAM and CPU carry part of this split)"
+            host = GENERIC_HOST  # everything offloaded: the host holds only the input embeddings
+        units, _ = units_for(row["devices"], host, link, pick)
         s = replace(RuntimeSettings(runtime="llama.cpp"), **sets)
         pl = place(spec, units, opts)
         over = [m.name for m in memory(spec, s, pl) if m.fit.verdict not in ("fits", "tight")]
