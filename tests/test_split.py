@@ -263,7 +263,21 @@ def test_split_backtest_reads_llama_cpp_flags_as_published():
     from fitcheck.split_backtest import parse_options
 
     opts, sets = parse_options("-ngl 99 --n-cpu-moe 24 -fa 1 -ub 2048 -ts 3/1 -ot 'blk\\.1\\.ffn_up_exps=CPU' -nkvo -c 8192")
-    assert (opts.n_gpu_layers, opts.n_cpu_moe, opts.tensor_split, opts.no_kv_offload) == (99, 24, (3.0, 1.0), True)
+    # -ngl 99 (or all) offloads everything, the head included
+    assert (opts.n_gpu_layers, opts.n_cpu_moe, opts.tensor_split, opts.no_kv_offload) == (None, 24, (3.0, 1.0), True)
+    assert parse_options("-ngl 20 (of 33)")[0].n_gpu_layers == 20
     assert opts.overrides == (("blk\\.1\\.ffn_up_exps", "CPU"),)
     assert sets == {"flash_attn": True, "n_ubatch": 2048, "n_ctx": 8192}
     assert parse_options("-fa -sm row")[1] == {"flash_attn": True} and parse_options("-fa -sm row")[0].split_mode == "row"
+
+
+def test_every_link_has_its_figures_and_source():
+    import device_db
+    from fitcheck.split import parse_link
+
+    for key, f in device_db.links().items():
+        assert f.source and f.verification and f.gbit_s >= 0 and f.rtt_ms >= 0, key
+        if f.kind == "network":
+            assert parse_link(key).gbit_s == f.gbit_s and parse_link(key).rtt_s == pytest.approx(f.rtt_ms / 1e3)
+    given = parse_link("0.3/5")
+    assert (given.gbit_s, given.rtt_s) == (0.3, 0.005)
