@@ -227,7 +227,24 @@ def predict(r: Resolved, params: dict | None = None) -> float:
 
 
 def backtest(path: str | Path, params: dict | None = None) -> dict[str, Any]:
-    rows = read_rows(path)
+    def judge(row):
+        res, why = resolve_row(row)
+        if res is None:
+            return None, why
+        try:
+            pred = predict(res, params)
+        except UsageError as e:
+            return None, str(e)
+        return {"device": res.device.name, "backend": res.backend, "model": res.notes, "metric": res.metric,
+                "predicted": pred, "class": res.backend}, None
+
+    return score(read_rows(path), judge, "category")
+
+
+def score(rows: list[dict[str, str]], judge, category: str) -> dict[str, Any]:
+    """Each row's measured `value` against what `judge(row)` predicts ({"predicted", "metric", "class", ...} or
+    (None, why)): the rows with their errors (unresolved ones with the reason), MAPE per `category` and metric,
+    per class and overall."""
     out, errors, by_class = [], {}, {}
     for row in rows:
         try:
@@ -235,27 +252,21 @@ def backtest(path: str | Path, params: dict | None = None) -> dict[str, Any]:
         except ValueError:
             out.append({"id": row["id"], "unresolved": f"value {row['value']!r} is not a number"})
             continue
-        res, why = resolve_row(row)
-        if res is None:
-            out.append({"id": row["id"], "category": row["category"], "test": row["test"], "unresolved": why})
+        got, why = judge(row)
+        if got is None:
+            out.append({"id": row["id"], "category": row[category], "test": row["test"], "unresolved": why})
             continue
-        try:
-            pred = predict(res, params)
-        except UsageError as e:
-            out.append({"id": row["id"], "category": row["category"], "test": row["test"], "unresolved": str(e)})
-            continue
-        err = pred / measured - 1
-        out.append({"id": row["id"], "category": row["category"], "device": res.device.name, "backend": res.backend,
-                    "model": res.notes,
-                    "test": row["test"], "metric": res.metric, "predicted": round(pred, 3), "measured": measured,
-                    "error": round(err, 4)})
-        errors.setdefault((row["category"], res.metric), []).append(abs(err))
-        by_class.setdefault((res.backend, res.metric), []).append(abs(err))
-    summary = {f"{cat}/{metric}": {"mape": round(statistics.fmean(v), 4), "n": len(v)} for (cat, metric), v in sorted(errors.items())}
-    all_err = [e for v in errors.values() for e in v]
-    classes = {f"{b}/{metric}": {"mape": round(statistics.fmean(v), 4), "n": len(v)} for (b, metric), v in sorted(by_class.items())}
-    return {"rows": out, "summary": summary, "by_class": classes,
-            "overall": {"mape": round(statistics.fmean(all_err), 4) if all_err else None, "n": len(all_err),
+        err = got["predicted"] / measured - 1
+        out.append({"id": row["id"], "category": row[category], "test": row["test"],
+                    **{k: v for k, v in got.items() if k != "class"}, "predicted": round(got["predicted"], 3),
+                    "measured": measured, "error": round(err, 4)})
+        errors.setdefault((row[category], got["metric"]), []).append(abs(err))
+        by_class.setdefault((got["class"], got["metric"]), []).append(abs(err))
+    mape = lambda d: {f"{a}/{b}": {"mape": round(statistics.fmean(v), 4), "n": len(v)}  # noqa: E731
+                      for (a, b), v in sorted(d.items())}
+    every = [e for v in errors.values() for e in v]
+    return {"rows": out, "summary": mape(errors), "by_class": mape(by_class),
+            "overall": {"mape": round(statistics.fmean(every), 4) if every else None, "n": len(every),
                         "unresolved": sum(1 for r in out if "unresolved" in r)}}
 
 

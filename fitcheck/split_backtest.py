@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import re
 import shlex
-import statistics
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -167,25 +166,14 @@ def backtest_splits(path: str | Path) -> dict[str, Any]:
     missing = [c for c in COLUMNS if rows and c not in rows[0]]
     if missing:
         raise UsageError(f"{path}: missing columns {', '.join(missing)} (schema of published_splits_dev.csv)")
-    out, errors = [], {}
-    for row in rows:
-        try:
-            measured = float(row["value"])
-        except ValueError:
-            out.append({"id": row["id"], "unresolved": f"value {row['value']!r} is not a number"})
-            continue
+    def judge(row):
         pred, why = predict_row(row)
         if pred is None:
-            out.append({"id": row["id"], "category": row["kind"], "test": row["test"], "unresolved": why})
-            continue
-        err = pred / measured - 1
+            return None, why
         metric = "prefill" if row["test"].lower().startswith(("pp", "prompt")) else "decode"
-        out.append({"id": row["id"], "category": row["kind"], "device": f"{row['devices']} | {row.get('host', '')}",
-                    "test": row["test"], "metric": metric, "predicted": round(pred, 3), "measured": measured,
-                    "error": round(err, 4), **({"note": why} if why else {})})
-        errors.setdefault((row["kind"], metric), []).append(abs(err))
-    summary = {f"{k}/{m}": {"mape": round(statistics.fmean(v), 4), "n": len(v)} for (k, m), v in sorted(errors.items())}
-    every = [e for v in errors.values() for e in v]
-    return {"rows": out, "summary": summary, "by_class": summary,
-            "overall": {"mape": round(statistics.fmean(every), 4) if every else None, "n": len(every),
-                        "unresolved": sum(1 for r in out if "unresolved" in r)}}
+        return {"device": f"{row['devices']} | {row.get('host', '')}", "metric": metric, "predicted": pred,
+                "class": row["kind"], **({"note": why} if why else {})}, None
+
+    from fitcheck.backtest import score
+
+    return score(rows, judge, "kind")
