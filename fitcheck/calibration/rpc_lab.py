@@ -238,25 +238,26 @@ class Lab:
 
     def measure_link(self, k: int = 0, bulk_bytes: int = 1 << 20) -> tuple[float, float]:
         """(Gbit/s, round trip ms) of server k's link as a client sees it: small ping-pongs, then bulk sends."""
+        def call(n: int) -> float:
+            t = time.perf_counter()
+            c.sendall(n.to_bytes(8, "little") + bytes(n))
+            if len(c.recv(8, socket.MSG_WAITALL)) < 8:
+                raise ConnectionError("the echo service closed")
+            return time.perf_counter() - t
+
         t0 = time.monotonic()
-        while True:
+        while True:  # the echo service may still be starting: the relay then drops the connection
             try:
                 c = socket.create_connection(("127.0.0.1", self.echo_relays[k].port), timeout=10)
                 c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                call(16)
                 break
             except OSError:
                 if time.monotonic() - t0 > 10:
                     raise CalibrationError(f"the lab's link {k} cannot be measured") from None
-                time.sleep(0.1)
-
-        def call(n: int) -> float:
-            t = time.perf_counter()
-            c.sendall(n.to_bytes(8, "little") + bytes(n))
-            c.recv(8, socket.MSG_WAITALL)
-            return time.perf_counter() - t
+                time.sleep(0.2)
 
         with c:
-            call(16)
             rtt = sorted(call(16) for _ in range(10))[5]
             bulk = min(call(bulk_bytes) for _ in range(3))
         return bulk_bytes * 8 / max(bulk - rtt, 1e-6) / 1e9, rtt * 1e3
