@@ -163,7 +163,11 @@ class Lab:
         why = available()
         if why:
             raise CalibrationError(f"cannot build the RPC lab: {why}")
+        from fitcheck.calibration.llama_run import signals_raise
         from fitcheck.calibration.rpc import ensure_tools
+
+        self._signals = signals_raise()  # SIGTERM/SIGHUP unwind through close(): no namespace or server left
+        self._signals.__enter__()
 
         exe = ensure_tools() / "ggml-rpc-server"
         cache = Path(exe).parent.parent / "rpc-cache"
@@ -280,6 +284,9 @@ class Lab:
             _ip("link", "del", f"{self.tag}a{k}", check=False)  # the pair, both ends
             _ip("netns", "del", ns, check=False)
         self.made.clear()
+        if getattr(self, "_signals", None) is not None:
+            self._signals.__exit__(None, None, None)
+            self._signals = None
 
     def __exit__(self, *exc) -> None:
         self.close()
