@@ -107,9 +107,9 @@ def main_callback(
 ) -> None:
     """With no command: probe this device (once) and answer for 1.8B, 4B and 7B."""
     if ctx.invoked_subcommand is None:
-        from fitcheck.split import split_devices
+        from fitcheck.split import names_several
 
-        if len(split_devices(device)) > 1 or device.strip().lower().startswith("rpc:") or host is not None:
+        if names_several(device, host):
             guarded(_main_split)(device, host, link, target_tps, runtime, json_out)
         else:
             guarded(_main_job)(device, target_tps, runtime, json_out)
@@ -455,9 +455,9 @@ def advise(
     if (size is None) == (model is None):
         raise UsageError("give exactly one of --size or --model")
     s = catalog_model_settings(runtime, ctx, size or model)
-    from fitcheck.split import advise_split, split_devices
+    from fitcheck.split import advise_split, names_several
 
-    if len(split_devices(device)) > 1 or device.strip().lower().startswith("rpc:") or host is not None:
+    if names_several(device, host):
         from fitcheck.views.render import advise_split_view
 
         resolve = lambda name, backend=None: _target(name, backend=backend, threads=threads)[0]  # noqa: E731

@@ -75,9 +75,14 @@ def split_devices(text: str) -> list[tuple[str, bool]]:
     return out
 
 
+def names_several(device: str, host: str | None) -> bool:
+    """Several devices named, a remote one, or a host apart from the device: a split."""
+    return len(split_devices(device)) > 1 or device.strip().lower().startswith("rpc:") or host is not None
+
+
 def wants_split(device: str, host: str | None, opts: SplitOptions, gpu_layers_given: bool, rpc: str | None = None) -> bool:
-    return (len(split_devices(device)) > 1 or device.strip().lower().startswith("rpc:") or host is not None
-            or opts != SplitOptions(n_gpu_layers=opts.n_gpu_layers) or gpu_layers_given or bool(rpc))
+    return (names_several(device, host) or opts != SplitOptions(n_gpu_layers=opts.n_gpu_layers) or gpu_layers_given
+            or bool(rpc))
 
 
 def _unit(name: str, role: str, t: Target, link: Link | None, pool: str = "") -> Unit:

@@ -357,10 +357,10 @@ def _crossing_s(pl: Placement, a: int, b: int, nbytes: float, extra_in: float) -
 
 
 def _share(spec: ModelSpec, pl: Placement, i: int) -> Share | None:
+    """Unit i's part: its tensors, the layers it runs or holds a weight of, the layers whose KV it holds."""
     names = frozenset(n for n, u in pl.where.items() if u == i)
-    layers = frozenset(il for il in range(spec.n_layer)
-                       if pl.layer_at[il] == i or any(pl.where.get(t.name) == i for t in spec.tensors
-                                                       if layer_of(t.name) == il))
+    layers = frozenset(il for il in range(spec.n_layer) if pl.layer_at[il] == i) | \
+        frozenset(il for il in map(layer_of, names) if il is not None and il < spec.n_layer)
     kv = frozenset(il for il in range(spec.n_layer) if pl.kv_at[il] == i)
     if not (names or layers or kv):
         return None
@@ -385,8 +385,8 @@ def speed(spec: ModelSpec, pl: Placement, s: RuntimeSettings, n_prompt: int = 51
     them for every output token (128 KB a token of a 32k vocabulary, counted on the wire here); False for a run
     that asks for none."""
     notes = []
-    missing = [u.name for i, u in enumerate(pl.units) if (u.speed is None or u.params is None)
-               and (_share(spec, pl, i) is not None)]
+    shares = [_share(spec, pl, i) for i in range(len(pl.units))]
+    missing = [u.name for u, sh in zip(pl.units, shares) if (u.speed is None or u.params is None) and sh is not None]
     if missing:
         raise UsageError(f"no speed inputs for {', '.join(missing)}: its bandwidth is not known")
     ub = min(s.n_ubatch, n_prompt) if n_prompt else s.n_ubatch
@@ -394,8 +394,7 @@ def speed(spec: ModelSpec, pl: Placement, s: RuntimeSettings, n_prompt: int = 51
     rows, dec_total, pp_total, have_pp = [], 0.0, 0.0, bool(n_prompt)
     offloader = next((i for i in pl.order if pl.units[i].offload_op), None)
     parallel = []
-    for i, u in enumerate(pl.units):
-        sh = _share(spec, pl, i)
+    for i, (u, sh) in enumerate(zip(pl.units, shares)):
         if sh is None:
             continue
         n_ub = PREFILL_CHUNK.get(u.speed.backend, s.n_ubatch)
