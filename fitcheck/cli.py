@@ -74,7 +74,10 @@ def guarded(fn):
         except FitcheckError as e:
             fail(str(e))
         except OSError as e:
-            fail(f"{e.filename + ': ' if getattr(e, 'filename', None) else ''}{e.strerror or e}")
+            from fitcheck.text import shown
+
+            name = getattr(e, "filename", None)  # a 10 000-character path must not crowd out the reason
+            fail(f"{(name if len(str(name)) <= 200 else shown(name, 200)) + ': ' if name else ''}{e.strerror or e}")
         except KeyboardInterrupt:
             fail("interrupted (SIGINT)", 130)
 
@@ -557,6 +560,7 @@ def calibrate(
     from_llama_bench: Optional[str] = typer.Option(None, "--from-llama-bench", help="Calibrate from llama-bench JSON output instead of running."),
     llama_bench_out: Optional[str] = typer.Option(None, "--llama-bench-out", help="Also write the runs as llama-bench JSON records."),
     check: Optional[str] = typer.Option(None, "--check", help="Predict this GGUF's speed and memory, run it, print predicted vs measured (stores nothing)."),
+    store_anyway: bool = typer.Option(False, "--store-anyway", help="Store the calibration even if it misses its own runs by more than 10% (a machine that stays busy); it is marked so and every answer says so."),
     rpc: Optional[str] = typer.Option(None, "--rpc", help="HOST:PORT,...: live rpc-servers (llama.cpp's RPC backend): run a short real split over them and fit the link's rate and round trip (`estimate --link calibrated` uses it)."),
     json_out: bool = JSON_OPT,
 ) -> None:
@@ -577,6 +581,7 @@ def calibrate(
     from fitcheck.device import profile as prof_mod
     from fitcheck.calibration.calibrate import CalibrationError, calibrate as run_calibration, to_llama_bench
     from fitcheck.calibration.calibrate import from_llama_bench as calibration_from_llama_bench
+    from fitcheck.jsonio import write_json_atomic
     from fitcheck.views.render import calibration_view
 
     prof = _profile_or_probe()
@@ -585,16 +590,23 @@ def calibrate(
             records = _json.loads(open(from_llama_bench).read())
         except (OSError, ValueError) as e:
             raise CalibrationError(f"{from_llama_bench}: cannot read llama-bench JSON: {e}") from None
-        cal = calibration_from_llama_bench(records, prof)
+        cal = calibration_from_llama_bench(records, prof, store_anyway)
     else:
-        with err_console.status("calibrating ...") as status:
-            cal = run_calibration(prof, model=model, quick=quick, force=force,
-                                  on_step=lambda msg: status.update(f"calibrating: {msg}"))
+        from fitcheck.calibration.calibrate import MissedOwnRun
+
+        try:
+            with err_console.status("calibrating ...") as status:
+                cal = run_calibration(prof, model=model, quick=quick, force=force, store_anyway=store_anyway,
+                                      on_step=lambda msg: status.update(f"calibrating: {msg}"))
+        except MissedOwnRun as e:
+            if llama_bench_out and e.runs:  # what was measured is kept: `--from-llama-bench` can fit it again
+                write_json_atomic(llama_bench_out, to_llama_bench(e), "llama-bench JSON", CalibrationError, shared=True)
+                raise CalibrationError(f"{e} (the runs are in {llama_bench_out})") from None
+            raise
     prof["calibration"] = cal.to_dict()
     prof_mod.save(prof)  # atomic: on any failure above the saved profile is untouched
     if llama_bench_out:
-        with open(llama_bench_out, "w") as f:
-            _json.dump(to_llama_bench(cal), f, indent=2)
+        write_json_atomic(llama_bench_out, to_llama_bench(cal), "llama-bench JSON", CalibrationError, shared=True)
     if json_out:
         emit_json({**cal.to_dict(), "llama_bench": to_llama_bench(cal)})
     else:

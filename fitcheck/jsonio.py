@@ -27,6 +27,37 @@ def dumps(obj: Any, **kw) -> str:
     return json.dumps(finite(obj), allow_nan=False, default=str, **kw)
 
 
+def write_json_atomic(path: Path | str, obj: Any, what: str = "file", error=FitcheckError, indent: int = 2,
+                      shared: bool = False) -> Path:
+    """Write strict JSON to a temp file beside `path`, fsync, rename: a crash or a full disk leaves the old file.
+    Private (0600) unless `shared` (then as the umask allows, as open() would)."""
+    import tempfile
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+    except OSError as e:
+        raise error(f"cannot write the {what} in {path.parent}: {e.strerror or e}") from None
+    try:
+        if shared:
+            mask = os.umask(0)
+            os.umask(mask)
+            os.fchmod(fd, 0o666 & ~mask)
+        with os.fdopen(fd, "w") as f:
+            f.write(dumps(obj, indent=indent))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, TypeError, ValueError, RecursionError) as e:  # I/O, or data JSON cannot hold
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise error(f"cannot write the {what} {path}: {getattr(e, 'strerror', None) or e}") from None
+    return path
+
+
 def _no_constants(name: str):
     raise ValueError(f"{name} is not JSON")
 

@@ -28,6 +28,7 @@ from typing import Any, Callable
 from fitcheck.errors import CalibrationError
 from fitcheck.calibration.llama_run import RunSettings, run_llama
 from fitcheck.calibration.rounds import fastest_two_agree, in_rounds, spread
+from fitcheck.device.device_speed import missed_note
 from fitcheck.model.model_spec import ModelSpec
 from fitcheck.estimator.speed import BackendParams, DeviceSpeedSpec, active_weights, estimate_speed, weight_class
 
@@ -206,10 +207,15 @@ REMEASURE = 3  # ... after measuring the run it missed again this many times
 
 
 class MissedOwnRun(CalibrationError):
+    """A fit that misses its own runs: not stored. `runs` holds what was measured (written with --llama-bench-out)."""
+
     def __init__(self, run: str, metric: str, error: float):
         self.run, self.metric, self.error = run, metric, error
+        self.runs: tuple[CalibrationRun, ...] = ()
         super().__init__(f"not stored: the fitted model misses its own {metric} on {run} by {error:+.0%} (more than "
-                         f"{REPRODUCE_WITHIN:.0%}); the machine may be busy or the runs too noisy; try again")
+                         f"{REPRODUCE_WITHIN:.0%}); the machine may be busy or the runs too noisy; try again, or "
+                         f"--store-anyway to keep it marked as such")
+
 
 
 def best_of(a: CalibrationRun, b: CalibrationRun) -> CalibrationRun:
@@ -244,7 +250,7 @@ MAX_STREAM_EFF = 1.1  # weights stream at most this share of the probed read ban
 PRIOR_LOG_SD = 0.5  # how far (log) a calibration may move a factor before the data must insist
 
 
-def _fit_kernel_model(base, runs, dev):
+def _fit_kernel_model(base, runs, dev, class_weight: float = CLASS_WEIGHT):
     import numpy as np
     from scipy.optimize import least_squares
 
@@ -283,7 +289,7 @@ def _fit_kernel_model(base, runs, dev):
     def decode_mean(d, overall, top=math.inf):
         # the probe measured each class's decode kernels already: a class's own factor is a second-order correction,
         # taken halfway (geometric) from the fit over all runs, since one run's noise (10-15 % here from minute to
-        # minute, memory bandwidth shared with neighbours) is all it rests on. A run that needs more than
+        # minute, memory bandwidth shared with neighbours) is all it rests on; whole once runs measured again insist. A run that needs more than
         # CLASS_RANGE, or streaming past the probed read bandwidth, is noise the fit must not absorb.
         # With one run (--model) there is nothing to weigh it against: it is all the evidence, taken whole.
         out = {}
@@ -291,7 +297,7 @@ def _fit_kernel_model(base, runs, dev):
             own = sum(v) / len(v)
             if len(runs) > 1:
                 own = min(max(own, overall / CLASS_RANGE), overall * CLASS_RANGE, top)
-                own = overall * (own / overall) ** CLASS_WEIGHT
+                own = overall * (own / overall) ** class_weight
             out[c] = own
         return out
     # prefill is compute (steadier here) and its per-class differences are large and real (repacked layouts, the
@@ -310,10 +316,13 @@ def _main_kernels(spec: ModelSpec, share: float = 0.1) -> list[str]:
     return [c for c, n in elems.items() if n / total >= share]
 
 
-def solve_kernel_model(base, runs: list[tuple[ModelSpec, CalibrationRun]], dev: DeviceSpeedSpec):
+def solve_kernel_model(base, runs: list[tuple[ModelSpec, CalibrationRun]], dev: DeviceSpeedSpec,
+                       insist: bool = False, store_anyway: bool = False):
     """The kernel model's factors for this device (bounded least squares on log errors, scipy), with its
-    residuals and leave-one-run-out errors. Refuses (CalibrationError) a fit that misses its own runs by > 10 %."""
-    kp = _fit_kernel_model(base, runs, dev)
+    residuals and leave-one-run-out errors. Refuses (MissedOwnRun) a fit that misses its own runs by > 10 %,
+    unless `store_anyway` (then the miss is recorded). `insist`: the runs were measured again, so each weight
+    class takes its own deviation whole."""
+    kp = _fit_kernel_model(base, runs, dev, 1.0 if insist else CLASS_WEIGHT)
     res = _kernel_residuals(kp, runs, dev)
     worst = max(res, key=lambda x: abs(x[2]))
     loo = []
@@ -328,7 +337,9 @@ def solve_kernel_model(base, runs: list[tuple[ModelSpec, CalibrationRun]], dev: 
                "rms_log_error": round(math.sqrt(sum(e * e for *_, e in res) / len(res)), 4),
                "leave_one_out": loo}
     if abs(math.expm1(worst[2])) > REPRODUCE_WITHIN:
-        raise MissedOwnRun(worst[0], worst[1], math.expm1(worst[2]))
+        if not store_anyway:
+            raise MissedOwnRun(worst[0], worst[1], math.expm1(worst[2]))
+        factors["missed_own_run"] = {"run": worst[0], "metric": worst[1], "error": round(math.expm1(worst[2]), 4)}
     return kp, factors
 
 
@@ -362,7 +373,7 @@ def _run_one(spec: ModelSpec, path: Path, label: str, quick: bool, dev: DeviceSp
 
 
 def calibrate(profile: dict[str, Any], model: str | None = None, quick: bool = False, force: bool = False,
-              on_step: Callable[[str], None] | None = None) -> Calibration:
+              on_step: Callable[[str], None] | None = None, store_anyway: bool = False) -> Calibration:
     """Run llama.cpp on the calibration models (or `model`) and derive this device's speed parameters."""
     from fitcheck.device.device_speed import from_profile, params_for
     from fitcheck.model.inspection import load_spec
@@ -411,22 +422,30 @@ def calibrate(profile: dict[str, Any], model: str | None = None, quick: bool = F
         notes.append(f"{len(seen[0])} rounds; each run is its fastest round (decode spread across rounds "
                      + ", ".join(f"{r.model} {spread([x.generation_tps for x in s]):.0%}" for (_, r), s in zip(runs, seen))
                      + ")")
+    again = 0
     for attempt in range(REMEASURE + 1):
         try:
-            params, factors = _solve(base, runs, dev)
+            last_try = attempt == REMEASURE
+            params, factors = _solve(base, runs, dev, insist=attempt > 0, store_anyway=store_anyway and last_try)
             break
         except MissedOwnRun as e:
-            # a noisy machine: measure the run the fit missed once more (the best of both), then fit again
-            if attempt == REMEASURE:
+            if last_try:
+                e.runs = tuple(r for _, r in runs)
                 raise
-            i = next(k for k, (_, r) in enumerate(runs) if r.model == e.run)
-            spec, path, label = targets[i]
-            step(f"measuring {label} again ({e.metric} missed by {e.error:+.0%})")
-            again, last = _run_one(spec, path, label, quick, dev, base, usable, force, repack=crashed is None)
-            runs[i] = (spec, best_of(runs[i][1], again))
-    if REMEASURE and attempt:
-        notes.append(f"{attempt} run(s) measured again: the first measurements disagreed by more than "
+            # a noisy machine, and noise only slows a run: a run measured slower than the fit says was slowed, so it
+            # is measured again; one measured faster says the others were, so they are (each keeps its fastest)
+            missed = next(k for k, (_, r) in enumerate(runs) if r.model == e.run)
+            for i in ([missed] if e.error > 0 else [k for k in range(len(runs)) if k != missed]):
+                spec, path, label = targets[i]
+                step(f"measuring {label} again ({e.run} {e.metric} missed by {e.error:+.0%})")
+                rerun, last = _run_one(spec, path, label, quick, dev, base, usable, force, repack=crashed is None)
+                runs[i] = (spec, best_of(runs[i][1], rerun))
+                again += 1
+    if again:
+        notes.append(f"{again} run(s) measured again: the first measurements disagreed by more than "
                      f"{REPRODUCE_WITHIN:.0%} (a busy or noisy machine)")
+    if factors.get("missed_own_run"):
+        notes.append(missed_note(factors))
     if crashed:
         notes.append(f"{crashed}; retried with weight repacking off (use_extra_bufts=False), results are from that run")
     return Calibration(
@@ -437,12 +456,12 @@ def calibrate(profile: dict[str, Any], model: str | None = None, quick: bool = F
     )
 
 
-def _solve(base, runs, dev) -> tuple[dict[str, Any], dict[str, Any]]:
+def _solve(base, runs, dev, insist: bool = False, store_anyway: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     """The stored parameters: the kernel model's factors where the profile has kernels, else the class model's."""
     from fitcheck.estimator.speed import CpuKernelParams
 
     if isinstance(base, CpuKernelParams):
-        kp, factors = solve_kernel_model(base, runs, dev)
+        kp, factors = solve_kernel_model(base, runs, dev, insist, store_anyway)
         return {"kernel_model": asdict(kp), "backend": dev.backend, "source": kp.source}, factors
     from fitcheck.estimator.speed import params_to_dict
 
@@ -450,8 +469,9 @@ def _solve(base, runs, dev) -> tuple[dict[str, Any], dict[str, Any]]:
     return {**params_to_dict(params), "backend": dev.backend}, factors
 
 
-def to_llama_bench(cal: Calibration) -> list[dict[str, Any]]:
-    """The runs as llama-bench's JSON records (one per test)."""
+def to_llama_bench(cal: Calibration | MissedOwnRun) -> list[dict[str, Any]]:
+    """The runs as llama-bench's JSON records (one per test); a refused calibration's runs too."""
+    created = getattr(cal, "created", None) or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     out = []
     for r in cal.runs:
         for n_prompt, n_gen, avg, sd in ((r.n_prompt, 0, r.prompt_tps, r.prompt_tps_std), (0, r.n_gen, r.generation_tps, r.generation_tps_std)):
@@ -459,11 +479,11 @@ def to_llama_bench(cal: Calibration) -> list[dict[str, Any]]:
                 out.append({"model_filename": r.path, "model_type": f"{r.model} {r.weight_type}", "model_size": r.weights_bytes,
                             "model_n_params": r.n_params, "n_prompt": n_prompt, "n_gen": n_gen, "n_threads": r.n_threads,
                             "avg_ts": avg, "stddev_ts": sd or 0.0, "build_commit": "", "backends": "CPU",
-                            "test_time": cal.created})
+                            "test_time": created})
     return out
 
 
-def from_llama_bench(records: Any, profile: dict[str, Any]) -> Calibration:
+def from_llama_bench(records: Any, profile: dict[str, Any], store_anyway: bool = False) -> Calibration:
     """Calibrate from llama-bench JSON output: records whose model file can be read here."""
     from fitcheck.device.device_speed import from_profile, params_for
     from fitcheck.model.inspection import load_spec
@@ -500,11 +520,12 @@ def from_llama_bench(records: Any, profile: dict[str, Any]) -> Calibration:
             generation_tps_std=tg.get("stddev_ts") if tg else None, ttft_s=None, load_s=None, peak_memory_bytes=None)))
     if not runs:
         raise CalibrationError("no usable llama-bench record: " + "; ".join(skipped[:3]))
-    params, factors = _solve(base, runs, dev)
+    params, factors = _solve(base, runs, dev, store_anyway=store_anyway)
     params["source"] = "calibrated from llama-bench output"
     return Calibration(
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), source="llama-bench",
-        runs=tuple(r for _, r in runs), params=params, factors=factors, notes=tuple(skipped))
+        runs=tuple(r for _, r in runs), params=params, factors=factors,
+        notes=tuple(skipped) + ((missed_note(factors),) if factors.get("missed_own_run") else ()))
 
 
 def check(profile: dict[str, Any], model: str, quick: bool = False) -> dict[str, Any]:

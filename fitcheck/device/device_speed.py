@@ -131,7 +131,8 @@ def from_profile(prof: dict[str, Any]) -> tuple[DeviceSpeedSpec, dict[str, Any]]
     cal = prof.get("calibration")
     if isinstance(cal, dict) and isinstance(cal.get("params"), dict):
         basis["calibration"] = {"created": cal.get("created"), "source": cal.get("source"), "params": cal["params"],
-                                "stale": cal.get("stale"), "uncertainty": cal.get("factors", {}).get("rms_log_error")}
+                                "stale": cal.get("stale"), "uncertainty": cal.get("factors", {}).get("rms_log_error"),
+                                "missed_own_run": cal.get("factors", {}).get("missed_own_run")}
     return spec, basis
 
 
@@ -255,15 +256,15 @@ def with_overrides(spec: DeviceSpeedSpec | None, basis: dict, bandwidth_gbps: fl
                    ) -> tuple[DeviceSpeedSpec | None, dict]:
     """Apply --bandwidth-gbps / --tflops; bandwidth alone is enough to make a spec."""
     if bandwidth_gbps is not None:
-        if not 0 < bandwidth_gbps < 1e5:
-            raise UsageError(f"--bandwidth-gbps must be between 0 and 100000, got {bandwidth_gbps}")
+        if not 0.01 <= bandwidth_gbps <= 1e5:  # 10 MB/s (an SD card) to 100 TB/s: past either end is a typo
+            raise UsageError(f"--bandwidth-gbps must be between 0.01 and 100000 (GB/s), got {bandwidth_gbps:g}")
         spec = replace(spec, bw_gbps=bandwidth_gbps) if spec else DeviceSpeedSpec("cpu", bandwidth_gbps, None, name="given")
         basis["bandwidth"] = f"{bandwidth_gbps:g} GB/s (--bandwidth-gbps)"
     if spec is None:
         return None, basis
     if tflops is not None:
-        if not 0 < tflops < 1e5:
-            raise UsageError(f"--tflops must be between 0 and 100000, got {tflops}")
+        if not 1e-4 <= tflops <= 1e5:  # 0.1 GFLOPS (a microcontroller) to 100 PFLOPS
+            raise UsageError(f"--tflops must be between 0.0001 and 100000, got {tflops:g}")
         spec = replace(spec, peak_tflops=tflops, flops_kind="given")
         basis["compute"] = f"{tflops:g} TFLOPS (--tflops)"
     return spec, basis
@@ -280,6 +281,15 @@ def kernel_params(d: dict[str, Any] | None = None) -> tuple[CpuKernelParams, str
                            as_floats(pp_by), as_floats(tg_by), as_floats(bw_by)), str(src.get("source", ""))
 
 
+def missed_note(factors: dict[str, Any]) -> str:
+    """The line an answer carries when its calibration was stored although it missed its own runs."""
+    m = factors.get("missed_own_run")
+    if not isinstance(m, dict) or not isinstance(m.get("error"), (int, float)):
+        return ""
+    return (f"stored with --store-anyway although it misses its own {str(m.get('metric'))[:20]} on "
+            f"{str(m.get('run'))[:60]} by {m['error']:+.0%}")
+
+
 def params_for_basis(backend: str, basis: dict, kernels: CpuKernels | None = None
                      ) -> tuple[BackendParams | CpuKernelParams, str, bool]:
     """Calibrated parameters when the profile has them (and the backend is the CPU it was made on), else the class's.
@@ -287,15 +297,17 @@ def params_for_basis(backend: str, basis: dict, kernels: CpuKernels | None = Non
     With measured llama.cpp kernels the CPU kernel model applies (its factors calibrated or fitted)."""
     cal = basis.get("calibration")
     stale = f"; the calibration is stale ({cal['stale']}): run `fitcheck calibrate`" if cal and cal.get("stale") else ""
+    missed = (cal or {}).get("missed_own_run")
+    said = f"; {missed_note({'missed_own_run': missed})}" if isinstance(missed, dict) else ""
     calibrated = bool(cal) and backend == "cpu" and not stale
     kernel_cal = calibrated and isinstance(cal["params"].get("kernel_model"), dict)
     if backend == "cpu" and kernels is not None:
         if kernel_cal:
             p, _ = kernel_params(cal["params"]["kernel_model"])
-            return p, f"llama.cpp kernel model, calibrated on this device ({cal['source']}, {cal['created']})", True
+            return p, f"llama.cpp kernel model, calibrated on this device ({cal['source']}, {cal['created']}{said})", True
         p, src = kernel_params()
         return p, f"llama.cpp kernel model ({src}){stale}", False
     if calibrated and not kernel_cal:
-        return params_from_dict(cal["params"]), f"calibrated on this device ({cal['source']}, {cal['created']})", True
+        return params_from_dict(cal["params"]), f"calibrated on this device ({cal['source']}, {cal['created']}{said})", True
     params, note = params_for(backend)
     return params, note + stale, False

@@ -122,6 +122,9 @@ def _parse_ram(text: str) -> int:
 
 def resolve(name: str) -> DeviceChoice:
     """The one device a person means by `name`, with the RAM option used."""
+    from fitcheck.text import clean_name, shown
+
+    name = clean_name(name, "device name")
     base, colon, ram_text = name.partition(":")
     ram_gb = _parse_ram(ram_text) if colon else None
     words = tokens(base)
@@ -148,7 +151,7 @@ def resolve(name: str) -> DeviceChoice:
         near = difflib.get_close_matches(base.lower().strip(), list(table), n=4, cutoff=0.5)
         near += [d.id for d in search(" ".join(w for w in want if not _RAM.match(w)))[:4] if d.id not in near]
         hint = f"; did you mean {', '.join(near[:4])}?" if near else ""
-        raise DeviceError(f"unknown device {base.strip()!r}{hint} (see `fitcheck devices`)")
+        raise DeviceError(f"unknown device {shown(base.strip())}{hint} (see `fitcheck devices`)")
     scored.sort(key=lambda s: (s[0], s[1].id))
     best = [s for s in scored if s[0] == scored[0][0]]
     asked = [w for w in want if w not in ram_words]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -115,27 +114,9 @@ def collect(quick: bool = False, on_step: Callable[[str], None] | None = None,
 
 def save(prof: dict[str, Any], path: Path | None = None) -> Path:
     """Write atomically: temp file in the same folder, then rename."""
-    path = path or profile_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".profile-", suffix=".tmp")
-    except OSError as e:
-        raise ProfileError(f"cannot write the profile in {path.parent}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            from fitcheck.jsonio import dumps
+    from fitcheck.jsonio import write_json_atomic
 
-            f.write(dumps(prof, indent=2))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except (OSError, TypeError, ValueError, RecursionError) as e:  # I/O, or data JSON cannot hold
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise ProfileError(f"cannot write the profile {path}: {getattr(e, 'strerror', None) or e}") from None
-    return path
+    return write_json_atomic(path or profile_path(), prof, "profile", ProfileError)
 
 
 def load(path: Path | None = None) -> dict[str, Any]:

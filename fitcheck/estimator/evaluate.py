@@ -69,7 +69,8 @@ class Target:
         return replace(self, speed=speed, paging=self.paging.without_repacking() if self.paging else None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "usable_bytes": self.usable_bytes, "memory_rule": self.memory_rule,
+        # the database's facts first: the speed inputs actually used (an override's bandwidth) win over them
+        return {**self.basis, "label": self.label, "usable_bytes": self.usable_bytes, "memory_rule": self.memory_rule,
                 "backend": self.speed.backend if self.speed else None,
                 "bw_gbps": self.speed.bw_gbps if self.speed else None,
                 "peak_tflops": self.speed.peak_tflops if self.speed else None,
@@ -79,8 +80,7 @@ class Target:
                 "paging": {"evicts_mapped_files": self.paging.evicts_mapped_files, "rule": self.paging.os_rule,
                            "storage_read_gbps": self.paging.storage_read_gbps, "storage_source": self.paging.storage_source,
                            "repacked_types": sorted(self.paging.repacked_types),
-                           "repack_source": self.paging.repack_source} if self.paging else None,
-                **self.basis}
+                           "repack_source": self.paging.repack_source} if self.paging else None}
 
 
 @dataclass(frozen=True)

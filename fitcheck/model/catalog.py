@@ -145,6 +145,8 @@ def _by_bench_type(model: str) -> str | None:
     if not m:
         return None
     arch, size = m.group(1), float(m.group(2))
+    if size <= 0:  # "llama 0B" names no model
+        return None
     cands = [e for e in entries().values() if e.arch == arch and e.params_b_published
              and abs(e.params_b_published / size - 1) <= 0.15]
     if not cands:
@@ -155,7 +157,10 @@ def _by_bench_type(model: str) -> str | None:
 def resolve(model: str) -> tuple[CatalogEntry, str | None]:
     """Catalog entry for an id, size alias, Hugging Face repo id, Ollama tag or GGUF file name; second value names
     the alias or name used (None for an id)."""
-    key = model.strip().lower()
+    from fitcheck.text import clean_name, shown
+
+    model = clean_name(model, "model name")
+    key = model.lower()
     if key in ALIASES:
         return entries()[ALIASES[key]], key
     if key in entries():
@@ -166,7 +171,7 @@ def resolve(model: str) -> tuple[CatalogEntry, str | None]:
     names = list(entries()) + list(ALIASES)
     near = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
     hint = f"; nearest: {', '.join(near)}" if near else f"; known: {', '.join(sorted(ALIASES))} or `fitcheck models`"
-    raise UnknownModelError(f"unknown model {model!r}{hint}")
+    raise UnknownModelError(f"unknown model {shown(model)}{hint}")
 
 
 def tensor_shapes(e: CatalogEntry) -> list[tuple[str, tuple[int, ...]]]:

@@ -288,6 +288,11 @@ def devices_view(console: Console, devs: list) -> None:
             console.print(f"{d.name}: " + "; ".join(facts), highlight=False, markup=False, soft_wrap=True)
 
 
+def rate(v: float) -> str:
+    """A rate with one decimal, or two significant digits below 1 (0.0021 t/s is not 0.0)."""
+    return f"{v:.1f}" if v >= 1 or v == 0 else f"{v:.2g}"
+
+
 def speed_line(d: dict[str, Any]) -> str:
     """Plain text (printed with markup off): decode, prefill, TTFT and what they rest on."""
     sp, si, dev = d["speed"], d["basis"]["speed_inputs"], d["device"]
@@ -299,9 +304,9 @@ def speed_line(d: dict[str, Any]) -> str:
     tf = f"{dev['peak_tflops']:.3g} TFLOPS" if dev.get("peak_tflops") else "FLOPS unknown"
     if (dev.get("peak_kind") or "").startswith("Hexagon"):  # no published rate: counted in units of the measured HTP
         tf = "HTP rated as the measured v73" if dev["peak_tflops"] == 1.0 else f"HTP {dev['peak_tflops']:.2f}x the measured v73"
-    return (f"speed: decode ~{sp['decode_tps']:.1f} t/s ({d_lo:.1f}–{d_hi:.1f}), "
+    return (f"speed: decode ~{rate(sp['decode_tps'])} t/s ({rate(d_lo)}–{rate(d_hi)}), "
             f"{pre}{ttft} "
-            f"({dev['backend']}, {dev['bw_gbps']:.1f} GB/s, {tf}; {_speed_source(dev, si['calibrated'])})")
+            f"({dev['backend']}, {rate(dev['bw_gbps'])} GB/s, {tf}; {_speed_source(dev, si['calibrated'])})")
 
 
 def _speed_source(dev: dict[str, Any], calibrated: bool) -> str:
