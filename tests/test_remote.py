@@ -6,6 +6,8 @@ The server (127.0.0.1 only) routes by the first path segment:
   /short/F   promises the range, sends 1000 bytes       /huge/F    claims 1 TiB (F, then zeros)
   /hop/F     302 to /auth/F (same host)
   /hang/F    answers after 2 s                          /hf/ORG/REPO/resolve/REV/F  serves hf/ORG/REPO/REV/F
+  /trickle-status/F, /trickle-headers/F, /trickle-body/F   one byte every 0.1 s at that stage, for a minute
+  /ftp/F     302 to ftp://127.0.0.1:PORT/F              /gzip/F    /r/F, labelled Content-Encoding: gzip
 """
 
 from __future__ import annotations
@@ -46,6 +48,13 @@ class _Handler(BaseHTTPRequestHandler):
         mode, _, rel = self.path.split("?")[0].lstrip("/").partition("/")
         if mode == "hang":
             time.sleep(2)
+        if mode.startswith("trickle-"):
+            return self._trickle(mode.removeprefix("trickle-"))
+        if mode == "ftp":
+            self.send_response(302)
+            self.send_header("Location", f"ftp://127.0.0.1:{srv.server_address[1]}/{rel}")
+            self.send_header("Content-Length", "0")
+            return self.end_headers()
         if mode == "auth" and self.headers.get("Authorization") != "Bearer sekret":
             return self._status(401)
         if mode in ("redirect", "hop"):
@@ -62,6 +71,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._status(404)
         size = HUGE if mode == "huge" else path.stat().st_size
         ctype = "text/html" if rel.endswith(".html") else "application/octet-stream"
+        if mode == "gzip":
+            self.gzip = True
         m = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
         if mode == "full" or not m:
             return self._send(path, 200, 0, size, size, ctype)
@@ -70,6 +81,26 @@ class _Handler(BaseHTTPRequestHandler):
         if a >= size:
             return self._status(416, {"Content-Range": f"bytes */{size}"})
         self._send(path, 206, a, b + 1, size, ctype, short=mode == "short")
+
+    def _trickle(self, stage):
+        head = b"HTTP/1.1 206 Partial Content\r\n"
+        fields = b"Content-Range: bytes 0-1048575/2000000\r\nContent-Length: 1048576\r\n"
+        out = {"status": b"", "headers": head, "body": head + fields + b"\r\n"}[stage]
+        try:
+            self.wfile.write(out)
+            self.wfile.flush()
+            end = time.monotonic() + 60
+            filler = b"X-A: b\r\n" * 10_000 if stage == "headers" else head if stage == "status" else b"GGUF" + bytes(10**6)
+            for b in filler:
+                if time.monotonic() > end:
+                    break
+                self.wfile.write(bytes([b]))
+                self.wfile.flush()
+                self.server.bytes_sent += 1
+                time.sleep(0.1)
+        except OSError:  # the client gave up: as it must
+            pass
+        self.close_connection = True
 
     def _status(self, code, headers=None):
         self.send_response(code)
@@ -83,6 +114,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(end - a))
         self.send_header("ETag", f'"{path.stat().st_mtime_ns}"')
+        if getattr(self, "gzip", False):
+            self.send_header("Content-Encoding", "gzip")
         if code == 206:
             self.send_header("Content-Range", f"bytes {a}-{end - 1}/{size}")
         self.end_headers()
@@ -328,3 +361,69 @@ def test_timeout(server, monkeypatch):
 
 def test_read_any_model(server, served):
     _same_model(read_any_model(served / "smollm2.gguf"), read_any_model(f"{server.base}/r/smollm2.gguf"))
+
+
+# --- hostile servers: each ends within the deadline, in one line, no credential off its origin ---
+
+@pytest.mark.parametrize("stage", ["status", "headers", "body"])
+def test_a_trickling_server_is_cut_off_at_the_deadline(server, monkeypatch, stage):
+    monkeypatch.setattr(remote, "DEADLINE_S", 1.0)  # each byte comes well within the per-read timeout
+    t0 = time.monotonic()
+    _one_line_error(f"{server.base}/trickle-{stage}/smollm2.gguf", r"gave up: 127.0.0.1 did not finish sending within 1 s")
+    assert time.monotonic() - t0 < 1.0 + 10  # the deadline, not the minute the server would go on for
+
+
+def test_redirects_only_to_http_and_never_down_from_https(server):
+    _one_line_error(f"{server.base}/ftp/smollm2.gguf", r"redirected to a ftp:// address .*only http\(s\) redirects")
+    assert [p for p, _ in server.log] == ["/ftp/smollm2.gguf"]  # nothing was sent anywhere else
+    handler = remote._KeepAuthOnSameHost()
+    req = remote.urllib.request.Request("https://example.org/m.gguf")
+    with pytest.raises(remote._Refused, match="from https to plain http"):
+        handler.redirect_request(req, None, 302, "Found", {}, "http://example.org/m.gguf")
+
+
+def test_compressed_ranges_are_refused(server):
+    _one_line_error(f"{server.base}/gzip/smollm2.gguf", r"compressed the range \(Content-Encoding: gzip\)")
+
+
+def test_the_token_goes_to_the_endpoints_exact_origin_only(server, served, monkeypatch):
+    other = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)  # same host, another port
+    other.daemon_threads, other.root, other.log, other.bytes_sent = True, served, [], 0
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("HF_TOKEN", "sekret")
+        monkeypatch.setenv("FITCHECK_HF_ENDPOINT", f"{server.base}/hf")
+        read_remote_model(f"http://127.0.0.1:{other.server_address[1]}/r/smollm2.gguf")
+        assert other.log and all(a is None for _, a in other.log)
+        # the endpoint is https: the same host and port over plain http gets no token
+        monkeypatch.setenv("FITCHECK_HF_ENDPOINT", f"https://127.0.0.1:{server.server_address[1]}/hf")
+        read_remote_model(f"{server.base}/r/gemma3.gguf")
+        assert server.log and all(a is None for _, a in server.log)
+        # the default port written out is the same origin
+        assert remote._origin("https://huggingface.co/x") == remote._origin("https://HuggingFace.co:443/y")
+    finally:
+        other.shutdown()
+        other.server_close()
+
+
+def test_a_split_name_cannot_fan_out(server, served):
+    _one_line_error(f"{server.base}/r/m-00001-of-99999.gguf", "says 99999 parts; fitcheck reads at most 256")
+    assert server.log == []
+    (first,) = [p for p in served.glob("m-00001-of-*.gguf")]
+    lying = served / "m-00001-of-00200.gguf"
+    shutil.copy(first, lying)
+    try:
+        _one_line_error(f"{server.base}/r/{lying.name}", r"part 1 of 200 by its name says it is part 0 of \d+")
+        assert len(server.log) == 1  # checked on the first part, not after 200 requests
+    finally:
+        lying.unlink()
+
+
+def test_the_header_cache_is_bounded(server, monkeypatch, tmp_path):
+    monkeypatch.setattr(remote, "CACHE_MAX_BYTES", 1 << 20)
+    for name in ("smollm2.gguf", "gemma3.gguf", "one/m.gguf"):
+        read_remote_model(f"{server.base}/r/{name}")
+    folder = tmp_path / "cache" / "headers"
+    sizes = [p.stat().st_size for p in folder.iterdir()]
+    newest = max(folder.glob("*.bin"), key=lambda p: p.stat().st_mtime_ns)
+    assert sum(sizes) <= (1 << 20) + newest.stat().st_size + 4096
