@@ -29,22 +29,24 @@ def main() -> None:
     args = ap.parse_args()
     from calibration_holdout import HELD_OUT, measure_rounds
     from fitcheck.calibration.calibrate import CalibrationError, calibrate
-    from fitcheck.calibration.kernels import add_to_profile
+    from fitcheck.calibration.kernels import probe_device
     from fitcheck.calibration.llama_run import RunSettings
     from fitcheck.calibration.synth import spec_of
-    from fitcheck.device import profile
     from fitcheck.device.device_speed import from_profile, params_for_basis
     from fitcheck.estimator.speed import estimate_speed
 
-    prof = add_to_profile(profile.collect(quick=True), quick=True)
+    prof = probe_device(quick=True)
     held = {label: m for label, m in HELD_OUT.items() if "LLC" not in label}
     preds: dict[str, list[tuple[float, float]]] = {label: [] for label in held}
+    stored = 0
     for i in range(args.n):
         try:
             cal = calibrate(prof, quick=True, on_step=lambda m: print(m, file=sys.stderr))
         except CalibrationError as e:
             print(f"calibration {i + 1}: not stored: {e}")
             continue
+        stored += 1
+        print(f"calibration {i + 1}: stored; notes: {'; '.join(cal.notes) or 'none'}")
         dev, basis = from_profile({**prof, "calibration": cal.to_dict()})
         params = params_for_basis(dev.backend, basis, dev.kernels)[0]
         print(f"calibration {i + 1}: " + ", ".join(f"{r.model} tg {r.generation_tps:.1f} pp {r.prompt_tps:.0f}" for r in cal.runs)
@@ -52,6 +54,7 @@ def main() -> None:
         for label, m in held.items():
             est = estimate_speed(spec_of(m), dev, params, n_prompt=512, depth=64)
             preds[label].append((est.decode_tps, est.prefill_tps))
+    print(f"stored {stored} of {args.n} calibrations on the first try")
     measured = {}
     if not args.no_measure:
         with tempfile.TemporaryDirectory() as tmp:

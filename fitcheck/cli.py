@@ -47,12 +47,17 @@ SPLIT_MODE_OPT = typer.Option("layer", "--split-mode", "-sm", help="layer (whole
 TARGET_TPS_OPT = typer.Option(None, "--target-tps", help="Decode speed (tokens/s) an answer must reach to be 'yes' (default 5, a reading pace).")
 
 
-def fail(message: str, code: int = 1) -> None:
-    """One line on stderr, non-zero exit."""
+def say_error(message: str) -> None:
+    """One line on stderr: no control codes, whatever the message held."""
     from fitcheck.views.text import clean
 
-    line = " ".join(clean(message, 2000).split())  # one line, no control codes, whatever the message held
+    line = " ".join(clean(message, 2000).split())
     err_console.print(f"fitcheck: error: {line}", markup=False, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """One line on stderr, non-zero exit."""
+    say_error(message)
     raise typer.Exit(code)
 
 
@@ -133,10 +138,9 @@ def _profile_or_probe() -> dict:
         if not isinstance(e, NoProfileError):
             warn(f"{e}; probing again")
         with err_console.status("no usable profile: probing this device (quick, ~15 s) ...") as status:
-            prof = prof_mod.collect(quick=True)
-            from fitcheck.calibration.kernels import add_to_profile
+            from fitcheck.calibration.kernels import probe_device
 
-            add_to_profile(prof, quick=True, on_step=lambda msg: status.update(f"probing {msg} ..."))
+            prof = probe_device(quick=True, kernel_step=lambda msg: status.update(f"probing {msg} ..."))
         try:
             prof_mod.save(prof)
         except FitcheckError as e:
@@ -213,7 +217,7 @@ def inspect(
 @app.command()
 @guarded
 def probe(
-    quick: bool = typer.Option(False, "--quick", help="Fewer repetitions (under 15 s)."),
+    quick: bool = typer.Option(False, "--quick", help="Fewer repetitions, within about 17 s whatever the load (what it cut short, it says)."),
     save: bool = typer.Option(True, "--save/--no-save", help="Save the profile as device 'this'."),
     disk_dir: Optional[str] = typer.Option(None, "--disk-dir", help="Folder for the disk test: where your models live "
                                            "(their storage sets load time and paging speed). Default: fitcheck's data folder."),
@@ -235,10 +239,9 @@ def probe(
             done = list(PROBES).index(name) if name in PROBES else 0
             bar.update(task, completed=done, description=f"probing {name}")
 
-        prof = prof_mod.collect(quick=quick, on_step=on_step, disk_dir=disk_dir)
-        from fitcheck.calibration.kernels import add_to_profile
+        from fitcheck.calibration.kernels import probe_device
 
-        add_to_profile(prof, quick, on_step=lambda msg: bar.update(task, description=f"probing {msg}"))
+        prof = probe_device(quick, on_step, lambda msg: bar.update(task, description=f"probing {msg}"), disk_dir)
         bar.update(task, completed=len(PROBES))
     saved = None
     if save:
@@ -539,8 +542,9 @@ def report(
     json_out: bool = JSON_OPT,
 ) -> None:
     """Write an HTML + Markdown report: device, size x quant table, memory and speed plots, forecast, sources."""
-    from fitcheck.views.report import write_report
+    from fitcheck.views.report import report_path, write_report
 
+    report_path(out, device)  # a bad --out is said before any probe runs
     target, prof = _target(device, entitlement=entitlement, probe=True)
     d = write_report(target, device, out, device_class, prof)
     if json_out:
@@ -694,8 +698,17 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         from click import exceptions as cx
 
+    from fitcheck.interrupts import signals_raise
+
     try:
-        rc = app(args=argv, standalone_mode=False, prog_name="fitcheck")
+        with signals_raise():  # SIGTERM/SIGHUP unwind as SIGINT does: children killed, temp files gone
+            rc = app(args=argv, standalone_mode=False, prog_name="fitcheck")
+    except Interrupted as e:  # arrived outside a command's own guard (parsing, a view)
+        say_error(str(e))
+        rc = 128 + e.signum
+    except KeyboardInterrupt:
+        say_error("interrupted (SIGINT)")
+        rc = 130
     except cx.UsageError as e:
         where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
         err_console.print(f"fitcheck: error: {' '.join(e.format_message().split())}{where}", markup=False,

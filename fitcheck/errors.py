@@ -57,8 +57,10 @@ class ForecastError(FitcheckError):
     """A forecast that cannot be made from the device data."""
 
 
-class Interrupted(FitcheckError):
-    """SIGINT, SIGTERM or SIGHUP arrived: everything started was cleaned up; exit 128 + the signal."""
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived (SIGINT is KeyboardInterrupt itself): everything started was cleaned up; exit
+    128 + the signal. Not a FitcheckError, as KeyboardInterrupt is not an Exception: no `except FitcheckError` or
+    `except Exception` that records a failure and goes on (a probe's, a scan entry's) may swallow it."""
 
     def __init__(self, signum: int):
         import signal

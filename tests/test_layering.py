@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # lower number = lower layer; a module may import its own layer and those below
 LAYERS = {
-    "fitcheck.errors": 0, "fitcheck.paths": 0, "fitcheck.jsonio": 0, "fitcheck.text": 0,
+    "fitcheck.errors": 0, "fitcheck.paths": 0, "fitcheck.jsonio": 0, "fitcheck.text": 0, "fitcheck.interrupts": 0,
     "fitcheck.model": 1,
     "fitcheck.estimator": 2,
     "fitcheck.device": 3,

@@ -59,7 +59,7 @@ def test_bandwidth_numpy_fallback_agrees_in_magnitude():
 def test_compute_probe():
     c = compute.probe(quick=True)
     assert c["fp32_gflops"] > 1
-    assert c["fp32_gflops"] > c["fp64_gflops"] * 0.9  # single precision is never slower in BLAS
+    assert c["fp64_gflops"] > 0  # (which is faster is a speed on a possibly busy machine: not a test)
     assert c["half_precision"]["status"] == "unavailable"
 
 
@@ -84,7 +84,7 @@ def test_nvidia_smi_parsing():
 def test_disk_probe(tmp_path):
     d = disk.probe(quick=True, directory=tmp_path)
     assert d["status"] == "ok"
-    assert d["file_bytes"] == 256 << 20
+    assert d["file_bytes"] == 128 << 20
     assert d["read_gbps"] > 0.01
     assert list(tmp_path.iterdir()) == []  # the test file is gone
 

@@ -1,8 +1,8 @@
 """Child process for real llama.cpp runs (see llama_run.py): load, warm up, pp and tg.
 
-Reads its settings as JSON on stdin and prints one JSON line last on stdout;
-llama.cpp's own log goes to stderr, where the parent reads buffer sizes.
-A native crash kills only this process.
+Reads one job's settings per line of JSON on stdin and answers each with one JSON line on stdout, until stdin
+closes (llama_cpp is imported once for all of a session's jobs). llama.cpp's own log of each job goes to the file
+the job names (`log`), where the parent reads buffer sizes. A native crash kills only this process.
 """
 
 import json
@@ -61,24 +61,70 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+_REPACK = {"on": True}
+
+
+def _patch_repack(C) -> None:
+    # llama.cpp's repacked (AMX) weight buffers crash on some CPUs; Llama() has no argument for this model
+    # parameter, so the defaults it starts from are patched to follow each job's setting
+    orig = C.llama_model_default_params
+
+    def params():
+        p = orig()
+        if not _REPACK["on"]:
+            p.use_extra_bufts = False
+        return p
+
+    C.llama_model_default_params = params
+
+
+def _log_to(path) -> None:
+    """llama.cpp writes to fd 2: point it at this job's log file."""
+    import os
+
+    if path:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(fd, 2)
+        os.close(fd)
+
+
+def _reset_peak() -> None:
+    """Start this job's peak RSS from now (VmHWM is per process; a session runs several jobs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def main() -> None:
-    cfg = json.loads(sys.stdin.read())
-    if cfg.get("parent_pid"):
-        _die_with_parent(cfg["parent_pid"])
+    first = True
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        cfg = json.loads(line)
+        if first and cfg.get("parent_pid"):
+            _die_with_parent(cfg["parent_pid"])
+        _log_to(cfg.get("log"))
+        if first:
+            import llama_cpp.llama_cpp as C
+
+            _patch_repack(C)
+            first = False
+        _reset_peak()
+        try:
+            out = run_job(cfg)
+        except Exception as e:  # a Python-level failure is this job's error; the session goes on
+            out = {"error": f"{type(e).__name__}: {e}"}
+        print(json.dumps(out))
+        sys.stdout.flush()
+
+
+def run_job(cfg: dict) -> dict:
     import llama_cpp
     import llama_cpp.llama_cpp as C
 
-    if not cfg["use_extra_bufts"]:
-        # llama.cpp's repacked (AMX) weight buffers crash on some CPUs; Llama() has no
-        # argument for this model parameter, so patch the defaults it starts from.
-        orig = C.llama_model_default_params
-
-        def params():
-            p = orig()
-            p.use_extra_bufts = False
-            return p
-
-        C.llama_model_default_params = params
+    _REPACK["on"] = bool(cfg["use_extra_bufts"])
     kwargs = dict(
         n_ctx=cfg["n_ctx"], n_batch=cfg["n_batch"], n_ubatch=cfg["n_ubatch"],
         n_threads=cfg["n_threads"], n_threads_batch=cfg["n_threads"],
@@ -92,8 +138,7 @@ def main() -> None:
     try:
         llm = llama_cpp.Llama(cfg["model"], **kwargs)
     except Exception as e:  # llama.cpp refuses the file: report, do not crash
-        print(json.dumps({"error": f"llama.cpp could not load the model: {e}"}))
-        sys.exit(3)
+        return {"error": f"llama.cpp could not load the model: {e}"}
     load_s = time.perf_counter() - t
     rss_loaded = _current_rss_bytes()
     ctx = llm.ctx
@@ -129,7 +174,7 @@ def main() -> None:
         tg(4)
     pp_s = [pp(cfg["n_prompt"]) for _ in range(cfg["reps"])] if cfg["n_prompt"] else []
     tg_s = [tg(cfg["n_gen"], cfg.get("tg_depth", 0)) for _ in range(cfg["reps"])] if cfg["n_gen"] else []
-    print(json.dumps({
+    out = {
         "load_s": load_s,
         "pp_s": pp_s,
         "tg_s": tg_s,
@@ -141,8 +186,9 @@ def main() -> None:
         "system_info": C.llama_print_system_info().decode(errors="replace").strip(),
         "llama_cpp_python": llama_cpp.__version__,
         "n_threads": cfg["n_threads"],
-    }))
-    sys.stdout.flush()
+    }
+    llm.close()  # the next job's model loads into a clean process
+    return out
 
 
 if __name__ == "__main__":

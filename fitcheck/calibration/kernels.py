@@ -42,66 +42,88 @@ def overhead_model(n_layer: int):
 
 OVERHEAD_LAYERS = (1, 9)
 UNREPACKED_CLASSES = ("q4_0", "q4_k")  # what llama.cpp's CPU backend repacks on x86 (AVX2/AVX-512) and Arm (i8mm)
-ROUND_BUDGET_S = {True: 8.0, False: 30.0}  # quick probe (with the unrepacked classes): `probe --quick` within about 15 s
+UNSETTLED = 0.25  # a class whose two fastest decode rounds differ by more is reported as unsettled
+ROUND_BUDGET_S = {True: 5.0, False: 30.0}  # quick: two rounds of every class on a quiet machine, `probe --quick` within ~12 s
 
 
-def measure(threads: int, quick: bool = False, on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Decode and prefill rates (weight elements per second) per kernel class; a profile section."""
+def measure(threads: int, quick: bool = False, on_step: Callable[[str], None] | None = None,
+            budget_s: float | None = None) -> dict[str, Any]:
+    """Decode and prefill rates (weight elements per second) per kernel class; a profile section.
+
+    All runs share one llama.cpp child (LlamaSession). Within `budget_s` (the quick probe's share of its time)
+    rounds stop early, down to one; the unrepacked classes are skipped when no time is left, and the section
+    says what was cut ("cut_short")."""
+    from fitcheck.calibration.llama_run import LlamaSession
+
+    t0 = time.perf_counter()
+    rounds_s = min(ROUND_BUDGET_S[quick], budget_s) if budget_s is not None else ROUND_BUDGET_S[quick]
+    with LlamaSession() as session:
+        return _measure(session, threads, quick, on_step or (lambda s: None), t0, rounds_s, budget_s)
+
+
+def _measure(session, threads, quick, step, t0, rounds_s, budget_s) -> dict[str, Any]:
     from fitcheck.calibration.calibrate import ensure_model
     from fitcheck.calibration.llama_run import RunSettings, run_llama
     from fitcheck.calibration.rounds import fastest_two_agree, in_rounds
     from fitcheck.paths import cache_dir
 
-    t0 = time.perf_counter()
     folder = cache_dir() / "kernels"
-    reps = 2 if quick else 4  # a round; at least two rounds
-    repack = True
-    rates: dict[str, Any] = {}
-    crashed = None
+    reps = 2 if quick else 4  # a round; at least two rounds unless the budget says otherwise
+    state = {"repack": True, "crashed": None}
+    cut: list[str] = []
+
+    def run(path, n_prompt, n_gen):
+        res = run_llama(path, n_prompt=n_prompt, n_gen=n_gen, reps=reps, timeout_s=120, session=session,
+                        settings=RunSettings(n_ctx=256, n_threads=threads, use_extra_bufts=state["repack"]))
+        if res.crashed_first:  # repacked kernels crashed (AMX on some CPUs): the rest run as the retry did
+            state["crashed"], state["repack"] = res.crashed_first, False
+        return res
+
     # fixed costs first: per token and per layer, from two tiny models that differ only in depth
-    step = on_step or (lambda s: None)
     step("llama.cpp fixed costs")
-    t_tiny = []
-    for n in OVERHEAD_LAYERS:
-        res = run_llama(ensure_model(overhead_model(n), folder), n_prompt=16, n_gen=64, reps=reps,
-                        settings=RunSettings(n_ctx=256, n_threads=threads, use_extra_bufts=repack), timeout_s=120)
-        t_tiny.append(1 / res.generation_tps)
+    t_tiny = [1 / run(ensure_model(overhead_model(n), folder), 16, 64).generation_tps for n in OVERHEAD_LAYERS]
     per_layer = max((t_tiny[1] - t_tiny[0]) / (OVERHEAD_LAYERS[1] - OVERHEAD_LAYERS[0]), 0.0)
     per_token = max(t_tiny[0] - per_layer * OVERHEAD_LAYERS[0], 0.0)
     # rounds over every class, each keeping its fastest (fitcheck.calibration.rounds): a neighbour's burst halved one
-    # run here (Q4_0 at 51 then 78 G weights/s minutes apart). At least two rounds; settled on decode.
+    # run here (Q4_0 at 51 then 78 G weights/s minutes apart). Two rounds at least, settled on decode; under a hard
+    # budget, as many as fit (one at least), and the spread says how far to trust them.
     def job(gtype: str):
-        def run(rnd: int):
-            nonlocal crashed, repack
+        def one(rnd: int):
             step(f"llama.cpp kernels: {gtype}" + (f" (round {rnd + 1})" if rnd else ""))
-            settings = RunSettings(n_ctx=256, n_threads=threads, use_extra_bufts=repack)
-            res = run_llama(ensure_model(probe_model(gtype), folder), n_prompt=64, n_gen=32, reps=reps,
-                            settings=settings, timeout_s=120)
-            if res.crashed_first:  # repacked kernels crashed (AMX on some CPUs): the rest run as the retry did
-                crashed, repack = res.crashed_first, False
-            return res
-        return run
+            return run(ensure_model(probe_model(gtype), folder), 64, 32)
+        return one
 
     seen = in_rounds([job(g) for g in PROBE_TYPES.values()],
-                     lambda runs: fastest_two_agree([r.generation_tps for r in runs]), ROUND_BUDGET_S[quick], min_rounds=2)
-    best = dict(zip(PROBE_TYPES, seen))
-    for cls, runs in best.items():
+                     lambda runs: fastest_two_agree([r.generation_tps for r in runs]),
+                     rounds_s - (time.perf_counter() - t0), min_rounds=2, hard=budget_s is not None)
+    if len(seen[0]) < 2:
+        cut.append("one round only (the budget ran out): no spread across rounds")
+    for cls, runs in zip(PROBE_TYPES, seen):  # a burst the rounds could not outlast: said, and the interval widens
+        if len(runs) > 1 and not fastest_two_agree([r.generation_tps for r in runs], UNSETTLED):
+            cut.append(f"{cls} decode rounds disagree ({', '.join(f'{r.generation_tps or 0:.1f}' for r in runs)} t/s; "
+                       f"the fastest kept): a busy machine, speeds resting on {cls} are less certain")
+    rates: dict[str, Any] = {}
+    for cls, runs in zip(PROBE_TYPES, seen):
         tg = max(r.generation_tps or 0 for r in runs)
         pp = max(r.prompt_tps or 0 for r in runs)
         rates[cls] = {"type": PROBE_TYPES[cls], **_rates(cls, tg, pp, per_token, per_layer),
                       "tg_cv": _cv([r.generation_tps for r in runs], [r.generation_tps_std for r in runs]),
                       "pp_cv": _cv([r.prompt_tps for r in runs], [r.prompt_tps_std for r in runs]),
                       "rounds_tg_tps": [round(r.generation_tps or 0, 1) for r in runs]}
-    if repack:  # an app may run llama.cpp with repacking off (LLMFarm-style): the classes it repacks, once without
+    if state["repack"]:  # an app may run llama.cpp with repacking off (LLMFarm-style): the classes it repacks, once
         for cls in UNREPACKED_CLASSES:
+            if budget_s is not None and time.perf_counter() - t0 > budget_s:
+                cut.append(f"{cls} without repacking not measured (the budget ran out)")
+                continue
             step(f"llama.cpp kernels: {PROBE_TYPES[cls]}, repacking off")
-            res = run_llama(ensure_model(probe_model(PROBE_TYPES[cls]), folder), n_prompt=64, n_gen=32, reps=reps,
-                            settings=RunSettings(n_ctx=256, n_threads=threads, use_extra_bufts=False), timeout_s=120)
+            state["repack"] = False
+            res = run(ensure_model(probe_model(PROBE_TYPES[cls]), folder), 64, 32)
+            state["repack"] = True
             rates[cls]["unrepacked"] = _rates(cls, res.generation_tps or 0, res.prompt_tps or 0, per_token, per_layer)
-    return {"status": "ok", "threads": threads, "repack": repack, "crashed_first": crashed,
+    return {"status": "ok", "threads": threads, "repack": state["repack"], "crashed_first": state["crashed"],
             "fixed_costs": {"per_token_s": per_token, "per_layer_s": per_layer},
             "probe_model": {"n_layer": 2, "n_embd": 2048, "n_ff": 5632, "n_vocab": 8000},
-            "rates": rates, "rounds": len(seen[0]), "elapsed_s": round(time.perf_counter() - t0, 2)}
+            "rates": rates, "rounds": len(seen[0]), "cut_short": cut, "elapsed_s": round(time.perf_counter() - t0, 2)}
 
 
 def _rates(cls: str, tg: float, pp: float, per_token: float, per_layer: float) -> dict[str, float]:
@@ -127,12 +149,32 @@ def _cv(means, stds) -> float | None:
     return round(max(across, within), 4)
 
 
-def add_to_profile(prof: dict[str, Any], quick: bool = False, on_step=None) -> dict[str, Any]:
+QUICK_BUDGET_S = 17.0  # `probe --quick` ends within about this, whatever the load (the kernels take what is left)
+KERNELS_MIN_S = 4.0  # ... but never less than this for the kernels: one round of every class
+
+
+def probe_device(quick: bool = False, on_step: Callable[[str], None] | None = None,
+                 kernel_step: Callable[[str], None] | None = None, disk_dir: str | None = None) -> dict[str, Any]:
+    """Every probe, then llama.cpp's kernels: the whole profile. Quick: within QUICK_BUDGET_S, the kernel probe's
+    rounds cut to what is left of it (the profile says what was cut)."""
+    from fitcheck.device import profile as prof_mod
+
+    t0 = time.perf_counter()
+    prof = prof_mod.collect(quick=quick, on_step=on_step, disk_dir=disk_dir)
+    budget = max(QUICK_BUDGET_S - (time.perf_counter() - t0), KERNELS_MIN_S) if quick else None
+    add_to_profile(prof, quick, kernel_step, budget)
+    prof["durations_s"]["total"] = round(time.perf_counter() - t0, 2)
+    return prof
+
+
+def add_to_profile(prof: dict[str, Any], quick: bool = False, on_step=None, budget_s: float | None = None) -> dict[str, Any]:
     """Measure the kernels into prof["kernels"]; a failure is recorded, never fatal (as for every probe)."""
     from fitcheck.calibration.llama_run import default_threads
 
     try:
-        prof["kernels"] = measure(default_threads(), quick, on_step)
+        prof["kernels"] = measure(default_threads(), quick, on_step, budget_s)
+        for c in prof["kernels"].get("cut_short", []):
+            prof.setdefault("warnings", []).append(f"kernel probe: {c}")
     except FitcheckError as e:
         prof["kernels"] = {"status": "error", "reason": str(e)}
     except (OSError, ValueError) as e:

@@ -9,18 +9,21 @@ gets the signal, and by default a retry with repacking off.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import queue
 import re
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fitcheck.errors import Interrupted, LlamaRunError
+from fitcheck.errors import LlamaRunError
+from fitcheck.interrupts import signals_raise  # noqa: F401  (imported from here by older callers)
 from fitcheck.estimator.settings import RuntimeSettings
 
 RunSettings = RuntimeSettings  # the run uses exactly the settings an estimate assumes
@@ -99,42 +102,79 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-@contextlib.contextmanager
-def signals_raise():
-    """SIGTERM and SIGHUP raise Interrupted here (as SIGINT raises KeyboardInterrupt), so every
-    cleanup path (killing the child's group, removing temp files) runs for them too."""
-    def handler(signum, frame):
-        raise Interrupted(signum)
+class LlamaSession:
+    """One llama.cpp child process for several runs (`run`): llama_cpp is imported once, each job loads its own
+    model. The child has its own session: on timeout, interrupt or close the whole group is killed, leaving no
+    orphans; it also dies with this process (PR_SET_PDEATHSIG, and a watch on its parent) when this one is killed
+    outright. A native crash ends the child only; the next job starts a new one."""
 
-    saved = {}
-    try:
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            saved[sig] = signal.signal(sig, handler)
-    except ValueError:  # not the main thread: signals stay as they are
-        pass
-    try:
-        yield
-    finally:
-        for sig, old in saved.items():
-            signal.signal(sig, old)
+    def __init__(self):
+        self.proc: subprocess.Popen | None = None
+        self.lines: queue.Queue | None = None
 
+    def __enter__(self) -> "LlamaSession":
+        return self
 
-def _child(cfg: dict, timeout_s: float) -> tuple[int, str, str]:
-    # own session: on timeout or interrupt the whole group is killed, leaving no orphans; the child also
-    # dies with this process (PR_SET_PDEATHSIG, and a watch on its parent) when this one is killed outright
-    cfg = {**cfg, "parent_pid": os.getpid()}
-    with signals_raise():
-        proc = subprocess.Popen([sys.executable, "-m", "fitcheck.calibration._llama_child"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "fitcheck.calibration._llama_child"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     start_new_session=True)
+        self.lines = queue.Queue()
+        threading.Thread(target=_pump, args=(self.proc.stdout, self.lines), daemon=True).start()
+
+    def close(self) -> None:
+        if self.proc is not None:
+            _kill_group(self.proc)
+            self.proc = None
+
+    def job(self, cfg: dict, timeout_s: float) -> tuple[int | None, str, str]:
+        """(exit code, or None while the child lives on; its answer line; llama.cpp's log of this job)."""
+        fd, log = tempfile.mkstemp(prefix="fitcheck-llama-", suffix=".log")
+        os.close(fd)
         try:
-            out, err = proc.communicate(json.dumps(cfg), timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise LlamaRunError(f"llama.cpp run on {cfg['model']} timed out after {timeout_s:.0f} s") from None
-        except BaseException:
-            _kill_group(proc)
-            raise
-    return proc.returncode, out, err
+            with signals_raise():
+                try:
+                    if self.proc is None:
+                        self._start()
+                    self.proc.stdin.write(json.dumps({**cfg, "parent_pid": os.getpid(), "log": log}) + "\n")
+                    self.proc.stdin.flush()
+                    line = self.lines.get(timeout=timeout_s)
+                except queue.Empty:
+                    self.close()
+                    raise LlamaRunError(f"llama.cpp run on {cfg['model']} timed out after {timeout_s:.0f} s") from None
+                except BrokenPipeError:
+                    line = None
+                except BaseException:
+                    self.close()
+                    raise
+                rc = None
+                if line is None:  # the child ended (a crash): its exit code says how
+                    rc = self.proc.wait()
+                    self.proc = None
+            with open(log, errors="replace") as f:
+                err = f.read()
+        finally:
+            os.unlink(log)
+        return rc, line or "", err
+
+
+def _pump(stream, lines: queue.Queue) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+def _child(cfg: dict, timeout_s: float, session: LlamaSession | None = None) -> tuple[int, str, str]:
+    """One job: in `session`, else in a child of its own."""
+    if session is not None:
+        rc, out, err = session.job(cfg, timeout_s)
+        return (0 if rc is None else rc), out, err
+    with LlamaSession() as own:
+        rc, out, err = own.job(cfg, timeout_s)
+        return (0 if rc is None else rc), out, err
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -168,8 +208,9 @@ def run_llama(
     tg_depth: int = 0,
     timeout_s: float = 600,
     retry_on_crash: bool = True,
+    session: LlamaSession | None = None,
 ) -> LlamaRunResult:
-    """Load and time a model with llama.cpp in a child process."""
+    """Load and time a model with llama.cpp in a child process (`session`'s, else one of its own)."""
     s = settings or RunSettings()
     if s.n_threads is None:
         s = RunSettings(**{**asdict(s), "n_threads": default_threads()})
@@ -179,13 +220,13 @@ def run_llama(
     cfg = {**asdict(s), "model": str(model_path), "n_prompt": n_prompt, "n_gen": n_gen, "reps": reps, "tg_depth": tg_depth,
            "type_k": _ggml_type_id(s.type_k), "type_v": _ggml_type_id(s.type_v)}
     crashed = None
-    rc, out, err = _child(cfg, timeout_s)
+    rc, out, err = _child(cfg, timeout_s, session)
     if rc < 0 and retry_on_crash:
         crashed = f"llama.cpp died with {_signal_name(rc)}" + ("" if s.use_extra_bufts else " (repacking already off)")
         if s.use_extra_bufts:
             cfg["use_extra_bufts"] = False
             s = RunSettings(**{**asdict(s), "use_extra_bufts": False})
-            rc, out, err = _child(cfg, timeout_s)
+            rc, out, err = _child(cfg, timeout_s, session)
     if rc < 0:
         raise LlamaRunError(f"llama.cpp died with {_signal_name(rc)} running {model_path}")
     last = out.strip().splitlines()[-1] if out.strip() else ""

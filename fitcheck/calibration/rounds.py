@@ -27,8 +27,9 @@ def spread(values: Sequence[float | None]) -> float:
 
 
 def in_rounds(jobs: Sequence[Callable[[int], R]], settled: Callable[[list[R]], bool], budget_s: float,
-              min_rounds: int = 1, max_rounds: int = MAX_ROUNDS) -> list[list[R]]:
-    """Each job's results, one per round (at least `min_rounds`); a job is called with the round's index."""
+              min_rounds: int = 1, max_rounds: int = MAX_ROUNDS, hard: bool = False) -> list[list[R]]:
+    """Each job's results, one per round (at least `min_rounds`, unless `hard`: then no round that would end past
+    the budget starts, one round always); a job is called with the round's index."""
     seen: list[list[R]] = [[] for _ in jobs]
     t0 = time.perf_counter()
     for rnd in range(max_rounds):
@@ -36,6 +37,7 @@ def in_rounds(jobs: Sequence[Callable[[int], R]], settled: Callable[[list[R]], b
         for job, results in zip(jobs, seen):
             results.append(job(rnd))
         now = time.perf_counter()
-        if rnd + 1 >= min_rounds and (all(settled(r) for r in seen) or now + (now - t_round) - t0 > budget_s):
+        past = now + (now - t_round) - t0 > budget_s
+        if (rnd + 1 >= min_rounds and (all(settled(r) for r in seen) or past)) or (hard and past):
             break  # settled, or another round would end past the budget
     return seen

@@ -35,6 +35,11 @@ def _run(name: str, fn: Callable[[], Any]) -> tuple[Any, float]:
     try:
         result = fn()
     except Exception as e:  # a broken probe must not sink the profile
+        cause = e
+        while cause is not None:  # ... but an interrupt that a cleanup error replaced still ends everything
+            if isinstance(cause, KeyboardInterrupt):
+                raise cause from None
+            cause = cause.__context__
         result = {"status": "error", "reason": f"{type(e).__name__}: {e}"}
     return result, round(time.perf_counter() - t, 3)
 

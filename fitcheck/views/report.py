@@ -221,6 +221,16 @@ def default_out(device: str) -> Path:
     return Path("reports") / f"fitcheck-{slug}.html"
 
 
+def report_path(out: str | None, device: str) -> Path:
+    """Where the report goes, checked before anything is measured: an .html path in a folder that exists."""
+    html_path = Path(out) if out else default_out(device)
+    if html_path.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"{html_path}: the report is HTML; give a path ending in .html (the .md is written beside it)")
+    if out and not html_path.parent.is_dir():  # a folder the user named must exist; the default reports/ is made later
+        raise UsageError(f"{html_path.parent}: no such directory for the report")
+    return html_path
+
+
 def write_report(target: Target, device: str = "this", out: str | os.PathLike | None = None,
                  device_class: str | None = None, profile: dict | None = None) -> dict[str, Any]:
     """Answer, plots and forecast for a resolved device, written as HTML (+ .md and PNGs). Returns the paths written.
@@ -233,12 +243,7 @@ def write_report(target: Target, device: str = "this", out: str | os.PathLike | 
     from fitcheck.forecast import forecast
     from fitcheck.views import plots
 
-    html_path = Path(out) if out else default_out(device)
-    if html_path.suffix.lower() not in (".html", ".htm"):
-        raise UsageError(f"{html_path}: the report is HTML; give a path ending in .html (the .md is written beside it)")
-    parent = html_path.parent
-    if out and not parent.is_dir():  # a folder the user named must exist; the default reports/ is made below
-        raise UsageError(f"{parent}: no such directory for the report")
+    html_path = report_path(out, device)
     from_db = target.basis.get("source") == "database"
     dev = device_db.devices()[target.basis["id"]] if from_db else None
     if not from_db and profile is None:
@@ -249,6 +254,7 @@ def write_report(target: Target, device: str = "this", out: str | os.PathLike | 
     title = f"fitcheck report: {target.label if dev else 'this device'}"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     images_dir = f"{html_path.stem}_files"
+    parent = html_path.parent
     parent.mkdir(parents=True, exist_ok=True)  # only now: bad input above must leave nothing behind
     tmp = Path(tempfile.mkdtemp(prefix=".fitcheck-report-", dir=parent))
     try:
