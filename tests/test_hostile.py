@@ -424,3 +424,39 @@ def test_a_file_rewritten_during_scans_is_an_error_not_a_crash(tmp_path):
         stop.set()
         t.join()
     assert outcomes  # each scan ended with the model listed or with its problem, never a signal
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 MiB tmpfs (root only; skipped where mounting is not allowed)."""
+    import subprocess
+
+    where = tmp_path / "small"
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(where)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def test_a_full_or_read_only_cache_is_one_line_and_leaves_nothing(small_disk):
+    import subprocess
+
+    from fitcheck.calibration.calibrate import ensure_model
+    from fitcheck.calibration.synth import SynthModel
+    from fitcheck.errors import CalibrationError
+
+    big = SynthModel(n_layer=8, n_embd=1024, n_head=8, n_head_kv=4, n_ff=2816, n_vocab=8000, weight_type="Q8_0")
+    with pytest.raises(CalibrationError, match=r"no room for the .* calibration model .* MiB are free"):
+        ensure_model(big, small_disk / "calibration")
+    # a model that the free space only just holds, written while the disk fills up under it
+    (small_disk / "filler").write_bytes(bytes(6 << 20))
+    mid = SynthModel(n_layer=2, n_embd=1024, n_head=8, n_head_kv=4, n_ff=2816, n_vocab=8000, weight_type="Q8_0")
+    try:
+        ensure_model(mid, small_disk / "calibration")
+    except CalibrationError as e:
+        assert "\n" not in str(e)
+    assert not list(small_disk.rglob("*.tmp*"))
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    with pytest.raises(CalibrationError, match="Read-only file system"):
+        ensure_model(big, small_disk / "elsewhere")

@@ -139,10 +139,20 @@ def ensure_model(model, folder: Path) -> Path:
         return path
     from fitcheck.calibration.llama_run import signals_raise
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("*.tmp.gguf"):  # left by a run that was killed outright (its writer is gone)
-        if not _writer_alive(stale):
-            stale.unlink(missing_ok=True)
+    from fitcheck.calibration.synth import spec_of
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.tmp.gguf"):  # left by a run that was killed outright (its writer is gone)
+            if not _writer_alive(stale):
+                stale.unlink(missing_ok=True)
+        st = os.statvfs(folder)
+    except OSError as e:
+        raise CalibrationError(f"cannot use the model cache {folder}: {e.strerror or e} (set FITCHECK_CACHE)") from None
+    need, free = spec_of(model).weights_bytes + (8 << 20), st.f_bavail * st.f_frsize
+    if need > free:
+        raise CalibrationError(f"no room for the {model.name} calibration model in {folder}: it needs {need >> 20} MiB, "
+                               f"{free >> 20} MiB are free (free some, or set FITCHECK_CACHE)")
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.gguf")  # the cache is shared: one temp file per writer
     with signals_raise():
         try:
@@ -150,9 +160,12 @@ def ensure_model(model, folder: Path) -> Path:
             with open(tmp, "rb+") as f:  # on disk before any run: writeback must not compete with the measurement
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+            sums.write_text(_sha256(path) + "\n")
+        except OSError as e:  # a disk that fills or goes read-only while writing (the writer's own errors too)
+            raise CalibrationError(f"cannot write the {model.name} calibration model in {folder}: "
+                                   f"{e.strerror or e}") from None
         finally:  # interrupted or failed: no half-written model stays behind
             tmp.unlink(missing_ok=True)
-    sums.write_text(_sha256(path) + "\n")
     return path
 
 
