@@ -40,6 +40,26 @@ def models(folder: Path) -> dict[str, Path]:
             "hybrid (LFM2-350M shapes, Q4_0)": hybrid}
 
 
+def calibrated():
+    """(device, parameters, note) from FITCHECK_HOME's calibrated profile (probed and calibrated first if need be)."""
+    from fitcheck.calibration.calibrate import calibrate
+    from fitcheck.calibration.kernels import probe_device
+    from fitcheck.device import profile
+    from fitcheck.device.device_speed import from_profile, params_for_basis
+    from fitcheck.errors import FitcheckError
+
+    try:
+        prof = profile.load()
+    except FitcheckError:
+        prof = probe_device(quick=True)
+    if not prof.get("calibration"):
+        prof["calibration"] = calibrate(prof, quick=True).to_dict()
+        profile.save(prof)
+    dev, basis = from_profile(prof)
+    params, note, _ = params_for_basis(dev.backend, basis, dev.kernels)
+    return dev, params, note
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--depths", default="0,2048,8192,16384")
@@ -50,23 +70,11 @@ def main() -> int:
     args = ap.parse_args()
     depths = [int(x) for x in args.depths.split(",")]
 
-    from fitcheck.calibration.calibrate import calibrate
-    from fitcheck.calibration.kernels import probe_device
     from fitcheck.calibration.llama_run import LlamaSession, RunSettings, run_llama
-    from fitcheck.device import profile
-    from fitcheck.device.device_speed import from_profile, params_for_basis
-    from fitcheck.errors import FitcheckError
     from fitcheck.estimator.speed import estimate_speed
     from fitcheck.model.inspection import load_spec
 
-    try:
-        prof = profile.load()
-    except FitcheckError:
-        prof = probe_device(quick=True)
-    if not prof.get("calibration"):
-        prof["calibration"] = calibrate(prof, quick=True).to_dict()
-    dev, basis = from_profile(prof)
-    params, note, _ = params_for_basis(dev.backend, basis, dev.kernels)
+    dev, params, note = calibrated()
     print(f"parameters: {note}")
     errors: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp, LlamaSession() as session:
