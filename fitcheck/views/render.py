@@ -317,7 +317,8 @@ def speed_line(d: dict[str, Any]) -> str:
 
 
 def _tokens(n: int) -> str:
-    return f"{n / 1024:.0f}k" if n >= 1024 and n % 1024 == 0 else (f"{n / 1000:.1f}k" if n >= 1000 else str(n))
+    """Token counts as people write contexts: 8k is 8192, 31.5k is 32256."""
+    return str(n) if n < 1024 else f"{n // 1024}k" if n % 1024 == 0 else f"{n / 1024:.1f}k"
 
 
 def depth_line(c: dict[str, Any]) -> str:
