@@ -56,13 +56,31 @@ def answer(target: Target, sizes=SIZES, quants=LADDER, settings: RuntimeSettings
                          "decode_tps_upper_bound": decode_upper_bound_tps(ev.spec, target.read_gbps) if ev.runs else None})
             if on_row:
                 on_row(f"{size} {q}")
-        lines.append(_line(f"{size.upper()} ({entry.name})", evals, target, target_tps))
+        line = _line(f"{size.upper()} ({entry.name})", evals, target, target_tps)
+        lines.append(_with_depth(line, evals, s, target))
     return {"device": target.to_dict(), "usable_bytes": target.usable_bytes,
             "settings": {"n_ctx": "each model's trained context" if ctx_from_model else base.n_ctx,
                          "runtime": base.runtime, "n_prompt": DEFAULT_PROMPT},
             "target_tps": target_tps, "rows": rows, "answers": lines, "calibrated": target.calibrated,
             "speed_basis": target.speed_note, "warnings": list(target.warnings),
             "verdict_uses": "reserved total (weights + full-context KV cache + worst-case compute buffer + overhead)"}
+
+
+def _with_depth(line: dict[str, Any], evals: list[Evaluation], s: RuntimeSettings, target: Target) -> dict[str, Any]:
+    """A long context (LONG_CONTEXT or more): the answer also says the speed with it full, and a full prompt's TTFT."""
+    from fitcheck.estimator.evaluate import LONG_CONTEXT, depth_curve
+
+    ev = next((e for e in evals if e.spec.file_type == line["quant"]), None)
+    if s.n_ctx < LONG_CONTEXT or ev is None or not ev.in_memory or line["verdict"] not in ("yes", "slow", "tight"):
+        return line
+    c = depth_curve(ev.spec, s, target)
+    if c is None:
+        return line
+    last, k = c["points"][-1], f"{s.n_ctx // 1024}k" if s.n_ctx % 1024 == 0 else str(s.n_ctx)
+    t = c.get("full_prompt_ttft_s")
+    when = (f"{t / 3600:.1f} h" if t >= 3600 else f"{t / 60:.0f} min" if t >= 120 else f"{t:.0f} s") if t else ""
+    ttft = f", a {k} prompt's first token after {when}" if t else ""
+    return {**line, "at_depth": c, "text": f"{line['text']}; {k} context full: ~{last['decode_tps']:.1f} t/s decode{ttft}"}
 
 
 def _gb(n: int) -> str:

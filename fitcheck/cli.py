@@ -293,6 +293,8 @@ def estimate(
     backend: Optional[str] = BACKEND_OPT,
     threads: Optional[int] = THREADS_OPT,
     n_prompt: int = typer.Option(512, "--prompt", help="Prompt length for prefill and TTFT."),
+    parallel: Optional[int] = typer.Option(None, "--parallel", help="Also the decode of 1, 2, 4 ... N requests at once (a server's batched decode): tokens/s in all and for each."),
+    depth: Optional[int] = typer.Option(None, "--depth", help="Tokens already in the cache (llama-bench's -d): decode there and the prompt's prefill on top; with it, or a context of 8192 or more, the answer shows speed at 0, 1/4, 1/2 and the whole context and the first token of a context-filling prompt."),
     mmap: Optional[bool] = typer.Option(None, "--mmap/--no-mmap", help="The runtime maps the weights (llama.cpp's default) or loads them (MLC, some apps): only mapped weights can page. [default: mmap, or the runtime's]"),
     repack: bool = typer.Option(True, "--repack/--no-repack", help="llama.cpp repacks some weight types for its CPU kernels (its default): repacked copies cannot page."),
     json_out: bool = JSON_OPT,
@@ -332,7 +334,7 @@ def estimate(
         except UsageError:
             cpu_target = None  # a discrete card: its host CPU is not in the database entry
     d = run_estimate(model, target, quant, s, n_prompt=n_prompt, cpu_target=cpu_target, preset=preset,
-                     ctx_from_model=ctx_from_model)
+                     ctx_from_model=ctx_from_model, depth=depth, parallel=parallel)
     show(d, json_out, estimate_view)
     _warnings(d)
 
@@ -638,6 +640,33 @@ def _calibrate_rpc(endpoints: str, json_out: bool) -> None:
         console.print(f"  {r['run']}: decode {r['decode_tps']:.1f} t/s (fit {r['decode_error']:+.1%}), prefill "
                       f"{r['prefill_tps']:.1f} t/s (fit {r['prefill_error']:+.1%})", highlight=False, markup=False)
     console.print("stored: `fitcheck estimate ... --link calibrated` uses it", highlight=False, markup=False)
+
+
+@app.command("serve-capacity")
+@guarded
+def serve_capacity_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="As for `estimate`: catalog id, size alias, GGUF path or URL."),
+    quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization for catalog models (default Q4_K_M)."),
+    device: str = DEVICE_OPT,
+    ctx: Optional[int] = typer.Option(None, "--ctx", help="Context each user has (tokens). [default: 4096, or the runtime's]"),
+    min_tps: float = typer.Option(5.0, "--min-tps", help="Decode speed each user must get (tokens/s)."),
+    max_users: int = typer.Option(64, "--max-users", help="The most users to try (1, 2, 4 ... this)."),
+    runtime: Optional[str] = RUNTIME_OPT,
+    kv_type: str = typer.Option("f16", "--kv-type", help="KV cache type for K and V: f16, q8_0, q4_0 ..."),
+    flash_attn: Optional[bool] = typer.Option(None, "--flash-attn/--no-flash-attn", help="Flash attention. [default: off, or the runtime's]"),
+    memory_gb: Optional[float] = MEMORY_GB_OPT,
+    bandwidth_gbs: Optional[float] = BANDWIDTH_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """How many people can use this model on this device at once, at what speed each?"""
+    from fitcheck.runtimes import runtime_settings
+    from fitcheck.serve import serve_capacity
+    from fitcheck.views.render import serve_view
+
+    s, _, _ = runtime_settings(runtime, {"n_ctx": ctx, "flash_attn": flash_attn}, type_k=kv_type.lower(),
+                               type_v=kv_type.lower())
+    target, _ = _target(device, memory_gb=memory_gb, bandwidth_gbps=bandwidth_gbs)
+    show(serve_capacity(model, target, s, min_tps, quant, max_users), json_out, serve_view)
 
 
 @app.command()

@@ -79,7 +79,7 @@ def resolve_model(model: str, quant: str | None) -> tuple[ModelSpec, dict[str, A
 
 def estimate(model: str, target: Target, quant: str | None = None, settings: RuntimeSettings | None = None,
              n_prompt: int = DEFAULT_PROMPT, cpu_target: Target | None = None, preset=None,
-             ctx_from_model: bool = False) -> dict[str, Any]:
+             ctx_from_model: bool = False, depth: int | None = None, parallel: int | None = None) -> dict[str, Any]:
     """`preset` (fitcheck.runtimes.RuntimePreset) is recorded with its source; `ctx_from_model` sets the
     context to the model's trained length, as llama.cpp's tools do by default."""
     s = settings or RuntimeSettings()
@@ -88,10 +88,24 @@ def estimate(model: str, target: Target, quant: str | None = None, settings: Run
         s = replace(s, n_ctx=spec.n_ctx_train)
     if not 1 <= n_prompt <= s.n_ctx:
         raise UsageError(f"--prompt must be between 1 and the context length {s.n_ctx}, got {n_prompt}")
+    if depth is not None and not 0 <= depth <= s.n_ctx - n_prompt:
+        raise UsageError(f"--depth must be between 0 and the context length less the prompt ({s.n_ctx} - {n_prompt} = "
+                         f"{s.n_ctx - n_prompt}), got {depth}")
+    if parallel is not None and not 1 <= parallel <= 256:
+        raise UsageError(f"--parallel must be between 1 and 256, got {parallel}")
     if preset is not None:
         model_basis["runtime"] = {"id": preset.id, "defaults": preset.defaults(), "source": preset.source,
                                   "verification": preset.verification, "notes": preset.notes}
-    return estimate_spec(spec, model_basis, target, s, n_prompt, cpu_target)
+    d = estimate_spec(spec, model_basis, target, s, n_prompt, cpu_target, depth)
+    if parallel and d["speed"] and target.speed is not None and target.params is not None:
+        from fitcheck.estimator.speed import estimate_parallel
+        from fitcheck.serve import users_ladder
+
+        at = depth if depth is not None else n_prompt
+        d["speed"]["parallel"] = {"depth": at, "rows": [
+            {"n_seq": n, "aggregate_tps": e.aggregate_tps, "per_seq_tps": e.per_seq_tps}
+            for n in users_ladder(parallel) for e in [estimate_parallel(spec, target.speed, target.params, n, at, s.n_ubatch)]]}
+    return d
 
 
 MMAP_APP = "an app that maps the weights and runs them on the CPU without repacking (LLMFarm-style; llama.cpp use_mmap, use_extra_bufts=false)"
@@ -122,14 +136,20 @@ def paging_ways_out(spec: ModelSpec, s: RuntimeSettings, target: Target, cpu_tar
 
 
 def estimate_spec(spec: ModelSpec, model_basis: dict[str, Any], target: Target, s: RuntimeSettings,
-                  n_prompt: int = DEFAULT_PROMPT, cpu_target: Target | None = None) -> dict[str, Any]:
-    """What `fitcheck estimate --json` prints for a model already read."""
-    ev = evaluate(spec, s, target, n_prompt=n_prompt)
+                  n_prompt: int = DEFAULT_PROMPT, cpu_target: Target | None = None,
+                  depth: int | None = None) -> dict[str, Any]:
+    """What `fitcheck estimate --json` prints for a model already read: speed at `depth` cells already in the cache
+    (decode there, the prompt on top of them), and the curve over the context when it is long or a depth is given."""
+    from fitcheck.estimator.evaluate import LONG_CONTEXT, depth_curve
+
+    ev = evaluate(spec, s, target, n_prompt=n_prompt, depth=depth or 0)
     warnings = list(ev.memory.notes) + list(target.warnings)
     speed = ev.speed.to_dict() if ev.speed and ev.runs else None
     if speed:
         row = ev.row()
-        speed.update(decode_tps_range=row["decode_tps_range"], prefill_tps_range=row["prefill_tps_range"])
+        speed.update(decode_tps_range=row["decode_tps_range"], prefill_tps_range=row["prefill_tps_range"], depth=depth or 0)
+        if ev.in_memory and (depth is not None or s.n_ctx >= LONG_CONTEXT):
+            speed["at_depth"] = depth_curve(spec, s, target, n_prompt)
     return {
         "model": {"name": spec.name, "architecture": spec.architecture, "parameter_count": spec.parameter_count,
                   "quant": spec.file_type, "bits_per_weight": round(spec.bits_per_weight, 4), "n_layer": spec.n_layer,

@@ -15,7 +15,7 @@ LAYERS = {
     "fitcheck.device": 3,
     "fitcheck.calibration": 4,
     "fitcheck.answer": 5, "fitcheck.advise": 5, "fitcheck.estimate": 5, "fitcheck.forecast": 5, "fitcheck.scan": 5,
-    "fitcheck.backtest": 5, "fitcheck.runtimes": 5, "fitcheck.refit": 5, "fitcheck.split": 5, "fitcheck.split_backtest": 5,
+    "fitcheck.backtest": 5, "fitcheck.runtimes": 5, "fitcheck.refit": 5, "fitcheck.split": 5, "fitcheck.split_backtest": 5, "fitcheck.serve": 5,
     "fitcheck.views": 6,
     "fitcheck.cli": 7, "fitcheck.__main__": 7,
     "fitcheck": 0,  # the package itself: __version__ and the error names

@@ -62,6 +62,22 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 _REPACK = {"on": True}
+_SEQS = {"n": 1}
+
+
+def _patch_context(C) -> None:
+    # a batched-decode job needs n_seq_max sequences in one unified cache (llama-server's -np with --kv-unified);
+    # Llama() sets n_seq_max only for embeddings, so the defaults it starts from are patched per job
+    orig = C.llama_context_default_params
+
+    def params():
+        p = orig()
+        if _SEQS["n"] > 1:
+            p.n_seq_max = _SEQS["n"]
+            p.kv_unified = True
+        return p
+
+    C.llama_context_default_params = params
 
 
 def _patch_repack(C) -> None:
@@ -97,6 +113,31 @@ def _reset_peak() -> None:
         pass
 
 
+def _batched(llm, C, ctx, n_seq: int, depth: int, n_gen: int, tokens) -> float:
+    """Seconds for n_gen decode steps of n_seq sequences at once (one llama_batch of n_seq tokens a step), each
+    sequence `depth` tokens in (sequence 0 filled, its cells shared with the others: llama_memory_seq_cp)."""
+    llm.reset()
+    mem = C.llama_get_memory(ctx)
+    C.llama_memory_clear(mem, True)
+    llm.eval(tokens(depth))
+    for i in range(1, n_seq):
+        C.llama_memory_seq_cp(mem, 0, i, -1, -1)
+    batch = C.llama_batch_init(n_seq, 0, n_seq)
+    try:
+        t = time.perf_counter()
+        for step in range(n_gen):
+            batch.n_tokens = n_seq
+            for i, tok in enumerate(tokens(n_seq)):
+                batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = tok, depth + step, 1, 1
+                batch.seq_id[i][0] = i
+            if C.llama_decode(ctx, batch) != 0:
+                raise RuntimeError("llama_decode failed on a batch of sequences")
+        C.llama_synchronize(ctx)
+        return time.perf_counter() - t
+    finally:
+        C.llama_batch_free(batch)
+
+
 def main() -> None:
     first = True
     for line in sys.stdin:
@@ -110,6 +151,7 @@ def main() -> None:
             import llama_cpp.llama_cpp as C
 
             _patch_repack(C)
+            _patch_context(C)
             first = False
         _reset_peak()
         try:
@@ -125,6 +167,7 @@ def run_job(cfg: dict) -> dict:
     import llama_cpp.llama_cpp as C
 
     _REPACK["on"] = bool(cfg["use_extra_bufts"])
+    _SEQS["n"] = int(cfg.get("n_parallel") or 1)
     kwargs = dict(
         n_ctx=cfg["n_ctx"], n_batch=cfg["n_batch"], n_ubatch=cfg["n_ubatch"],
         n_threads=cfg["n_threads"], n_threads_batch=cfg["n_threads"],
@@ -172,8 +215,28 @@ def run_job(cfg: dict) -> dict:
         pp(min(cfg["n_prompt"], 32))
     if cfg["n_gen"]:
         tg(4)
-    pp_s = [pp(cfg["n_prompt"]) for _ in range(cfg["reps"])] if cfg["n_prompt"] else []
-    tg_s = [tg(cfg["n_gen"], cfg.get("tg_depth", 0)) for _ in range(cfg["reps"])] if cfg["n_gen"] else []
+    if _SEQS["n"] > 1:  # batched decode: every sequence filled to the depth, then n_gen steps of one token each
+        pp_s, tg_s = [], [_batched(llm, C, ctx, _SEQS["n"], cfg.get("depth") or 1, cfg["n_gen"], tokens)
+                          for _ in range(cfg["reps"])]
+    elif cfg.get("depth"):  # llama-bench -d: the cache filled (untimed), then the prompt and the generation on top
+        pp_s, tg_s = [], []
+        for _ in range(cfg["reps"]):
+            llm.reset()
+            llm.eval(tokens(cfg["depth"]))
+            if cfg["n_prompt"]:
+                t = time.perf_counter()
+                llm.eval(tokens(cfg["n_prompt"]))
+                C.llama_synchronize(ctx)
+                pp_s.append(time.perf_counter() - t)
+            if cfg["n_gen"]:
+                t = time.perf_counter()
+                for tok in tokens(cfg["n_gen"]):
+                    llm.eval([tok])
+                C.llama_synchronize(ctx)
+                tg_s.append(time.perf_counter() - t)
+    else:
+        pp_s = [pp(cfg["n_prompt"]) for _ in range(cfg["reps"])] if cfg["n_prompt"] else []
+        tg_s = [tg(cfg["n_gen"], cfg.get("tg_depth", 0)) for _ in range(cfg["reps"])] if cfg["n_gen"] else []
     out = {
         "load_s": load_s,
         "pp_s": pp_s,

@@ -206,18 +206,25 @@ def run_llama(
     reps: int = 3,
     settings: RunSettings | None = None,
     tg_depth: int = 0,
+    depth: int = 0,
+    n_parallel: int = 1,
     timeout_s: float = 600,
     retry_on_crash: bool = True,
     session: LlamaSession | None = None,
 ) -> LlamaRunResult:
-    """Load and time a model with llama.cpp in a child process (`session`'s, else one of its own)."""
+    """Load and time a model with llama.cpp in a child process (`session`'s, else one of its own). `depth`: as
+    llama-bench -d, the cache filled with that many tokens first, the prompt timed on top of them, then the
+    generation on top of both (each repetition fills it again). `n_parallel` > 1: batched decode of that many
+    sequences at `depth` (generation_tps is then the aggregate: tokens of all sequences per second)."""
     s = settings or RunSettings()
     if s.n_threads is None:
         s = RunSettings(**{**asdict(s), "n_threads": default_threads()})
-    need_ctx = max(n_prompt, tg_depth + n_gen)
+    need_ctx = (n_parallel * (max(depth, 1) + n_gen) if n_parallel > 1 else depth + n_prompt + n_gen if depth
+                else max(n_prompt, tg_depth + n_gen))
     if s.n_ctx < need_ctx:
         raise LlamaRunError(f"n_ctx {s.n_ctx} is smaller than the {need_ctx} tokens the run needs")
     cfg = {**asdict(s), "model": str(model_path), "n_prompt": n_prompt, "n_gen": n_gen, "reps": reps, "tg_depth": tg_depth,
+           "depth": depth, "n_parallel": n_parallel,
            "type_k": _ggml_type_id(s.type_k), "type_v": _ggml_type_id(s.type_v)}
     crashed = None
     rc, out, err = _child(cfg, timeout_s, session)
@@ -244,7 +251,7 @@ def run_llama(
                 reason = tail[-1] if tail else f"exit code {rc}"
         raise LlamaRunError(f"{model_path}: {reason}")
     pp_mean, pp_std = _mean_std([n_prompt / t for t in data["pp_s"]])
-    tg_mean, tg_std = _mean_std([n_gen / t for t in data["tg_s"]])
+    tg_mean, tg_std = _mean_std([n_gen * max(n_parallel, 1) / t for t in data["tg_s"]])
     return LlamaRunResult(
         model_path=str(model_path), n_prompt=n_prompt, n_gen=n_gen, reps=reps,
         prompt_tps=pp_mean, prompt_tps_std=pp_std, generation_tps=tg_mean, generation_tps_std=tg_std,

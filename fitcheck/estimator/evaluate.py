@@ -15,7 +15,7 @@ from fitcheck.estimator.fit import TIGHT_MARGIN, FitResult, fit_verdict
 from fitcheck.estimator.memory import MemoryEstimate, estimate_memory
 from fitcheck.estimator.paging import PagingEstimate, PagingRule, assess, paged_speed
 from fitcheck.estimator.settings import RuntimeSettings
-from fitcheck.estimator.speed import BackendParams, DeviceSpeedSpec, SpeedEstimate, estimate_speed
+from fitcheck.estimator.speed import BackendParams, DeviceSpeedSpec, SpeedEstimate, active_weights, estimate_speed
 from fitcheck.model.model_spec import ModelSpec
 
 # Default decode target: a reading pace (about 4 words a second); the seed calls 0.71 t/s "almost unusable".
@@ -137,7 +137,8 @@ def evaluate(spec: ModelSpec, settings: RuntimeSettings, target: Target, n_promp
     fit = fit_verdict(mem.total_bytes, target.usable_bytes if usable_bytes is None else usable_bytes, TIGHT_MARGIN)
     sp = None
     if target.speed is not None and target.params is not None and spec.weights_bytes > 0:  # nothing to stream, no rate
-        sp = estimate_speed(spec, target.speed, target.params, n_prompt=n_prompt, depth=depth, n_ubatch=settings.n_ubatch)
+        sp = estimate_speed(spec, target.speed, target.params, n_prompt=n_prompt, depth=depth, n_ubatch=settings.n_ubatch,
+                            prompt_depth=depth)
     pg, sp_mem, u = None, sp, target.uncertainty
     if fit.verdict == "does_not_fit":
         pg = assess(spec, mem, settings, backend, fit.usable_bytes, target.paging)
@@ -151,3 +152,26 @@ def evaluate(spec: ModelSpec, settings: RuntimeSettings, target: Target, n_promp
 def rate_range(v: float | None, u: float) -> list[float] | None:
     """[low, high] for a rate with relative uncertainty u (symmetric in log: v/(1+u) .. v*(1+u))."""
     return None if v is None else [v / (1 + u), v * (1 + u)]
+
+
+LONG_CONTEXT = 8192  # from this context on, an answer shows speed over the filled context, not one number
+
+
+def depth_curve(spec: ModelSpec, settings: RuntimeSettings, target: Target, n_prompt: int = DEFAULT_PROMPT,
+                depths: list[int] | None = None) -> dict[str, Any] | None:
+    """Decode with 0, a quarter, half and all of the context filled (or `depths`), prefill of an n_prompt prompt
+    on top of each, and the time to the first token of a prompt that fills the context. None without speed."""
+    if target.speed is None or target.params is None or spec.weights_bytes <= 0:
+        return None
+    ctx = settings.n_ctx
+    depths = sorted(set(depths if depths is not None else (0, ctx // 4, ctx // 2, ctx - n_prompt)))
+    points = []
+    for d in depths:
+        sp = estimate_speed(spec, target.speed, target.params, n_prompt=n_prompt, depth=d, n_ubatch=settings.n_ubatch,
+                            prompt_depth=d)
+        points.append({"depth": d, "decode_tps": sp.decode_tps, "prefill_tps": sp.prefill_tps,
+                       "kv_bytes_per_token": sp.bytes_per_token - active_weights(spec)[0]})
+    full = estimate_speed(spec, target.speed, target.params, n_prompt=ctx, depth=0, n_ubatch=settings.n_ubatch)
+    return {"n_prompt": n_prompt, "points": points, "full_prompt_tokens": ctx,
+            "full_prompt_ttft_s": full.ttft_s if full.ttft_s is not None else None,
+            "full_prompt_prefill_tps": full.prefill_tps}

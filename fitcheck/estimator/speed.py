@@ -21,7 +21,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
-from fitcheck.estimator.terms import RECURRENT_BLOCKS, Rates, Work, decode_terms, prefill_seconds
+from fitcheck.estimator.terms import (RECURRENT_BLOCKS, Rates, Work, batch_step_seconds, decode_terms,
+                                     prefill_seconds)
 from fitcheck.model.model_spec import ModelSpec
 
 
@@ -287,13 +288,50 @@ def output_tensor(spec: ModelSpec) -> tuple[str, int]:
     return (out.ggml_type, out.n_elements) if out else ("", 0)
 
 
+KV_TYPE = "F16"  # llama.cpp's default cache type (--cache-type-k/-v)
+
+
 def kv_bytes_read(spec: ModelSpec, depth: int, kv_type_bytes: float = 2.0, layers=None) -> int:
-    """KV cache read per decoded token at a context depth (sliding-window layers capped), in `layers` (default all)."""
+    """KV cache read per decoded token at a context depth (sliding-window layers capped, recurrent layers none), in
+    `layers` (default all)."""
     total = 0
     for il in (range(spec.n_layer) if layers is None else layers):
-        d = min(depth, spec.sliding_window) if spec.is_swa(il) and spec.sliding_window else depth
-        total += d * (spec.n_embd_k_gqa(il) + spec.n_embd_v_gqa(il))
+        if spec.has_kv(il):
+            total += _window(spec, il, depth) * (spec.n_embd_k_gqa(il) + spec.n_embd_v_gqa(il))
     return int(total * kv_type_bytes)
+
+
+def _window(spec: ModelSpec, il: int, depth: int) -> int:
+    """Cells a token at `depth` attends to in layer il: all of them, or the sliding window's."""
+    return min(depth, spec.sliding_window) if spec.is_swa(il) and spec.sliding_window else depth
+
+
+def keys_attended(depth: int, n_new: int, window: int | None = None) -> float:
+    """Sum over n_new causal queries at positions depth .. depth+n_new-1 of the keys each attends to (itself and
+    what precedes it, at most `window`): the attention work of a prompt on top of a filled cache."""
+    n, d = n_new, depth
+    if n <= 0:
+        return 0.0
+    if not window or d + n <= window:
+        return n * d + n * (n + 1) / 2
+    if d >= window:
+        return float(n * window)
+    k = window - d  # queries whose causal span is still under the window
+    return k * d + k * (k + 1) / 2 + (n - k) * window
+
+
+def attention_macs(spec: ModelSpec, n_prompt: int, layers=None, depth: int = 0) -> float:
+    """Multiply-adds of QK^T and PV for a prompt of n_prompt tokens on top of `depth` cached ones, in every layer
+    with a KV cache (or those of `layers`): each query head times each key it attends to, K and V widths
+    (llama.cpp's build_attn_mha: kq = mul_mat(k, q), kqv = mul_mat(v, kq); sliding-window layers masked to their
+    window, recurrent layers none). One token at depth d is a decode step's attention."""
+    total = 0.0
+    for il in (range(spec.n_layer) if layers is None else layers):
+        if spec.has_kv(il):
+            window = spec.sliding_window if spec.is_swa(il) else None
+            total += spec.n_head[il] * (spec.head_dim_k_at(il) + spec.head_dim_v_at(il)) * keys_attended(
+                depth, n_prompt, window)
+    return total
 
 
 def active_by_kernel(spec: ModelSpec) -> tuple[dict[str, int], dict[str, int]]:
@@ -326,11 +364,6 @@ def _one(v: float):
     import numpy as np
 
     return np.array([float(v)])
-
-
-def attention_macs(spec: ModelSpec, n_prompt: int, n_layers: int | None = None) -> int:
-    """Multiply-adds of QK^T and PV over a causal prompt (half of n^2 each) in every layer (or `n_layers` of them)."""
-    return (spec.n_layer if n_layers is None else n_layers) * max(spec.n_head) * spec.head_dim_k * n_prompt * n_prompt
 
 
 def work_of(elems: dict[str, float], nbytes: dict[str, float], *, n_prompt: int, pp: dict[str, float] | None = None,
@@ -459,10 +492,10 @@ class DeviceWork:
 
 
 def device_work(spec: ModelSpec, dev: DeviceSpeedSpec, rules: BackendParams | None, n_prompt: int, depth: int,
-                n_ubatch: int, kernels: bool = False, share: Share | None = None) -> DeviceWork:
+                n_ubatch: int, kernels: bool = False, share: Share | None = None, prompt_depth: int = 0) -> DeviceWork:
     """The whole model (or a device's `share` of it) on one device with its backend's rules (what it leaves to the
     CPU, its slow matrices, the CPU class's reference thread). `kernels`: the CPU kernel model (no such rules,
-    unscaled layers)."""
+    unscaled layers). `depth`: cells in the cache while a token decodes; `prompt_depth`: under the prompt."""
     names = share.tensors if share is not None else None
     sp = split_work(spec, rules, dev, names) if rules is not None else Split(active_weights(spec, names)[1], {})
     out = output_tensor(spec)
@@ -479,9 +512,14 @@ def device_work(spec: ModelSpec, dev: DeviceSpeedSpec, rules: BackendParams | No
     n_rec = sum(1 for il in layers if il < spec.n_layer - spec.n_nextn and spec.is_recurrent(il))
     rec = {recurrent_kind(spec): n_rec} if n_rec else {}
     scale = 1.0 if kernels or rules is None else layer_scale(rules, dev)
-    main = work_of(sp.acc, bytes_by, n_prompt=n_prompt, pp=fast, slow=slow_pp,
+    # a decoded token's attention over the cache: its multiply-adds priced as f16 (the cache's type) products, its
+    # bytes streamed with the weights' (the CPU's vec_dot over K and V, a GPU's reads of them)
+    dec = dict(sp.acc)
+    if depth:
+        dec[KV_TYPE] = dec.get(KV_TYPE, 0) + attention_macs(spec, 1, kv_layers, depth)
+    main = work_of(dec, bytes_by, n_prompt=n_prompt, pp=fast, slow=slow_pp,
                    kv_bytes=kv_bytes_read(spec, depth, layers=kv_layers),
-                   attn_macs=attention_macs(spec, n_prompt, None if kv_layers is None else len(kv_layers)),
+                   attn_macs=attention_macs(spec, n_prompt, kv_layers, prompt_depth),
                    passes=math.ceil(n_prompt / n_ubatch) if n_prompt else 0,
                    pass_bytes=pass_bytes(spec, min(n_prompt, n_ubatch), names), layers=len(layers) * scale,
                    trips=sp.trips, rec=rec, token=share is None or share.token)
@@ -498,21 +536,50 @@ def cpu_side_seconds(w: Work, cpu: BackendParams, dev: DeviceSpeedSpec) -> tuple
     return decode_terms(w, r)["total"], prefill_seconds(w, r, 0.0)
 
 
-def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | CpuKernelParams, n_prompt: int = 512,
-                   depth: int = 0, n_ubatch: int = 512) -> SpeedEstimate:
-    """Decode and prefill of the whole model on one device: the terms (fitcheck.estimator.terms) of its backend,
-    plus those of the products the backend leaves to the device's CPU."""
+def _work_and_rates(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | CpuKernelParams, n_prompt: int,
+                    depth: int, n_ubatch: int, prompt_depth: int = 0) -> tuple[DeviceWork, Rates, bool]:
+    """The device's work and its rates: the CPU kernel model's, or the backend class's (with its prefill chunk)."""
     if isinstance(p, CpuKernelParams):
         if dev.kernels is None:
             raise ValueError("CPU kernel parameters need measured kernels")
-        dw = device_work(spec, dev, None, n_prompt, depth, n_ubatch, kernels=True)
-        r = kernel_rates(p, dev, dw.main)
-        has_prefill = bool(n_prompt)
-    else:
-        n_ubatch = PREFILL_CHUNK.get(dev.backend, n_ubatch)
-        dw = device_work(spec, dev, p, n_prompt, depth, n_ubatch)
-        r = class_rates(p, dev, dw.main)
-        has_prefill = bool(device_flops(p, dev) and n_prompt)
+        dw = device_work(spec, dev, None, n_prompt, depth, n_ubatch, kernels=True, prompt_depth=prompt_depth)
+        return dw, kernel_rates(p, dev, dw.main), bool(n_prompt)
+    n_ubatch = PREFILL_CHUNK.get(dev.backend, n_ubatch)
+    dw = device_work(spec, dev, p, n_prompt, depth, n_ubatch, prompt_depth=prompt_depth)
+    return dw, class_rates(p, dev, dw.main), bool(device_flops(p, dev) and n_prompt)
+
+
+@dataclass(frozen=True)
+class ParallelEstimate:
+    """Batched decode of n_seq sequences at once, each `depth` cells into its cache."""
+
+    n_seq: int
+    depth: int
+    step_s: float
+    aggregate_tps: float
+    per_seq_tps: float
+
+
+def estimate_parallel(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | CpuKernelParams, n_seq: int,
+                      depth: int = 0, n_ubatch: int = 512) -> ParallelEstimate:
+    """A server's decode with n_seq sequences generating at once (terms.batch_step_seconds); the products a GPU/NPU
+    backend leaves to the CPU are n_seq times one token's."""
+    import numpy as np
+
+    w0, r, _ = _work_and_rates(spec, dev, p, 1, 0, n_ubatch)
+    wd, rd, _ = _work_and_rates(spec, dev, p, 1, depth, n_ubatch)
+    step = float(batch_step_seconds(w0.main, r, wd.main, rd, np.array([n_seq]))[0])
+    if wd.cpu is not None:
+        step += n_seq * float(cpu_side_seconds(wd.cpu, p.cpu, dev)[0][0])
+    return ParallelEstimate(n_seq, depth, step, n_seq / step, 1 / step)
+
+
+def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | CpuKernelParams, n_prompt: int = 512,
+                   depth: int = 0, n_ubatch: int = 512, prompt_depth: int = 0) -> SpeedEstimate:
+    """Decode and prefill of the whole model on one device: the terms (fitcheck.estimator.terms) of its backend,
+    plus those of the products the backend leaves to the device's CPU. Decode at `depth` cells in the cache,
+    the prompt on top of `prompt_depth` (llama-bench -d sets both)."""
+    dw, r, has_prefill = _work_and_rates(spec, dev, p, n_prompt, depth, n_ubatch, prompt_depth)
     d = decode_terms(dw.main, r)
     decode_s, compute = float(d["total"][0]), float(d["compute"][0])
     pp_s = float(prefill_seconds(dw.main, r, d["fixed"])[0])

@@ -112,3 +112,21 @@ def stack(works: list[Work]) -> Work:
         parts = [widen(w, getattr(w, f.name)) if f.name in by_type else getattr(w, f.name) for w in works]
         vals[f.name] = np.concatenate(parts, axis=0)
     return Work(types=types, **vals)
+
+
+def batch_step_seconds(w0: Work, r: Rates, wd: Work, rd: Rates, n_seq) -> Any:
+    """Seconds of one decode step for n_seq sequences at once (a server's batched decode, llama.cpp's one ubatch of
+    n_seq tokens): the weights streamed once; each sequence's cache read and attended (wd at the depth less w0 at
+    none); the matrix products have n_seq columns, priced as n_seq matrix-vector products or, when cheaper, at the
+    prompt's matrix-matrix rate (every column a logit row, the head included), never below one token's; the
+    per-token and per-layer costs once. `rd`: the rates of wd's work (its types include the cache's). With n_seq = 1 it is decode_terms' total."""
+    import numpy as np
+
+    d0, dd = decode_terms(w0, r), decode_terms(wd, rd)
+    kv_stream, attn = dd["bandwidth"] - d0["bandwidth"], dd["compute"] - d0["compute"]
+    gemm = (w0.dec_elems * r.pp_s).sum(1)
+    # never cheaper than one token's products: a matrix-matrix kernel over a few columns is no faster than one pass
+    compute = np.maximum(d0["compute"], np.minimum(n_seq * d0["compute"], n_seq * gemm)) + n_seq * attn
+    stream = d0["bandwidth"] + n_seq * kv_stream
+    core = np.maximum(stream, compute) if r.overlap else stream + compute
+    return core + d0["fixed"]

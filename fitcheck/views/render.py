@@ -196,6 +196,13 @@ def estimate_view(console: Console, d: dict[str, Any]) -> None:
         console.print(f"why: {d['paging']['reason']}", soft_wrap=True, highlight=False, markup=False)
     if d.get("speed"):
         console.print(speed_line(d), soft_wrap=True, highlight=False, markup=False)
+        if d["speed"].get("at_depth"):
+            console.print(depth_line(d["speed"]["at_depth"]), soft_wrap=True, highlight=False, markup=False)
+        if d["speed"].get("parallel"):
+            par = d["speed"]["parallel"]
+            console.print(f"parallel requests (each {_tokens(par['depth'])} deep): " + ", ".join(
+                f"{r['n_seq']}: {fmt_rate(r['aggregate_tps'])} t/s in all, {fmt_rate(r['per_seq_tps'])} each" for r in par["rows"]),
+                soft_wrap=True, highlight=False, markup=False)
         if fit["verdict"] == "pages":
             console.print(f"paging: {d['paging']['storage_source']}", soft_wrap=True, highlight=False, markup=False)
     elif fit["verdict"] == "killed":
@@ -288,7 +295,7 @@ def devices_view(console: Console, devs: list) -> None:
             console.print(f"{d.name}: " + "; ".join(facts), highlight=False, markup=False, soft_wrap=True)
 
 
-def rate(v: float) -> str:
+def fmt_rate(v: float) -> str:
     """A rate with one decimal, or two significant digits below 1 (0.0021 t/s is not 0.0)."""
     return f"{v:.1f}" if v >= 1 or v == 0 else f"{v:.2g}"
 
@@ -304,9 +311,24 @@ def speed_line(d: dict[str, Any]) -> str:
     tf = f"{dev['peak_tflops']:.3g} TFLOPS" if dev.get("peak_tflops") else "FLOPS unknown"
     if (dev.get("peak_kind") or "").startswith("Hexagon"):  # no published rate: counted in units of the measured HTP
         tf = "HTP rated as the measured v73" if dev["peak_tflops"] == 1.0 else f"HTP {dev['peak_tflops']:.2f}x the measured v73"
-    return (f"speed: decode ~{rate(sp['decode_tps'])} t/s ({rate(d_lo)}–{rate(d_hi)}), "
+    return (f"speed: decode ~{fmt_rate(sp['decode_tps'])} t/s ({fmt_rate(d_lo)}–{fmt_rate(d_hi)}), "
             f"{pre}{ttft} "
-            f"({dev['backend']}, {rate(dev['bw_gbps'])} GB/s, {tf}; {_speed_source(dev, si['calibrated'])})")
+            f"({dev['backend']}, {fmt_rate(dev['bw_gbps'])} GB/s, {tf}; {_speed_source(dev, si['calibrated'])})")
+
+
+def _tokens(n: int) -> str:
+    """Token counts as people write contexts: 8k is 8192, 31.5k is 32256."""
+    return str(n) if n < 1024 else f"{n // 1024}k" if n % 1024 == 0 else f"{n / 1024:.1f}k"
+
+
+def depth_line(c: dict[str, Any]) -> str:
+    """Speed over a filling context: decode (and the prompt's prefill) at each depth, and a full prompt's TTFT."""
+    pts = ", ".join(f"{_tokens(p['depth'])} {fmt_rate(p['decode_tps'])}" for p in c["points"])
+    pre = ", ".join(f"{_tokens(p['depth'])} {p['prefill_tps']:.0f}" for p in c["points"] if p.get("prefill_tps"))
+    ttft = (f"; a {_tokens(c['full_prompt_tokens'])}-token prompt: first token after {fmt_seconds(c['full_prompt_ttft_s'])}"
+            if c.get("full_prompt_ttft_s") else "")
+    return (f"at depth (tokens already in the cache): decode t/s {pts}" + (f"; prefill of {c['n_prompt']} t/s {pre}" if pre else "")
+            + ttft)
 
 
 def _speed_source(dev: dict[str, Any], calibrated: bool) -> str:
@@ -566,3 +588,19 @@ def advise_split_view(console: Console, d: dict[str, Any]) -> None:
                       soft_wrap=True, highlight=False)
     for n in d["notes"]:
         console.print(f"note: {n}", soft_wrap=True, highlight=False, markup=False)
+
+
+def serve_view(console: Console, d: dict[str, Any]) -> None:
+    """Concurrent users: memory verdict and decode per user for 1, 2, 4 ... users, and the answer."""
+    console.print(_device_line(d["device"]), soft_wrap=True, highlight=False)
+    t = Table(title=f"{esc(d['model']['name'])} ({esc(d['model']['quant'])}), {_tokens(d['ctx_per_user'])} context per "
+                    f"user, each halfway in", title_justify="left")
+    for col in ("users", "memory", "t/s each", "t/s in all", ""):
+        t.add_column(col, justify="right" if col != "memory" else "left")
+    for r in d["rows"]:
+        t.add_row(str(r["users"]), f"{r['verdict']} ({fmt_bytes(r['total_bytes'])})", fmt_rate(r["per_user_tps"]),
+                  fmt_rate(r["aggregate_tps"]), "ok" if r["meets"] else "")
+    console.print(t)
+    n = d["max_users"]
+    console.print((f"{n} user{'s' if n != 1 else ''} at once get at least {d['min_tps']:g} t/s each" if n else
+                   f"not even one user gets {d['min_tps']:g} t/s with this context here"), highlight=False)
