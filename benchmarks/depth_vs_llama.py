@@ -53,7 +53,13 @@ def calibrated():
     except FitcheckError:
         prof = probe_device(quick=True)
     if not prof.get("calibration"):
-        prof["calibration"] = calibrate(prof, quick=True).to_dict()
+        try:
+            cal = calibrate(prof, quick=True)
+        except FitcheckError as e:  # a refusal (the probe caught a slow minute): probe again, keep a miss marked
+            print(f"calibration refused ({e}); probing again", file=sys.stderr)
+            prof = probe_device(quick=True)
+            cal = calibrate(prof, quick=True, store_anyway=True)
+        prof["calibration"] = cal.to_dict()
         profile.save(prof)
     dev, basis = from_profile(prof)
     params, note, _ = params_for_basis(dev.backend, basis, dev.kernels)
