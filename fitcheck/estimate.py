@@ -102,9 +102,9 @@ def estimate(model: str, target: Target, quant: str | None = None, settings: Run
         from fitcheck.serve import users_ladder
 
         at = depth if depth is not None else n_prompt
+        runs = [estimate_parallel(spec, target.speed, target.params, n, at, s.n_ubatch) for n in users_ladder(parallel)]
         d["speed"]["parallel"] = {"depth": at, "rows": [
-            {"n_seq": n, "aggregate_tps": e.aggregate_tps, "per_seq_tps": e.per_seq_tps}
-            for n in users_ladder(parallel) for e in [estimate_parallel(spec, target.speed, target.params, n, at, s.n_ubatch)]]}
+            {"n_seq": e.n_seq, "aggregate_tps": e.aggregate_tps, "per_seq_tps": e.per_seq_tps} for e in runs]}
     return d
 
 

@@ -72,9 +72,10 @@ def _measure(session, threads, quick, step, t0, rounds_s, budget_s) -> dict[str,
     state = {"repack": True, "crashed": None}
     cut: list[str] = []
 
-    def run(path, n_prompt, n_gen):
+    def run(path, n_prompt, n_gen, repack=None):
+        on = state["repack"] if repack is None else repack
         res = run_llama(path, n_prompt=n_prompt, n_gen=n_gen, reps=reps, timeout_s=120, session=session,
-                        settings=RunSettings(n_ctx=256, n_threads=threads, use_extra_bufts=state["repack"]))
+                        settings=RunSettings(n_ctx=256, n_threads=threads, use_extra_bufts=on))
         if res.crashed_first:  # repacked kernels crashed (AMX on some CPUs): the rest run as the retry did
             state["crashed"], state["repack"] = res.crashed_first, False
         return res
@@ -116,9 +117,7 @@ def _measure(session, threads, quick, step, t0, rounds_s, budget_s) -> dict[str,
                 cut.append(f"{cls} without repacking not measured (the budget ran out)")
                 continue
             step(f"llama.cpp kernels: {PROBE_TYPES[cls]}, repacking off")
-            state["repack"] = False
-            res = run(ensure_model(probe_model(PROBE_TYPES[cls]), folder), 64, 32)
-            state["repack"] = True
+            res = run(ensure_model(probe_model(PROBE_TYPES[cls]), folder), 64, 32, repack=False)
             rates[cls]["unrepacked"] = _rates(cls, res.generation_tps or 0, res.prompt_tps or 0, per_token, per_layer)
     return {"status": "ok", "threads": threads, "repack": state["repack"], "crashed_first": state["crashed"],
             "fixed_costs": {"per_token_s": per_token, "per_layer_s": per_layer},

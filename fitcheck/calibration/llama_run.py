@@ -9,6 +9,7 @@ gets the signal, and by default a retry with repacking off.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -169,12 +170,9 @@ def _pump(stream, lines: queue.Queue) -> None:
 
 def _child(cfg: dict, timeout_s: float, session: LlamaSession | None = None) -> tuple[int, str, str]:
     """One job: in `session`, else in a child of its own."""
-    if session is not None:
-        rc, out, err = session.job(cfg, timeout_s)
-        return (0 if rc is None else rc), out, err
-    with LlamaSession() as own:
-        rc, out, err = own.job(cfg, timeout_s)
-        return (0 if rc is None else rc), out, err
+    with contextlib.nullcontext(session) if session is not None else LlamaSession() as s:
+        rc, out, err = s.job(cfg, timeout_s)
+    return (0 if rc is None else rc), out, err
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

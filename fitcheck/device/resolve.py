@@ -46,10 +46,14 @@ def profile_usable(prof: dict[str, Any]) -> tuple[int, str]:
     return usable, rule
 
 
+def _shaky(w: str) -> bool:
+    """A probe warning that an answer repeats and that widens its interval: load, an unsettled or cut measurement."""
+    return "under load" in w or "did not settle" in w or w.startswith("kernel probe:")
+
+
 def _profile_warnings(prof: dict[str, Any]) -> tuple[str, ...]:
     """The probe's warnings every answer resting on it repeats: a busy machine, a measurement that did not settle."""
-    return tuple(w for w in prof.get("warnings", []) if isinstance(w, str)
-                 and ("under load" in w or "did not settle" in w or w.startswith("kernel probe:")))
+    return tuple(w for w in prof.get("warnings", []) if isinstance(w, str) and _shaky(w))
 
 
 # how far the speed model is off where it was checked, before any probe noise (decode, prefill); see README
@@ -142,7 +146,7 @@ def _this(prof: dict[str, Any] | None, where: str, overrides) -> Target:
     sspec, params, calibrated, note = _speed(spec, basis, overrides)
     if sspec is not None and not calibrated and sspec.backend == "cpu":
         warnings.append("speed not calibrated on this device: `fitcheck calibrate` runs llama.cpp once to fix it")
-    busy = any("under load" in w or "did not settle" in w or w.startswith("kernel probe:") for w in warnings)
+    busy = any(_shaky(w) for w in warnings)
     from fitcheck.device.paging_rules import profile_rule
 
     return Target(label, usable, rule, sspec, params, calibrated, note or "no speed inputs", read, tuple(warnings),

@@ -593,14 +593,16 @@ def advise_split_view(console: Console, d: dict[str, Any]) -> None:
 def serve_view(console: Console, d: dict[str, Any]) -> None:
     """Concurrent users: memory verdict and decode per user for 1, 2, 4 ... users, and the answer."""
     console.print(_device_line(d["device"]), soft_wrap=True, highlight=False)
-    t = Table(title=f"{esc(d['model']['name'])} ({esc(d['model']['quant'])}), {_tokens(d['ctx_per_user'])} context per "
-                    f"user, each halfway in", title_justify="left")
+    t = Table(title=f"{esc(d['model']['name'])} ({esc(d['model']['quant'])}), {_tokens(d['ctx_per_user'])} context "
+                    "per user", title_justify="left")
     for col in ("users", "memory", "t/s each", "t/s in all", ""):
         t.add_column(col, justify="right" if col != "memory" else "left")
     for r in d["rows"]:
         t.add_row(str(r["users"]), f"{r['verdict']} ({fmt_bytes(r['total_bytes'])})", fmt_rate(r["per_user_tps"]),
                   fmt_rate(r["aggregate_tps"]), "ok" if r["meets"] else "")
     console.print(t)
+    console.print(f"[dim]each user {_tokens(d['depth_assumed'])} tokens into the context, decode steps batched over "
+                  "all users[/dim]", soft_wrap=True, highlight=False)
     n = d["max_users"]
     console.print((f"{n} user{'s' if n != 1 else ''} at once get at least {d['min_tps']:g} t/s each" if n else
                    f"not even one user gets {d['min_tps']:g} t/s with this context here"), highlight=False)
