@@ -61,11 +61,15 @@ def test_estimate_uses_calibration(calibrated_home):
     assert "calibrated on this device" in d["basis"]["speed_inputs"]["note"]
 
 
-def test_llama_bench_round_trip(calibrated_home):
+def test_llama_bench_round_trip(calibrated_home, tmp_path):
     home, env, d, _, bench, refused = calibrated_home
     records = json.loads(bench.read_text())
     assert {"model_filename", "model_size", "model_n_params", "n_prompt", "n_gen", "n_threads", "avg_ts", "stddev_ts"} <= records[0].keys()
-    r = run_cli("calibrate", "--from-llama-bench", str(bench), "--json", *(["--store-anyway"] if refused else []), env=env)
+    own = tmp_path / "home"  # a copy: storing this calibration must not replace the one the other tests stand on
+    own.mkdir()
+    (own / "profile.json").write_text((home / "profile.json").read_text())
+    r = run_cli("calibrate", "--from-llama-bench", str(bench), "--json", *(["--store-anyway"] if refused else []),
+                env={**env, "FITCHECK_HOME": str(own)})
     assert r.returncode == 0, r.stderr
     again = json.loads(r.stdout)
     assert again["source"] == "llama-bench"
