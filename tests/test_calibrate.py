@@ -202,3 +202,37 @@ def test_no_repack_uses_the_kernels_probed_without_repacking(calibrated_home):
     off = json.loads(run_cli("estimate", "-m", "1.8b", "-q", "Q4_0", "--no-repack", "--json", env=env).stdout)["speed"]
     slower = q4["unrepacked"]["pp_elems_per_s"] < q4["pp_elems_per_s"]
     assert (off["prefill_tps"] < on["prefill_tps"]) == slower and off["prefill_tps"] != on["prefill_tps"]
+
+
+def test_a_cache_deleted_mid_run_is_one_line_and_leaves_the_profile(calibrated_home, fitcheck_cache, tmp_path):
+    """The model cache removed while llama.cpp runs (a cleaner, the user): the next model cannot load; one line,
+    a non-zero exit, the previous profile and calibration as they were."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    home, env, *_ = calibrated_home
+    own, cache = tmp_path / "home", tmp_path / "cache" / "calibration"
+    own.mkdir()
+    before = (home / "profile.json").read_text()
+    (own / "profile.json").write_text(before)
+    cache.mkdir(parents=True)
+    for f in (fitcheck_cache / "calibration").iterdir():  # the session's models, linked: no 2 GB written again
+        os.link(f, cache / f.name)
+    p = subprocess.Popen([sys.executable, "-m", "fitcheck", "calibrate", "--quick"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "FITCHECK_HOME": str(own), "FITCHECK_CACHE": str(cache.parent)})
+    # the first model is running once llama.cpp's child has its log open; then the cache goes
+    deadline = time.monotonic() + 600
+    while p.poll() is None and time.monotonic() < deadline:
+        kids = subprocess.run(["pgrep", "-f", "fitcheck.calibration._llama_child"], capture_output=True, text=True)
+        if any(int(x) != p.pid for x in kids.stdout.split()):
+            break
+        time.sleep(0.05)
+    shutil.rmtree(cache.parent)
+    out, err = p.communicate(timeout=900)
+    assert p.returncode == 1 and err.count("\n") == 1 and err.startswith("fitcheck: error:"), err
+    assert "does not exist" in err or "cannot write" in err
+    assert (own / "profile.json").read_text() == before and sorted(x.name for x in own.iterdir()) == ["profile.json"]
