@@ -7,6 +7,9 @@ this machine's calibrated profile (decode at D + P + G/2 cells, the prompt on D)
 the error per depth, and the MAPE per model kind. Targets (issue 28): decode within 15 %, prefill within 20 %.
 
     python benchmarks/depth_vs_llama.py [--depths 0,2048,8192,16384] [--prompt 256] [--gen 32] [--keep DIR]
+        [--json RUNS.json]
+
+The attention settings of each run (flash attention, swa_full, ubatch) are those the prediction assumes.
 
 Needs a calibrated profile in FITCHECK_HOME (it probes and calibrates --quick first when there is none).
 """
@@ -14,6 +17,8 @@ Needs a calibrated profile in FITCHECK_HOME (it probes and calibrates --quick fi
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -41,7 +46,7 @@ def models(folder: Path) -> dict[str, Path]:
 
 
 def calibrated():
-    """(device, parameters, note) from FITCHECK_HOME's calibrated profile (probed and calibrated first if need be)."""
+    """(device, parameters, note, profile) from FITCHECK_HOME's calibrated profile (probed and calibrated first if need be)."""
     from fitcheck.calibration.calibrate import calibrate
     from fitcheck.calibration.kernels import probe_device
     from fitcheck.device import profile
@@ -63,7 +68,7 @@ def calibrated():
         profile.save(prof)
     dev, basis = from_profile(prof)
     params, note, _ = params_for_basis(dev.backend, basis, dev.kernels)
-    return dev, params, note
+    return dev, params, note, prof
 
 
 def main() -> int:
@@ -73,16 +78,19 @@ def main() -> int:
     ap.add_argument("--gen", type=int, default=32)
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--keep", type=Path)
+    ap.add_argument("--json", type=Path, help="also write the profile and every measured and predicted row here (the "
+                    "input of python -m fitcheck.refit --runs; give --keep so its model files stay)")
     args = ap.parse_args()
     depths = [int(x) for x in args.depths.split(",")]
 
     from fitcheck.calibration.llama_run import LlamaSession, RunSettings, run_llama
-    from fitcheck.estimator.speed import estimate_speed
+    from fitcheck.estimator.speed import AttnMode, estimate_speed
     from fitcheck.model.inspection import load_spec
 
-    dev, params, note = calibrated()
+    dev, params, note, prof = calibrated()
     print(f"parameters: {note}")
     errors: dict[str, dict[str, list[float]]] = {}
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp, LlamaSession() as session:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -92,19 +100,42 @@ def main() -> int:
             for fa in (False, True):
                 for d in depths:
                     n_ctx = -(-(d + args.prompt + args.gen) // 256) * 256
-                    s = RunSettings(n_ctx=n_ctx, flash_attn=fa, n_threads=dev.kernels.threads if dev.kernels else None)
+                    s = RunSettings(n_ctx=n_ctx, flash_attn=fa, n_threads=dev.kernels.threads if dev.kernels else None,
+                                    use_extra_bufts=dev.kernels.repack if dev.kernels else True)  # as predicted
                     r = run_llama(path, n_prompt=args.prompt, n_gen=args.gen, reps=args.reps, settings=s, depth=d,
                                   session=session, timeout_s=1800)
+                    mode = AttnMode.of(s)  # the run's own attention settings
                     e = estimate_speed(spec, dev, params, n_prompt=args.prompt, depth=d + args.prompt + args.gen // 2,
-                                       prompt_depth=d)
+                                       mode=mode, n_ubatch=s.n_ubatch)
+                    e = replace(e, prefill_tps=estimate_speed(spec, dev, params, n_prompt=args.prompt, prompt_depth=d,
+                                                              mode=mode, n_ubatch=s.n_ubatch).prefill_tps)
                     de, pe = e.decode_tps / r.generation_tps - 1, e.prefill_tps / r.prompt_tps - 1
+                    rows.append({"model": label, "model_path": str(path), "flash_attn": fa, "swa_full": s.swa_full,
+                                 "n_ubatch": s.n_ubatch, "depth": d, "prompt": args.prompt, "gen": args.gen,
+                                 "decode_tps": r.generation_tps, "prefill_tps": r.prompt_tps,
+                                 "pred_decode_tps": e.decode_tps, "pred_prefill_tps": e.prefill_tps})
+                    if args.json:
+                        args.json.write_text(json.dumps({"profile": prof, "rows": rows}, indent=1))
                     errors.setdefault(label, {}).setdefault(f"decode FA {'on' if fa else 'off'}", []).append(abs(de))
                     errors[label].setdefault(f"prefill FA {'on' if fa else 'off'}", []).append(abs(pe))
                     print(f"{label[:37]:<38}{'on' if fa else 'off':<4}{d:>7}{r.generation_tps:>12.1f}{e.decode_tps:>8.1f}"
                           f"{de:>+8.1%}{r.prompt_tps:>14.1f}{e.prefill_tps:>8.1f}{pe:>+8.1%}", flush=True)
-    print("MAPE per model kind:")
+    print("MAPE per model kind (absolute: against a profile measured earlier, so the machine's drift since is in it):")
     for label, by in errors.items():
         print(f"  {label}: " + ", ".join(f"{k} {sum(v) / len(v):.1%} (worst {max(v):.1%})" for k, v in by.items()))
+    # the fall from depth 0 within one sweep (runs minutes apart): what the depth terms predict, apart from the
+    # machine's speed today and the model's error at an empty cache
+    falls: dict[str, list[float]] = {}
+    for r in rows:
+        ref = next((x for x in rows if x["model"] == r["model"] and x["flash_attn"] == r["flash_attn"] and x["depth"] == 0), None)
+        if ref is None or r["depth"] == 0:
+            continue
+        for m in ("decode", "prefill"):
+            err = (r[f"pred_{m}_tps"] / ref[f"pred_{m}_tps"]) / (r[f"{m}_tps"] / ref[f"{m}_tps"]) - 1
+            falls.setdefault(f"{m} FA {'on' if r['flash_attn'] else 'off'}", []).append(abs(err))
+            print(f"  fall {r['model'][:30]:<31} FA {'on ' if r['flash_attn'] else 'off'} {r['depth']:>6} {m}: {err:+.1%}")
+    print("MAPE of the fall from depth 0: " + ", ".join(f"{k} {sum(v) / len(v):.1%} (worst {max(v):.1%})"
+                                                          for k, v in falls.items()))
     return 0
 
 

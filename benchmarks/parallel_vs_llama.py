@@ -11,6 +11,7 @@ the same with estimate_parallel from this machine's calibrated profile. Target (
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -27,16 +28,19 @@ def main() -> int:
     ap.add_argument("--gen", type=int, default=16)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--keep", type=Path)
+    ap.add_argument("--json", type=Path, help="also write the profile and every run here (the input of python -m "
+                    "fitcheck.refit --runs; give --keep so its model files stay)")
     args = ap.parse_args()
     seqs = [int(x) for x in args.seqs.split(",")]
 
     from depth_vs_llama import calibrated, models
 
     from fitcheck.calibration.llama_run import LlamaSession, RunSettings, run_llama
-    from fitcheck.estimator.speed import estimate_parallel
+    from fitcheck.estimator.speed import AttnMode, estimate_parallel
     from fitcheck.model.inspection import load_spec
 
-    dev, params, note = calibrated()
+    dev, params, note, prof = calibrated()
+    rows: list[dict] = []
     print(f"parameters: {note}")
     errs: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp, LlamaSession() as session:
@@ -47,11 +51,17 @@ def main() -> int:
             spec = load_spec(path)
             for n in seqs:
                 n_ctx = -(-(n * (args.depth + args.gen)) // 256) * 256
-                s = RunSettings(n_ctx=n_ctx, n_threads=dev.kernels.threads if dev.kernels else None)
+                s = RunSettings(n_ctx=n_ctx, n_threads=dev.kernels.threads if dev.kernels else None,
+                                use_extra_bufts=dev.kernels.repack if dev.kernels else True)  # as predicted
                 r = run_llama(path, n_prompt=0, n_gen=args.gen, reps=args.reps, settings=s, depth=args.depth,
                               n_parallel=n, session=session, timeout_s=900)
-                e = estimate_parallel(spec, dev, params, n, args.depth + args.gen // 2)
+                e = estimate_parallel(spec, dev, params, n, args.depth + args.gen // 2, s.n_ubatch, AttnMode.of(s))
                 err = e.aggregate_tps / r.generation_tps - 1
+                rows.append({"model": label, "model_path": str(path), "n_seq": n, "depth": args.depth + args.gen // 2,
+                             "n_ubatch": s.n_ubatch, "flash_attn": s.flash_attn, "swa_full": s.swa_full,
+                             "aggregate_tps": r.generation_tps, "pred_aggregate_tps": e.aggregate_tps})
+                if args.json:
+                    args.json.write_text(json.dumps({"profile": prof, "rows": rows}, indent=1))
                 errs.setdefault(label, []).append(abs(err))
                 print(f"{label[:37]:<38}{n:>5}{r.generation_tps:>14.1f}{e.aggregate_tps:>11.1f}{err:>+8.1%}", flush=True)
     for label, v in errs.items():

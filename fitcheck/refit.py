@@ -1,6 +1,7 @@
 """Fit every backend class's speed parameters on the development data and (with --write) store them.
 
     fitcheck refit [--write] [--only cpu,opencl]        (or: python -m fitcheck.refit)
+    python -m fitcheck.refit --runs RUNS.json [--write]  the CPU's attention / batched-decode factors
 
 Rows: device_db/published_benchmarks_dev.csv (llama.cpp Metal #4167, CUDA #15013 and PRs, xiongjiedai, Vulkan
 #10879, Jeff Geerling's runs, T-MAC's CPU thread scaling), device_db/phone_runs_dev.csv (217 llama.cpp runs on a
@@ -23,6 +24,7 @@ import json
 import math
 import statistics
 from importlib.resources import files
+from pathlib import Path
 from typing import Any, Callable
 
 from fitcheck.backtest import read_rows, samples_by_class
@@ -112,9 +114,53 @@ def write_classes(fitted: dict[str, dict[str, Any]]) -> str:
 
 
 def write_kernel_factors(kp: CpuKernelParams, source: str) -> str:
-    return _write(lambda doc: doc.__setitem__("cpu_kernels", {
+    return _write(lambda doc: doc["cpu_kernels"].update({
         "bw_eff": round(kp.bw_eff, 4), "tg_scale": round(kp.tg_scale, 4), "pp_scale": round(kp.pp_scale, 4),
         "t_token_s": 0.0, "source": source}))
+
+
+def write_batch_half(h: float, source: str) -> str:
+    """Batched decode's gemm over few columns (fitcheck.calibration.depth_fit.fit_batch)."""
+    return _write(lambda doc: doc["cpu_kernels"].update({"batch_half": round(h, 2), "batch_half_source": source}))
+
+
+def write_score_macs(found: dict[str, float], source: str) -> str:
+    """Attention's per-score costs (fitcheck.calibration.depth_fit), beside the kernel factors they go with."""
+    return _write(lambda doc: doc["cpu_kernels"].update({"score_macs": {k: round(v, 1) for k, v in found.items()},
+                                                         "score_macs_source": source}))
+
+
+def fit_runs(path: Path, write: bool = False, source: str = "") -> None:
+    """Fit (and with `write` store) the CPU attention or batching factors on benchmark runs (fitcheck.calibration.depth_fit)."""
+    from fitcheck.calibration.depth_fit import fit, fit_batch, load_runs
+
+    doc = load_runs(path)
+    if doc["rows"] and "n_seq" in doc["rows"][0]:  # parallel runs
+        h, report = fit_batch(doc)
+        print(f"batched gemm: {h:.2f} columns' worth of the step to a matrix-vector product")
+        for r in report:
+            print(f"  {r['model'][:36]:<37} {r['n_seq']:>3} sequences: {r['before']:+.1%} -> {r['after']:+.1%} "
+                  f"(gain over one: {r['gain_before']:+.1%} -> {r['gain_after']:+.1%})")
+        for when in ("before", "after", "gain_before", "gain_after"):
+            errs = [abs(r[when]) for r in report]
+            print(f"MAPE {when.replace('_', ' ')}: {sum(errs) / len(errs):.1%} (worst {max(errs):.1%})")
+        if write:
+            print(f"wrote {write_batch_half(h, source or f'fitted by fitcheck.calibration.depth_fit on {path.name}')}")
+        return
+    found, report = fit(doc)
+    print("f16 multiply-adds per score: " + ", ".join(f"{k} {v:.1f}" for k, v in found.items()))
+    for r in report:
+        print(f"  {r['model'][:36]:<37} FA {'on ' if r['flash_attn'] else 'off'} depth {r['depth']:>6} {r['metric']}: "
+              f"{r['before']:+.1%} -> {r['after']:+.1%} (fall from depth 0: {r['fall_before']:+.1%} -> "
+              f"{r['fall_after']:+.1%})")
+    for metric in ("pp", "tg"):
+        for when in ("before", "after", "fall_before", "fall_after"):
+            errs = [abs(r[when]) for r in report if r["metric"] == metric and r["depth"]]
+            if errs:
+                print(f"{metric} at depth, MAPE {when.replace('_', ' ')}: {sum(errs) / len(errs):.1%} "
+                      f"(worst {max(errs):.1%})")
+    if write:
+        print(f"wrote {write_score_macs(found, source or f'fitted by fitcheck.calibration.depth_fit on {path.name}')}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -123,7 +169,13 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m fitcheck.refit", description=__doc__.splitlines()[0])
     ap.add_argument("--write", action="store_true", help="store the values in device_db/speed_params.json")
     ap.add_argument("--only", default=",".join(CLASSES), help="comma-separated classes to fit")
+    ap.add_argument("--runs", type=Path, help="instead: fit the CPU's attention (or batched decode) factors on the "
+                    "runs benchmarks/depth_vs_llama.py (parallel_vs_llama.py) wrote with --json")
+    ap.add_argument("--source", default="", help="with --runs: where and when the runs were measured (stored)")
     args = ap.parse_args(argv)
+    if args.runs:
+        fit_runs(args.runs, args.write, args.source)
+        return
     fitted = refit(tuple(args.only.split(",")))
     if args.write and fitted:
         print(f"\nwrote {write_classes(fitted)}")

@@ -15,7 +15,7 @@ from typing import Any
 from fitcheck.errors import UsageError
 from fitcheck.estimator.evaluate import Target, evaluate
 from fitcheck.estimator.settings import RuntimeSettings
-from fitcheck.estimator.speed import estimate_parallel
+from fitcheck.estimator.speed import AttnMode, estimate_parallel
 
 MAX_USERS = 256
 
@@ -44,7 +44,7 @@ def serve_capacity(model: str, target: Target, settings: RuntimeSettings, min_tp
     rows, best = [], None
     for n in users_ladder(most):
         ev = evaluate(spec, replace(settings, n_seq=n), target)
-        par = estimate_parallel(spec, target.speed, target.params, n, depth, settings.n_ubatch)
+        par = estimate_parallel(spec, target.speed, target.params, n, depth, settings.n_ubatch, AttnMode.of(settings))
         ok = ev.fit.verdict == "fits" and par.per_seq_tps >= min_tps
         rows.append({"users": n, "verdict": ev.fit.verdict, "total_bytes": ev.memory.total_bytes,
                      "kv_bytes": ev.memory.kv_cache_bytes, "aggregate_tps": par.aggregate_tps,

@@ -4,13 +4,14 @@ windows that stop growing, recurrent layers that hold no cache, and the curve an
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import random
 
 import pytest
 
 from fitcheck.device.device_speed import backend_params
-from fitcheck.estimator.speed import (DeviceSpeedSpec, attention_macs, estimate_speed, keys_attended,
-                                      kv_bytes_read)
+from fitcheck.estimator.speed import (AttnMode, DeviceSpeedSpec, attention_macs, attention_work, cells_computed,
+                                      estimate_speed, keys_attended, kv_bytes_read)
 from fitcheck.model.catalog import entries, spec_from_catalog
 
 from .conftest import run_cli
@@ -29,18 +30,46 @@ def _spec(name):
     return spec_from_catalog(entries()[name], "Q4_0")
 
 
+FA, NO_FA, NO_FA_SMALL_SWA = AttnMode(flash_attn=True), AttnMode(flash_attn=False), AttnMode(False, swa_full=False)
+
+
+def test_cells_computed_follow_llama_cpps_two_attention_paths():
+    rng = random.Random(2)
+    for _ in range(200):
+        d, n, ub = rng.randrange(0, 5000), rng.randrange(1, 1500), rng.choice([1, 64, 512])
+        w = rng.choice([None, 512, 1024])
+        # flash attention: the causal span only, at most the window
+        assert cells_computed(d, n, w, ub, FA) == keys_attended(d, n, w)
+        # without: every query of a ubatch against every cell of the view (all cells used so far, ...)
+        chunks = [min(ub, n - i) for i in range(0, n, ub)]
+        ends = [d + sum(chunks[:k + 1]) for k in range(len(chunks))]
+        assert cells_computed(d, n, w, ub, NO_FA) == pytest.approx(sum(b * e for b, e in zip(chunks, ends)))
+        # ... a sliding-window layer's SWA cache at most window + ubatch cells when it is not full-size
+        assert cells_computed(d, n, w, ub, NO_FA_SMALL_SWA) == pytest.approx(
+            sum(b * (min(e, w + ub) if w else e) for b, e in zip(chunks, ends)))
+        assert cells_computed(d, n, w, ub, FA) <= cells_computed(d, n, w, ub, NO_FA_SMALL_SWA) <= cells_computed(
+            d, n, w, ub, NO_FA)
+
+
 def test_attention_follows_the_layers_that_hold_a_cache():
     dense, swa, hybrid = _spec("llama-3.2-1b"), _spec("gemma-3-270m"), _spec("lfm2-350m")
-    # a dense model at depth 0: every layer, every head, K and V widths, half the square of the prompt
     e = entries()["llama-3.2-1b"]
-    assert attention_macs(dense, 512) == pytest.approx(
-        e.n_layer * e.n_head * 2 * e.head_dim * 512 * 513 / 2)
+    # a dense model at depth 0, flash attention on: every layer, every head, K and V widths, half the square of the
+    # prompt; off: the whole square (the mask is applied after the product)
+    assert attention_macs(dense, 512, mode=FA) == pytest.approx(e.n_layer * e.n_head * 2 * e.head_dim * 512 * 513 / 2)
+    assert attention_macs(dense, 512, mode=NO_FA) == pytest.approx(e.n_layer * e.n_head * 2 * e.head_dim * 512 * 512)
+    macs, scores = attention_work(dense, 512, mode=NO_FA)
+    assert macs == pytest.approx(scores * 2 * e.head_dim)  # a score per query head and cell
     # decode's cached reads: linear in depth for full attention; a sliding window's layers stop at the window
-    assert kv_bytes_read(dense, 16384) == 2 * kv_bytes_read(dense, 8192)
+    # when flash attention skips the masked cells (or the SWA cache is window-sized), not when a full-size cache
+    # is computed and masked
+    assert kv_bytes_read(dense, 16384) == pytest.approx(2 * kv_bytes_read(dense, 8192), rel=1e-3)
     full = [il for il in range(swa.n_layer) if not swa.is_swa(il)]
     assert 0 < len(full) < swa.n_layer
-    assert kv_bytes_read(swa, 16384) - kv_bytes_read(swa, 8192) == 2 * 8192 * sum(
-        swa.n_embd_k_gqa(il) + swa.n_embd_v_gqa(il) for il in full)  # only the full-attention layers grow
+    growth = 2 * 8192 * sum(swa.n_embd_k_gqa(il) + swa.n_embd_v_gqa(il) for il in full)
+    for mode in (FA, NO_FA_SMALL_SWA):
+        assert kv_bytes_read(swa, 16384, mode=mode) - kv_bytes_read(swa, 8192, mode=mode) == growth
+    assert kv_bytes_read(swa, 16384, mode=NO_FA) - kv_bytes_read(swa, 8192, mode=NO_FA) > 3 * growth
     # recurrent layers hold no cache: the hybrid's attention is a fraction of a dense model's of its width
     attn_layers = sum(1 for il in range(hybrid.n_layer) if hybrid.has_kv(il))
     assert 0 < attn_layers < hybrid.n_layer
@@ -55,7 +84,7 @@ def test_decode_and_prefill_slow_with_depth_and_less_for_windows_and_recurrent_l
     drop = {}
     for name in ("llama-3.2-1b", "gemma-3-270m", "lfm2-350m"):
         spec = _spec(name)
-        at = [estimate_speed(spec, dev, p, n_prompt=512, depth=d, prompt_depth=d) for d in (0, 8192, 16384, 32000)]
+        at = [estimate_speed(spec, dev, p, n_prompt=512, depth=d, prompt_depth=d, mode=FA) for d in (0, 8192, 16384, 32000)]
         assert all(a.decode_tps > b.decode_tps for a, b in zip(at, at[1:])), name
         assert all(a.prefill_tps > b.prefill_tps for a, b in zip(at, at[1:])), name
         drop[name] = at[0].decode_tps / at[-1].decode_tps
@@ -122,3 +151,24 @@ def test_serve_capacity_answers_how_many_users():
 def test_serve_capacity_bad_input_is_one_line(args, why):
     r = run_cli("serve-capacity", "-m", "1.8b", "-d", "RTX 4090", *args)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and why in r.stderr, r.stderr
+
+
+def test_a_cpu_batches_columns_the_way_its_kernels_take_them():
+    """llama.cpp's CPU backend: a repacked type's gemm takes columns in groups of 4 (fewer go one at a time),
+    tinyBLAS's from 2, K-quants it does not repack never; where compute sets the pace that is what batching gains."""
+    from fitcheck.estimator.speed import CpuKernelParams, CpuKernels, estimate_parallel
+
+    rates = {c: 1e10 for c in ("f16", "q8_0", "q4_0", "q4_k", "q6_k")}
+    kernels = CpuKernels(threads=2, tg_elems_per_s=rates, pp_elems_per_s={c: 8e10 for c in rates})
+    kp = CpuKernelParams(bw_eff=0.9, tg_scale=1.0, pp_scale=1.0)
+    dev = DeviceSpeedSpec("cpu", 500.0, 1.0, name="compute-bound CPU", kernels=kernels)  # bandwidth to spare
+
+    def gain(quant, n, dev=dev):
+        spec = spec_from_catalog(entries()["llama-3.2-1b"], quant)
+        return estimate_parallel(spec, dev, kp, n).aggregate_tps / estimate_parallel(spec, dev, kp, 1).aggregate_tps
+
+    assert gain("Q4_0", 2) == pytest.approx(1.0, rel=0.05) and gain("Q4_0", 3) == pytest.approx(1.0, rel=0.05)
+    assert gain("Q4_0", 4) > 2.5 and gain("Q4_0", 8) > gain("Q4_0", 5)
+    unrepacked = replace(dev, kernels=replace(kernels, repack=False))
+    assert gain("Q4_0", 2, unrepacked) > 1.5  # tinyBLAS
+    assert gain("Q6_K", 8) == pytest.approx(1.0, rel=0.05)  # one column at a time

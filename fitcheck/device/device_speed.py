@@ -276,9 +276,13 @@ def kernel_params(d: dict[str, Any] | None = None) -> tuple[CpuKernelParams, str
     pp_by, tg_by, bw_by = (src.get(k) if isinstance(src.get(k), dict) else {}
                            for k in ("pp_scale_by_class", "tg_scale_by_class", "bw_eff_by_class"))
     as_floats = lambda d: {str(c): float(v) for c, v in d.items()}  # noqa: E731
+    # attention's per-score costs and batched gemm are fitted on depth and parallel runs, not by a calibration: the
+    # shipped ones always apply
+    shipped = fitted_params()["cpu_kernels"]
     return CpuKernelParams(float(src["bw_eff"]), float(src["tg_scale"]), float(src["pp_scale"]),
                            float(src.get("t_token_s", 0.0)), str(src.get("source", "")),
-                           as_floats(pp_by), as_floats(tg_by), as_floats(bw_by)), str(src.get("source", ""))
+                           as_floats(pp_by), as_floats(tg_by), as_floats(bw_by), as_floats(shipped.get("score_macs", {})),
+                           float(shipped.get("batch_half", 0.0))), str(src.get("source", ""))
 
 
 def missed_note(factors: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from device_db import Device, devices
 
@@ -21,8 +22,9 @@ from fitcheck.errors import DeviceError
 # words a person may leave out or spell another way
 OPTIONAL = {"apple", "samsung", "google", "nvidia", "geforce", "qualcomm", "mediatek", "amd", "raspberry", "model",
             "bionic", "the"}
-SYNONYMS = {"+": "plus", "rpi": "pi", "gb10": "gb10"}
+SYNONYMS = {"+": "plus", "rpi": "pi", "gb10": "gb10", "laptop": "mobile"}  # TechPowerUp's "RTX 4060 Mobile"
 _RAM = re.compile(r"^(\d+(?:\.\d+)?)gb$")
+MAC_WORDS = {"mac", "macbook", "imac", "studio", "mini"}  # product words before an Apple M chip in a Mac's name
 
 
 def tokens(text: str) -> list[str]:
@@ -42,8 +44,17 @@ def tokens(text: str) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=None)
+def _words_of(key: str, name: str) -> frozenset[str]:
+    """Its words, a model number written either way too: "Fold6" is also "fold 6", "Fold 6" also "fold6"."""
+    words = tokens(key) + tokens(name)
+    glued = {a + b for a, b in zip(words, words[1:]) if a.isalpha() and b.isdigit()}
+    split = {p for w in words if (m := re.fullmatch(r"([a-z]+)(\d+)", w)) for p in m.groups()}
+    return frozenset(words) | glued | split
+
+
 def _words(d: Device) -> set[str]:
-    return set(tokens(d.id)) | set(tokens(d.name))
+    return set(_words_of(d.id, d.name))
 
 
 def _alternatives(d: Device) -> list[set[str]]:
@@ -110,6 +121,19 @@ def _ram_choice(dev: Device, ram_gb: int | None, asked: str) -> DeviceChoice:
                                       f"(ask for another as \"{asked.strip()} {opts[-1]}GB\")")
 
 
+def _one_of(best: list, ram_gb: int | None, asked: str, relation: str) -> DeviceChoice:
+    """The first of equally good matches that are one machine to fitcheck, the others named in the RAM note."""
+    dev, free_ram = best[0][1], best[0][2]
+    choice = _ram_choice(dev, ram_gb if ram_gb is not None or not free_ram else _parse_ram(free_ram[0]), asked)
+    return DeviceChoice(dev, choice.ram_gb, f"{choice.ram_note}; {relation} {', '.join(s[1].name for s in best[1:])}")
+
+
+def _facts(d: Device) -> tuple:
+    """What an answer uses of a device: two entries with the same are one machine to fitcheck."""
+    return (d.chip, d.ram_options_gb, d.bw_gbps, d.fp32_tflops, d.fp16_tflops, d.os, d.backends, d.cpu, d.npu,
+            d.gpu_cores, d.kind)
+
+
 def _parse_ram(text: str) -> int:
     try:
         v = float(text.lower().removesuffix("gb").strip())
@@ -145,9 +169,17 @@ def resolve(name: str) -> DeviceChoice:
         missing = [w for w in want if w not in have and w not in ram_words]
         if missing:
             continue
-        extra = min(len(alt - set(words) - OPTIONAL) for alt in _alternatives(d))
+        # words it has beyond those asked; a memory size in its name is not one ("RTX 3080 (10GB)" is the RTX 3080)
+        extra = min(len({w for w in alt - set(words) - OPTIONAL if not _RAM.match(w)}) for alt in _alternatives(d))
         scored.append((extra, d, [w for w in ram_words if w not in have]))
     if not scored:
+        chip_at = next((i for i, w in enumerate(words) if re.fullmatch(r"m[1-9]", w)), None)
+        if chip_at and set(words[:chip_at]) & MAC_WORDS:  # "Mac Studio M2 Ultra 192GB": the Mac is its chip
+            try:
+                inner = resolve(" ".join(words[chip_at:]) + (f":{ram_text}" if colon else ""))
+            except DeviceError as e:
+                raise DeviceError(f"unknown device {shown(base.strip())} (its chip: {e})") from None
+            return DeviceChoice(inner.device, inner.ram_gb, f"{inner.ram_note}; the chip of the {shown(base.strip())}")
         near = difflib.get_close_matches(base.lower().strip(), list(table), n=4, cutoff=0.5)
         near += [d.id for d in search(" ".join(w for w in want if not _RAM.match(w)))[:4] if d.id not in near]
         hint = f"; did you mean {', '.join(near[:4])}?" if near else ""
@@ -162,6 +194,18 @@ def resolve(name: str) -> DeviceChoice:
                                   [s for s in best if set(plain(s[1])) == set(asked)]) if hit), [])
     if len(best) > 1 and len(named) == 1:  # a tie, but one device is called exactly what was asked
         best = named
+    chips = [s for s in best if s[1].kind == "chip"]
+    if len(best) > 1 and len(chips) == 1 and all(  # a chip and machines named after it: the chip decides
+            re.sub(r"\s*\(.*?\)", "", chips[0][1].name).lower() in s[1].name.lower() for s in best):
+        return _one_of(chips + [s for s in best if s is not chips[0]], ram_gb, base, "the chip of")
+    bins = {re.sub(r"\s*\(\d+-core GPU\)", "", s[1].name) for s in best}
+    if len(best) > 1 and len(bins) == 1 and all(s[1].kind == "chip" for s in best):
+        # one chip in GPU-core bins (M2 Ultra 60- or 76-core): the smaller, as for RAM; the other said
+        best.sort(key=lambda s: int(re.search(r"\((\d+)-core GPU\)", s[1].name).group(1)))
+        return _one_of(best, ram_gb, base, "the smallest GPU-core bin; ask with its core count for")
+    if len(best) > 1 and all(_facts(s[1]) == _facts(best[0][1]) for s in best):
+        # one machine under two names (the 13" and 15" MacBook Air M2): the same chip, memory and rates
+        return _one_of(best, ram_gb, base, "the same for")
     if len(best) > 1:
         choices = ", ".join(f"{s[1].name} ({s[1].id})" for s in best[:6])
         more = f" and {len(best) - 6} more" if len(best) > 6 else ""

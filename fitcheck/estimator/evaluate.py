@@ -15,7 +15,8 @@ from fitcheck.estimator.fit import TIGHT_MARGIN, FitResult, fit_verdict
 from fitcheck.estimator.memory import MemoryEstimate, estimate_memory
 from fitcheck.estimator.paging import PagingEstimate, PagingRule, assess, paged_speed
 from fitcheck.estimator.settings import RuntimeSettings
-from fitcheck.estimator.speed import BackendParams, DeviceSpeedSpec, SpeedEstimate, active_weights, estimate_speed
+from fitcheck.estimator.speed import (AttnMode, BackendParams, DeviceSpeedSpec, SpeedEstimate, active_weights,
+                                     estimate_speed)
 from fitcheck.model.model_spec import ModelSpec
 
 # Default decode target: a reading pace (about 4 words a second); the seed calls 0.71 t/s "almost unusable".
@@ -138,7 +139,7 @@ def evaluate(spec: ModelSpec, settings: RuntimeSettings, target: Target, n_promp
     sp = None
     if target.speed is not None and target.params is not None and spec.weights_bytes > 0:  # nothing to stream, no rate
         sp = estimate_speed(spec, target.speed, target.params, n_prompt=n_prompt, depth=depth, n_ubatch=settings.n_ubatch,
-                            prompt_depth=depth)
+                            prompt_depth=depth, mode=AttnMode.of(settings))
     pg, sp_mem, u = None, sp, target.uncertainty
     if fit.verdict == "does_not_fit":
         pg = assess(spec, mem, settings, backend, fit.usable_bytes, target.paging)
@@ -168,10 +169,11 @@ def depth_curve(spec: ModelSpec, settings: RuntimeSettings, target: Target, n_pr
     points = []
     for d in depths:
         sp = estimate_speed(spec, target.speed, target.params, n_prompt=n_prompt, depth=d, n_ubatch=settings.n_ubatch,
-                            prompt_depth=d)
+                            prompt_depth=d, mode=AttnMode.of(settings))
         points.append({"depth": d, "decode_tps": sp.decode_tps, "prefill_tps": sp.prefill_tps,
                        "kv_bytes_per_token": sp.bytes_per_token - active_weights(spec)[0]})
-    full = estimate_speed(spec, target.speed, target.params, n_prompt=ctx, depth=0, n_ubatch=settings.n_ubatch)
+    full = estimate_speed(spec, target.speed, target.params, n_prompt=ctx, depth=0, n_ubatch=settings.n_ubatch,
+                          mode=AttnMode.of(settings))
     return {"n_prompt": n_prompt, "points": points, "full_prompt_tokens": ctx,
             "full_prompt_ttft_s": full.ttft_s if full.ttft_s is not None else None,
             "full_prompt_prefill_tps": full.prefill_tps}

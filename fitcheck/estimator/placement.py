@@ -43,7 +43,7 @@ from fitcheck.estimator.fit import TIGHT_MARGIN, FitResult, fit_verdict
 from fitcheck.estimator.memory import (F32, KV_PAD, ROWS_OUT, compute_phases, kv_cache_bytes, kv_cells, layer_of,
                                        overhead_bytes, pad)
 from fitcheck.estimator.settings import RuntimeSettings
-from fitcheck.estimator.speed import (BackendParams, CpuKernelParams, DeviceSpeedSpec, PREFILL_CHUNK, Share,
+from fitcheck.estimator.speed import (AttnMode, BackendParams, CpuKernelParams, DeviceSpeedSpec, PREFILL_CHUNK, Share,
                                       class_rates, cpu_side_seconds, device_flops, device_work, kernel_rates,
                                       output_tensor_name)
 from fitcheck.estimator.terms import decode_terms, prefill_seconds
@@ -398,7 +398,8 @@ def speed(spec: ModelSpec, pl: Placement, s: RuntimeSettings, n_prompt: int = 51
         if sh is None:
             continue
         n_ub = PREFILL_CHUNK.get(u.speed.backend, s.n_ubatch)
-        dw = device_work(spec, u.speed, _rules(u), n_prompt, depth, n_ub, kernels=_rules(u) is None, share=sh)
+        dw = device_work(spec, u.speed, _rules(u), n_prompt, depth, n_ub, kernels=_rules(u) is None, share=sh,
+                         mode=AttnMode.of(s))
         w = dw.main
         if pl.row_shares and i in pl.order:  # row split: this GPU streams and multiplies its share of each matrix
             f = pl.row_shares[pl.order.index(i)]

@@ -104,6 +104,12 @@ class CpuKernelParams:
     pp_scale_by_class: dict[str, float] = field(default_factory=dict, hash=False)  # a calibration's, per kernel
     tg_scale_by_class: dict[str, float] = field(default_factory=dict, hash=False)
     bw_eff_by_class: dict[str, float] = field(default_factory=dict, hash=False)
+    # an attention score's masking and softmax beside its multiply-adds, in f16 multiply-adds of the kernel probe's
+    # (prefill: its matrix-matrix rate, decode: its matrix-vector rate): "pp"/"tg" with the softmax apart (flash
+    # attention off), "pp_fa"/"tg_fa" fused (on). Fitted on depth runs (fitcheck.calibration.depth_fit)
+    score_macs: dict[str, float] = field(default_factory=dict, hash=False)
+    # a batched decode step's gemm over few columns (terms.Rates.batch_half), fitted on parallel runs (ditto)
+    batch_half: float = 0.0
 
     def bw(self, c: str) -> float:
         return self.bw_eff_by_class.get(c, self.bw_eff)
@@ -288,22 +294,57 @@ def output_tensor(spec: ModelSpec) -> tuple[str, int]:
     return (out.ggml_type, out.n_elements) if out else ("", 0)
 
 
-KV_TYPE = "F16"  # llama.cpp's default cache type (--cache-type-k/-v)
 
 
-def kv_bytes_read(spec: ModelSpec, depth: int, kv_type_bytes: float = 2.0, layers=None) -> int:
-    """KV cache read per decoded token at a context depth (sliding-window layers capped, recurrent layers none), in
-    `layers` (default all)."""
-    total = 0
+@dataclass(frozen=True)
+class AttnMode:
+    """The settings that change how much attention work llama.cpp does (RuntimeSettings' flash_attn, swa_full)."""
+
+    flash_attn: bool = False
+    swa_full: bool = True  # llama-cpp-python's default; llama.cpp's own tools reserve window + ubatch instead
+
+    @classmethod
+    def of(cls, settings) -> "AttnMode":
+        return cls(bool(settings.flash_attn), bool(settings.swa_full))
+
+
+def cells_computed(depth: int, n_new: int, window: int | None, n_ubatch: int, mode: AttnMode) -> float:
+    """Query-key pairs one head of one layer computes for n_new tokens on top of `depth` cached cells.
+
+    With flash attention only the causal span, at most the window (ggml-cpu ops.cpp flash_attn_ext: the tiled
+    prompt path skips tiles whose mask is all -inf, the decode path masked cells). Without it every cell of the
+    cache view for every query of a ubatch (llama-graph.cpp build_attn_mha: kq = mul_mat(k, q) over the view,
+    soft_max_ext masks afterwards): the cells used so far, a sliding-window layer's too when its cache is full-size
+    (swa_full), else at most window + ubatch (llama_kv_cache_iswa sizes the SWA cache so)."""
+    if n_new <= 0:
+        return 0.0
+    if mode.flash_attn:
+        return keys_attended(depth, n_new, window)
+    cap = window + n_ubatch if window and not mode.swa_full else None
+    total, done = 0.0, 0
+    while done < n_new:
+        b = min(n_ubatch, n_new - done)
+        used = depth + done + b
+        total += b * (min(used, cap) if cap else used)
+        done += b
+    return total
+
+
+def _kv_layers(spec: ModelSpec, layers):
+    """(layer, its window or None) for the layers of `layers` (default all) that hold a KV cache."""
     for il in (range(spec.n_layer) if layers is None else layers):
         if spec.has_kv(il):
-            total += _window(spec, il, depth) * (spec.n_embd_k_gqa(il) + spec.n_embd_v_gqa(il))
+            yield il, (spec.sliding_window if spec.is_swa(il) and spec.sliding_window else None)
+
+
+def kv_bytes_read(spec: ModelSpec, depth: int, kv_type_bytes: float = 2.0, layers=None, mode: AttnMode = AttnMode(),
+                  n_ubatch: int = 512) -> int:
+    """KV cache read per decoded token at a context depth: the cells attention computes (cells_computed; recurrent
+    layers none), in `layers` (default all)."""
+    total = 0.0
+    for il, window in _kv_layers(spec, layers):
+        total += cells_computed(depth, 1, window, n_ubatch, mode) * (spec.n_embd_k_gqa(il) + spec.n_embd_v_gqa(il))
     return int(total * kv_type_bytes)
-
-
-def _window(spec: ModelSpec, il: int, depth: int) -> int:
-    """Cells a token at `depth` attends to in layer il: all of them, or the sliding window's."""
-    return min(depth, spec.sliding_window) if spec.is_swa(il) and spec.sliding_window else depth
 
 
 def keys_attended(depth: int, n_new: int, window: int | None = None) -> float:
@@ -320,18 +361,24 @@ def keys_attended(depth: int, n_new: int, window: int | None = None) -> float:
     return k * d + k * (k + 1) / 2 + (n - k) * window
 
 
-def attention_macs(spec: ModelSpec, n_prompt: int, layers=None, depth: int = 0) -> float:
-    """Multiply-adds of QK^T and PV for a prompt of n_prompt tokens on top of `depth` cached ones, in every layer
-    with a KV cache (or those of `layers`): each query head times each key it attends to, K and V widths
-    (llama.cpp's build_attn_mha: kq = mul_mat(k, q), kqv = mul_mat(v, kq); sliding-window layers masked to their
-    window, recurrent layers none). One token at depth d is a decode step's attention."""
-    total = 0.0
-    for il in (range(spec.n_layer) if layers is None else layers):
-        if spec.has_kv(il):
-            window = spec.sliding_window if spec.is_swa(il) else None
-            total += spec.n_head[il] * (spec.head_dim_k_at(il) + spec.head_dim_v_at(il)) * keys_attended(
-                depth, n_prompt, window)
-    return total
+def attention_work(spec: ModelSpec, n_new: int, layers=None, depth: int = 0, mode: AttnMode = AttnMode(),
+                   n_ubatch: int = 512) -> tuple[float, float]:
+    """(multiply-adds, scores) of attention for n_new tokens on top of `depth` cached ones, in every layer with a KV
+    cache (or those of `layers`): each query head times each cell computed (cells_computed), K and V widths for the
+    products (llama.cpp's build_attn_mha: kq = mul_mat(k, q), kqv = mul_mat(v, kq)), one score each for the softmax
+    and masking beside them. One token at depth d is a decode step's attention."""
+    macs = scores = 0.0
+    for il, window in _kv_layers(spec, layers):
+        cells = spec.n_head[il] * cells_computed(depth, n_new, window, n_ubatch, mode)
+        macs += cells * (spec.head_dim_k_at(il) + spec.head_dim_v_at(il))
+        scores += cells
+    return macs, scores
+
+
+def attention_macs(spec: ModelSpec, n_prompt: int, layers=None, depth: int = 0, mode: AttnMode = AttnMode(),
+                   n_ubatch: int = 512) -> float:
+    """attention_work's multiply-adds."""
+    return attention_work(spec, n_prompt, layers, depth, mode, n_ubatch)[0]
 
 
 def active_by_kernel(spec: ModelSpec) -> tuple[dict[str, int], dict[str, int]]:
@@ -352,6 +399,9 @@ def _rate(rates: dict[str, float], c: str) -> float:
 # runtimes that process a prompt in their own chunk size rather than llama.cpp's ubatch (mlx-lm generate.py:
 # generate_step(prefill_step_size=2048))
 PREFILL_CHUNK = {"mlx": 2048}
+# runtimes whose attention is always fused over the causal span (mlx-lm's mx.fast.scaled_dot_product_attention,
+# MLC's paged attention kernels), whatever llama.cpp's flash-attention setting says
+FUSED_ATTENTION = frozenset({"mlx", "mlc"})
 
 
 def _row(d: dict[str, float], types: tuple[str, ...]):
@@ -366,18 +416,26 @@ def _one(v: float):
     return np.array([float(v)])
 
 
+def _scores(n: float, fused: bool):
+    import numpy as np
+
+    return np.array([[0.0, float(n)] if fused else [float(n), 0.0]])
+
+
 def work_of(elems: dict[str, float], nbytes: dict[str, float], *, n_prompt: int, pp: dict[str, float] | None = None,
             slow: dict[str, float] | None = None, kv_bytes: float = 0.0, attn_macs: float = 0.0, passes: int = 0,
             pass_bytes: float = 0.0, layers: float = 0.0, trips: float = 0.0, rec: dict[str, int] | None = None,
-            token: bool = False) -> Work:
-    """A one-row Work from what one processor holds (`pp`: prompt element-tokens, default elements x prompt)."""
+            token: bool = False, attn_scores: float = 0.0, dec_attn_macs: float = 0.0, dec_scores: float = 0.0,
+            fused: bool = False) -> Work:
+    """A one-row Work from what one processor holds (`pp`: prompt element-tokens, default elements x prompt;
+    `fused`: attention's scores under flash attention)."""
     import numpy as np
 
     types = tuple(sorted(set(elems) | set(nbytes) | set(pp or {}) | set(slow or {})))
     pp = {t: n * n_prompt for t, n in elems.items()} if pp is None else pp
     rec_row = np.array([[float((rec or {}).get(k, 0)) for k in RECURRENT_BLOCKS]])
     return Work(types, _row(elems, types), _row(nbytes, types), _one(kv_bytes), _row(pp, types), _row(slow or {}, types),
-                _one(attn_macs), _one(n_prompt), _one(passes), _one(pass_bytes), _one(layers), _one(trips), rec_row,
+                _one(attn_macs), _scores(attn_scores, fused), _one(dec_attn_macs), _scores(dec_scores, fused), _one(n_prompt), _one(passes), _one(pass_bytes), _one(layers), _one(trips), rec_row,
                 _one(1.0 if token else 0.0))
 
 
@@ -396,30 +454,53 @@ def prompt_products(elems: dict[str, int], n_prompt: int, out: tuple[str, int], 
     return fast, {t: n * n_prompt for t, n in slow.items() if n}
 
 
+# how llama.cpp's CPU backend multiplies a few columns (terms.batch_step_seconds): the types its repack buffer
+# holds on x86 AVX2/AVX-512 and Arm (ggml-cpu repack.cpp ggml_repack_get_optimal_repack_type) go through their
+# gemm in groups of 4 columns; those llamafile's tinyBLAS takes (llamafile/sgemm.cpp llamafile_sgemm) through its
+# gemm from 2 columns on; the rest one column at a time
+REPACK_GEMM_TYPES = frozenset({"Q4_0", "Q4_K", "IQ4_NL", "MXFP4"})  # fitcheck.device.paging_rules.REPACKED (x86, Arm)
+TINYBLAS_TYPES = frozenset({"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q5_0", "IQ4_NL"})
+
+
+def batch_block(ggml_type: str, repack: bool) -> int:
+    t = ggml_type.upper()
+    return 4 if repack and t in REPACK_GEMM_TYPES else 1 if t in TINYBLAS_TYPES else 0
+
+
 def kernel_rates(kp: CpuKernelParams, dev: DeviceSpeedSpec, w: Work) -> Rates:
     """The CPU kernel model: llama.cpp's own probed kernel rates on this machine, carried to a real model by kp."""
     import numpy as np
 
     k, bw = dev.kernels, dev.bw_gbps * 1e9
     cls = [kernel_class(t) for t in w.types]
-    per = lambda f: np.array([[f(c) for c in cls]]).reshape(1, len(cls))  # noqa: E731
-    pp = per(lambda c: 1 / (kp.pp(c) * _rate(k.pp_elems_per_s, c)))
+    # a type of a repacked class that llama.cpp does not repack itself (Q5_0, Q4_1 beside Q4_0; Q5_K beside Q4_K)
+    # runs on that class's plain kernels: the rates probed with repacking off, where the probe has them
+    plain = [k.repack and t.upper() not in REPACK_GEMM_TYPES and c in k.tg_unrepacked for t, c in zip(w.types, cls)]
+    tg_of = lambda j: _rate(k.tg_unrepacked if plain[j] else k.tg_elems_per_s, cls[j])  # noqa: E731
+    pp_of = lambda j: _rate(k.pp_unrepacked if plain[j] else k.pp_elems_per_s, cls[j])  # noqa: E731
+    per = lambda f: np.array([[f(j, c) for j, c in enumerate(cls)]]).reshape(1, len(cls))  # noqa: E731
+    pp = per(lambda j, c: 1 / (kp.pp(c) * pp_of(j)))
     zeros = np.zeros(len(RECURRENT_BLOCKS))
-    return Rates(s_per_byte=per(lambda c: 1 / (kp.bw(c) * bw)), s_per_kv_byte=1 / (kp.bw_eff * bw),
-                 dec_s=per(lambda c: 1 / (kp.tg(c) * _rate(k.tg_elems_per_s, c))), pp_s=pp, slow_s=pp,
-                 attn_s=1 / (kp.pp("f16") * _rate(k.pp_elems_per_s, "f16")), pass_s_per_byte=1 / bw,
+    mac_pp = 1 / (kp.pp("f16") * _rate(k.pp_elems_per_s, "f16"))
+    mac_tg = 1 / (kp.tg("f16") * _rate(k.tg_elems_per_s, "f16"))
+    sm = kp.score_macs
+    return Rates(s_per_byte=per(lambda j, c: 1 / (kp.bw(c) * bw)), s_per_kv_byte=1 / (kp.bw_eff * bw),
+                 dec_s=per(lambda j, c: 1 / (kp.tg(c) * tg_of(j))), pp_s=pp, slow_s=pp, dec_attn_s=mac_pp,
+                 attn_s=mac_pp, score_s=mac_pp * np.array([sm.get("pp", 0.0), sm.get("pp_fa", 0.0)]),
+                 dec_score_s=mac_tg * np.array([sm.get("tg", 0.0), sm.get("tg_fa", 0.0)]), pass_s_per_byte=1 / bw,
+                 batch_block=np.array([[batch_block(t, k.repack) for t in w.types]]), batch_half=kp.batch_half,
                  token_s=k.per_token_s + kp.t_token_s, layer_s=k.per_layer_s, split_s=0.0, rec_layer_s=zeros,
                  rec_token_s=zeros, overlap=True, fixed_in_pass=False)
 
 
 def class_rates_of(w: Work, *, bw, flops, arch, bw_eff, fpw, inv_pp, inv_slow, inv_f16, token_s, layer_s, split_s,
-                   rec_layer_s, rec_token_s) -> Rates:
+                   rec_layer_s, rec_token_s, fpw_f16=0.0) -> Rates:
     """A fitted class's rates: FLOPs per weight (`fpw`, by w.types) over the device's peak `flops`, prefill at
     1/`inv_pp` of it (`arch`: the GPU architecture's factor), streaming at `bw_eff` of the bandwidth `bw`.
 
     Arrays of one row (an estimate) or of every row of a fit (fitcheck.calibration.class_fit), the same code.
-    Attention's products run at the mean prefill efficiency of the weights (by elements); with no peak known the
-    compute terms are left out."""
+    Attention's products run at the mean prefill efficiency of the weights (by elements), its scores cost nothing
+    apart (no published run at depth to fit them on yet); with no peak known the compute terms are left out."""
     import numpy as np
 
     flops, arch, bw = (np.asarray(v, dtype=float).reshape(-1) for v in (flops, arch, bw))
@@ -431,7 +512,8 @@ def class_rates_of(w: Work, *, bw, flops, arch, bw_eff, fpw, inv_pp, inv_slow, i
     mean_pp = (w.dec_elems * pp_s).sum(1) / np.where(e > 0, e, 1.0)
     attn_s = np.where(e > 0, mean_pp, 2 * inv_f16 * inv[:, 0])
     return Rates(s_per_byte=(1 / (bw_eff * bw))[:, None], s_per_kv_byte=1 / (bw_eff * bw), dec_s=fpw * inv, pp_s=pp_s,
-                 slow_s=2 * inv_slow * inv / arch[:, None], attn_s=attn_s, pass_s_per_byte=1 / bw, token_s=token_s,
+                 slow_s=2 * inv_slow * inv / arch[:, None], attn_s=attn_s, score_s=np.zeros(2), dec_score_s=np.zeros(2),
+                 dec_attn_s=fpw_f16 * inv[:, 0], pass_s_per_byte=1 / bw, token_s=token_s,
                  layer_s=layer_s, split_s=split_s, rec_layer_s=rec_layer_s, rec_token_s=rec_token_s)
 
 
@@ -448,7 +530,8 @@ def class_rates(p: BackendParams, dev: DeviceSpeedSpec, w: Work, flops: float | 
     kind = recurrent_kind_index
     return class_rates_of(w, bw=dev.bw_gbps * 1e9, flops=flops, arch=arch, bw_eff=p.bw_eff,
                           fpw=row(lambda t: _per_class(p.flops_per_weight, t)), inv_pp=inv_pp, inv_slow=inv_slow,
-                          inv_f16=1 / _per_class(p.pp_eff, "f16"), token_s=p.t_token_s, layer_s=p.t_layer_s,
+                          inv_f16=1 / _per_class(p.pp_eff, "f16"), fpw_f16=_per_class(p.flops_per_weight, "f16"),
+                          token_s=p.t_token_s, layer_s=p.t_layer_s,
                           split_s=p.t_split_s, rec_layer_s=kind(p.t_recurrent_layer_s),
                           rec_token_s=kind(p.t_recurrent_token_s))
 
@@ -492,10 +575,12 @@ class DeviceWork:
 
 
 def device_work(spec: ModelSpec, dev: DeviceSpeedSpec, rules: BackendParams | None, n_prompt: int, depth: int,
-                n_ubatch: int, kernels: bool = False, share: Share | None = None, prompt_depth: int = 0) -> DeviceWork:
+                n_ubatch: int, kernels: bool = False, share: Share | None = None, prompt_depth: int = 0,
+                mode: AttnMode = AttnMode()) -> DeviceWork:
     """The whole model (or a device's `share` of it) on one device with its backend's rules (what it leaves to the
     CPU, its slow matrices, the CPU class's reference thread). `kernels`: the CPU kernel model (no such rules,
-    unscaled layers). `depth`: cells in the cache while a token decodes; `prompt_depth`: under the prompt."""
+    unscaled layers). `depth`: cells in the cache while a token decodes; `prompt_depth`: under the prompt; `mode`:
+    the attention settings (flash attention, full-size sliding-window cache)."""
     names = share.tensors if share is not None else None
     sp = split_work(spec, rules, dev, names) if rules is not None else Split(active_weights(spec, names)[1], {})
     out = output_tensor(spec)
@@ -514,12 +599,12 @@ def device_work(spec: ModelSpec, dev: DeviceSpeedSpec, rules: BackendParams | No
     scale = 1.0 if kernels or rules is None else layer_scale(rules, dev)
     # a decoded token's attention over the cache: its multiply-adds priced as f16 (the cache's type) products, its
     # bytes streamed with the weights' (the CPU's vec_dot over K and V, a GPU's reads of them)
-    dec = dict(sp.acc)
-    if depth:
-        dec[KV_TYPE] = dec.get(KV_TYPE, 0) + attention_macs(spec, 1, kv_layers, depth)
-    main = work_of(dec, bytes_by, n_prompt=n_prompt, pp=fast, slow=slow_pp,
-                   kv_bytes=kv_bytes_read(spec, depth, layers=kv_layers),
-                   attn_macs=attention_macs(spec, n_prompt, kv_layers, prompt_depth),
+    dec_macs, dec_scores = attention_work(spec, 1, kv_layers, depth, mode, n_ubatch) if depth else (0.0, 0.0)
+    pp_macs, pp_scores = attention_work(spec, n_prompt, kv_layers, prompt_depth, mode, n_ubatch)
+    main = work_of(sp.acc, bytes_by, n_prompt=n_prompt, pp=fast, slow=slow_pp,
+                   kv_bytes=kv_bytes_read(spec, depth, layers=kv_layers, mode=mode, n_ubatch=n_ubatch),
+                   attn_macs=pp_macs, attn_scores=pp_scores, dec_attn_macs=dec_macs, dec_scores=dec_scores,
+                   fused=mode.flash_attn,
                    passes=math.ceil(n_prompt / n_ubatch) if n_prompt else 0,
                    pass_bytes=pass_bytes(spec, min(n_prompt, n_ubatch), names), layers=len(layers) * scale,
                    trips=sp.trips, rec=rec, token=share is None or share.token)
@@ -537,15 +622,19 @@ def cpu_side_seconds(w: Work, cpu: BackendParams, dev: DeviceSpeedSpec) -> tuple
 
 
 def _work_and_rates(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | CpuKernelParams, n_prompt: int,
-                    depth: int, n_ubatch: int, prompt_depth: int = 0) -> tuple[DeviceWork, Rates, bool]:
+                    depth: int, n_ubatch: int, prompt_depth: int = 0, mode: AttnMode = AttnMode()
+                    ) -> tuple[DeviceWork, Rates, bool]:
     """The device's work and its rates: the CPU kernel model's, or the backend class's (with its prefill chunk)."""
     if isinstance(p, CpuKernelParams):
         if dev.kernels is None:
             raise ValueError("CPU kernel parameters need measured kernels")
-        dw = device_work(spec, dev, None, n_prompt, depth, n_ubatch, kernels=True, prompt_depth=prompt_depth)
+        dw = device_work(spec, dev, None, n_prompt, depth, n_ubatch, kernels=True, prompt_depth=prompt_depth,
+                         mode=mode)
         return dw, kernel_rates(p, dev, dw.main), bool(n_prompt)
     n_ubatch = PREFILL_CHUNK.get(dev.backend, n_ubatch)
-    dw = device_work(spec, dev, p, n_prompt, depth, n_ubatch, prompt_depth=prompt_depth)
+    if dev.backend in FUSED_ATTENTION:
+        mode = replace(mode, flash_attn=True)
+    dw = device_work(spec, dev, p, n_prompt, depth, n_ubatch, prompt_depth=prompt_depth, mode=mode)
     return dw, class_rates(p, dev, dw.main), bool(device_flops(p, dev) and n_prompt)
 
 
@@ -561,13 +650,13 @@ class ParallelEstimate:
 
 
 def estimate_parallel(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | CpuKernelParams, n_seq: int,
-                      depth: int = 0, n_ubatch: int = 512) -> ParallelEstimate:
+                      depth: int = 0, n_ubatch: int = 512, mode: AttnMode = AttnMode()) -> ParallelEstimate:
     """A server's decode with n_seq sequences generating at once (terms.batch_step_seconds); the products a GPU/NPU
     backend leaves to the CPU are n_seq times one token's."""
     import numpy as np
 
-    w0, r, _ = _work_and_rates(spec, dev, p, 1, 0, n_ubatch)
-    wd, rd, _ = _work_and_rates(spec, dev, p, 1, depth, n_ubatch)
+    w0, r, _ = _work_and_rates(spec, dev, p, 1, 0, n_ubatch, mode=mode)
+    wd, rd, _ = _work_and_rates(spec, dev, p, 1, depth, n_ubatch, mode=mode)
     step = float(batch_step_seconds(w0.main, r, wd.main, rd, np.array([n_seq]))[0])
     if wd.cpu is not None:
         step += n_seq * float(cpu_side_seconds(wd.cpu, p.cpu, dev)[0][0])
@@ -575,11 +664,12 @@ def estimate_parallel(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | 
 
 
 def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | CpuKernelParams, n_prompt: int = 512,
-                   depth: int = 0, n_ubatch: int = 512, prompt_depth: int = 0) -> SpeedEstimate:
+                   depth: int = 0, n_ubatch: int = 512, prompt_depth: int = 0, mode: AttnMode = AttnMode()
+                   ) -> SpeedEstimate:
     """Decode and prefill of the whole model on one device: the terms (fitcheck.estimator.terms) of its backend,
     plus those of the products the backend leaves to the device's CPU. Decode at `depth` cells in the cache,
-    the prompt on top of `prompt_depth` (llama-bench -d sets both)."""
-    dw, r, has_prefill = _work_and_rates(spec, dev, p, n_prompt, depth, n_ubatch, prompt_depth)
+    the prompt on top of `prompt_depth` (llama-bench -d sets both), attention as `mode` has llama.cpp do it."""
+    dw, r, has_prefill = _work_and_rates(spec, dev, p, n_prompt, depth, n_ubatch, prompt_depth, mode)
     d = decode_terms(dw.main, r)
     decode_s, compute = float(d["total"][0]), float(d["compute"][0])
     pp_s = float(prefill_seconds(dw.main, r, d["fixed"])[0])
@@ -589,7 +679,7 @@ def estimate_speed(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | Cpu
     prefill = n_prompt / pp_s if has_prefill else None
     load = spec.weights_bytes / (dev.disk_gbps * 1e9) if dev.disk_gbps else None
     ttft = (load or 0) + n_prompt / prefill if prefill else None
-    read = active_weights(spec)[0] + kv_bytes_read(spec, depth)
+    read = active_weights(spec)[0] + kv_bytes_read(spec, depth, mode=mode, n_ubatch=n_ubatch)
     return SpeedEstimate(decode_tps=1 / decode_s, prefill_tps=prefill, ttft_s=ttft, load_s=load, bytes_per_token=read,
                          decode_breakdown_s={"bandwidth": float(d["bandwidth"][0]), "compute": compute,
                                              "fixed": float(d["fixed"][0])})

@@ -11,12 +11,13 @@ unit of work costs on it: the class model (fitted FLOPs per weight against a pea
 class_rates) and the CPU kernel model (llama.cpp's own probed kernel rates, kernel_rates) are two ways to fill
 them.
 
-Decode, per token:   stream (weight and KV bytes / effective bandwidth) and compute (elements x cost by type),
+Decode, per token:   stream (weight and KV bytes / effective bandwidth) and compute (elements x cost by type,
+                     attention's scores),
                      added, or the slower of the two where they overlap (a CPU's matrix-vector products stream
                      and compute at once); then fixed costs: per token, per layer, per round trip, per
                      recurrent layer.
 Prefill, per prompt: element-tokens of the matrix products x cost by type (those that miss the fast kernels at
-                     the slow cost), attention's multiply-adds, recurrent layers per token, and per pass (ubatch)
+                     the slow cost), attention's multiply-adds and scores, recurrent layers per token, and per pass (ubatch)
                      the weights read once (and the fixed costs, on a GPU/NPU that launches every layer again).
 """
 
@@ -39,6 +40,9 @@ class Work:
     pp_elems: Any  # prompt element-tokens of matrix products on the fast kernels (head once, expert batching)
     slow_elems: Any  # ... of those that miss them
     attn_macs: Any  # attention multiply-adds over the prompt
+    attn_scores: Any  # (n, 2) attention scores over the prompt: softmax apart (flash attention off), fused (on)
+    dec_attn_macs: Any  # a decoded token's attention multiply-adds over the cache
+    dec_scores: Any  # (n, 2) ... and its scores
     n_prompt: Any
     passes: Any  # prompt passes (ubatches)
     pass_bytes: Any  # weight bytes one pass reads
@@ -62,25 +66,40 @@ class Rates:
     pp_s: Any  # prefill per element-token, by type
     slow_s: Any  # ... of a product that misses the fast kernels, by type
     attn_s: Any  # per attention multiply-add
+    score_s: Any  # (2,) per attention score under a prompt (masking, softmax): flash attention off, on
+    dec_score_s: Any  # (2,) ... in decode
+    dec_attn_s: Any  # per attention multiply-add in decode
     pass_s_per_byte: Any  # a prefill pass reading its weights
     token_s: Any
     layer_s: Any
     split_s: Any
     rec_layer_s: Any  # (len(RECURRENT_BLOCKS),)
     rec_token_s: Any  # per prompt token and recurrent layer, by kind
+    # by type, how a CPU multiplies a few columns at once (a batched decode step): 4: a repacked type's gemm over
+    # groups of 4 columns, the rest one at a time; 1: tinyBLAS's gemm over any 2 or more; 0: one at a time. None: a
+    # GPU/NPU class (its matrix-matrix rate where cheaper)
+    batch_block: Any = None
+    # a few columns through a CPU gemm cost between a matrix-vector product and the prompt's rate: half way at this
+    # many columns (h / (h + columns) of the step from the prompt's rate remains)
+    batch_half: float = 0.0
     overlap: bool = False  # decode's streaming and compute overlap (the slower sets the pace) rather than add
     fixed_in_pass: bool = True  # each prefill pass pays the per-token and per-layer costs again
 
 
 def decode_terms(w: Work, r: Rates) -> dict[str, Any]:
-    """Seconds per decoded token: streaming, compute and fixed costs (arrays of w.n)."""
+    """Seconds per decoded token: streaming, compute and fixed costs (arrays of w.n). Where streaming and compute
+    overlap they do so op by op: the weights' products with the weights' bytes, attention with the cache's bytes
+    (llama.cpp runs them as separate ops, one after the other)."""
     import numpy as np
 
-    stream = (w.dec_bytes * r.s_per_byte).sum(1) + w.kv_bytes * r.s_per_kv_byte
-    compute = (w.dec_elems * r.dec_s).sum(1)
+    w_stream, kv_stream = (w.dec_bytes * r.s_per_byte).sum(1), w.kv_bytes * r.s_per_kv_byte
+    w_comp = (w.dec_elems * r.dec_s).sum(1)
+    a_comp = w.dec_attn_macs * r.dec_attn_s + w.dec_scores @ r.dec_score_s
     fixed = w.token * r.token_s + w.layers * r.layer_s + w.trips * r.split_s + w.rec_layers @ r.rec_layer_s
-    core = np.maximum(stream, compute) if r.overlap else stream + compute
-    return {"bandwidth": stream, "compute": compute, "fixed": fixed, "total": core + fixed}
+    core = (np.maximum(w_stream, w_comp) + np.maximum(kv_stream, a_comp) if r.overlap
+            else w_stream + w_comp + kv_stream + a_comp)
+    return {"bandwidth": w_stream + kv_stream, "compute": w_comp + a_comp, "fixed": fixed, "total": core + fixed,
+            "weights": (w_stream, w_comp), "attention": (kv_stream, a_comp)}
 
 
 def prefill_seconds(w: Work, r: Rates, fixed) -> Any:
@@ -88,7 +107,7 @@ def prefill_seconds(w: Work, r: Rates, fixed) -> Any:
     mm = (w.pp_elems * r.pp_s).sum(1) + (w.slow_elems * r.slow_s).sum(1)
     rec = (w.rec_layers @ r.rec_token_s) * w.n_prompt
     per_pass = w.pass_bytes * r.pass_s_per_byte + (fixed if r.fixed_in_pass else 0.0)
-    return mm + w.attn_macs * r.attn_s + rec + w.passes * per_pass
+    return mm + w.attn_macs * r.attn_s + w.attn_scores @ r.score_s + rec + w.passes * per_pass
 
 
 def stack(works: list[Work]) -> Work:
@@ -117,20 +136,31 @@ def stack(works: list[Work]) -> Work:
 def batch_step_seconds(w0: Work, r: Rates, wd: Work, rd: Rates, n_seq) -> Any:
     """Seconds of one decode step for n_seq sequences at once (a server's batched decode, llama.cpp's one ubatch of
     n_seq tokens): the weights streamed once; each sequence's cache read and attended (wd at the depth less w0 at
-    none); the matrix products have n_seq columns, priced as n_seq matrix-vector products or, when cheaper, at the
-    prompt's matrix-matrix rate (every column a logit row, the head included), never below one token's; the
-    per-token and per-layer costs once. `rd`: the rates of wd's work (its types include the cache's). With n_seq = 1 it is decode_terms' total."""
+    none, as decode_terms overlaps them); the matrix products have n_seq columns (every column a logit row, the head included), never below one
+    token's; the per-token and per-layer costs once. On a CPU each type's columns go as llama.cpp's CPU backend
+    takes them (r.batch_block: gemm groups at the prompt's rate, the rest as matrix-vector products); on a GPU/NPU
+    at the prompt's matrix-matrix rate where that is cheaper than n_seq matrix-vector products. `rd`: the rates of
+    wd's work. With n_seq = 1 it is decode_terms' total."""
     import numpy as np
 
     d0, dd = decode_terms(w0, r), decode_terms(wd, rd)
-    kv_stream, attn = dd["bandwidth"] - d0["bandwidth"], dd["compute"] - d0["compute"]
-    gemm = (w0.dec_elems * r.pp_s).sum(1)
-    # never cheaper than one token's products: a matrix-matrix kernel over a few columns is no faster than one pass.
-    # On a CPU (streaming and compute overlap) every column stays a matrix-vector product: llama.cpp's batched
-    # decode of 2, 4 and 8 sequences here gained 0.8x, 1.3x and 1.6x over one (benchmarks/parallel_vs_llama.py),
-    # nowhere near the prompt's matrix-matrix rate
-    batched = n_seq * d0["compute"] if r.overlap else np.minimum(n_seq * d0["compute"], n_seq * gemm)
-    compute = np.maximum(d0["compute"], batched) + n_seq * attn
-    stream = d0["bandwidth"] + n_seq * kv_stream
-    core = np.maximum(stream, compute) if r.overlap else stream + compute
+    (w_stream, w_comp), (kv_stream, a_comp) = d0["weights"], dd["attention"]
+    n = np.asarray(n_seq, dtype=float)
+    if r.batch_block is not None:
+        # ggml-cpu repack.cpp forward_mul_mat_one_chunk: "more than three rows in src1: gemm" over all but n % 4,
+        # gemv for those; llamafile/sgemm.cpp llamafile_sgemm takes any n >= 2 (F32/F16/BF16, Q8_0, Q4_0, Q5_0,
+        # IQ4_NL); other types: ggml_compute_forward_mul_mat's vec_dot per row and column
+        block = np.broadcast_to(np.asarray(r.batch_block, dtype=float), w0.dec_elems.shape)
+        nn = n[:, None]
+        gemm = np.where((block > 0) & (nn >= np.maximum(block, 2)), nn - np.mod(nn, np.maximum(block, 1)), 0.0)
+        per_col = r.pp_s + (r.dec_s - r.pp_s) * r.batch_half / (r.batch_half + np.maximum(gemm, 1.0))
+        batched = (w0.dec_elems * (gemm * per_col + (nn - gemm) * r.dec_s)).sum(1)
+    else:
+        batched = np.minimum(n * w_comp, n * (w0.dec_elems * r.pp_s).sum(1))
+    # never cheaper than one token's products: a matrix-matrix kernel over a few columns is no faster than one pass
+    batched = np.maximum(w_comp, batched)
+    if r.overlap:
+        core = np.maximum(w_stream, batched) + n * np.maximum(kv_stream, a_comp)
+    else:
+        core = w_stream + batched + n * (kv_stream + a_comp)
     return core + d0["fixed"]

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import csv
 import difflib
+import math
 import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib.resources import files
+from typing import Any
 
 from fitcheck.errors import UnknownModelError
 from fitcheck.model.arch_layouts import expert_shapes, ffn_shapes, layout, qkv_shapes
@@ -85,10 +87,15 @@ OLLAMA_NAMES = {"phi3": "phi-3-mini", "phi3mini": "phi-3-mini", "phi35": "phi-3.
                 "llama27b": "llama-2-7b", "llama213b": "llama-2-13b", "mistral7b": "mistral-7b",
                 "granite4micro": "granite-4.0-micro", "granite4microh": "granite-4.0-h-micro",
                 "granite4tinyh": "granite-4.0-h-tiny", "granite41bh": "granite-4.0-h-1b", "olmoe": "olmoe-1b-7b",
-                "ministral3": "ministral-3-8b"}
+                "ministral3": "ministral-3-8b", "deepseekr114b": "deepseek-r1-distill-qwen-14b",
+                "deepseekr132b": "deepseek-r1-distill-qwen-32b", "deepseekr170b": "deepseek-r1-distill-llama-70b",
+                "llama3": "llama-3-8b", "llama370b": "llama-3-70b", "llama270b": "llama-2-70b", "phi4": "phi-4",
+                "mistralnemo": "mistral-nemo-12b", "mixtral": "mixtral-8x7b", "gemma327b": "gemma-3-27b",
+                "granite33": "granite-3.3-8b", "granite338b": "granite-3.3-8b", "granite332b": "granite-3.3-2b",
+                "codellama": "codellama-7b", "qwen25coder": "qwen2.5-coder-7b"}
 # words a repository or file name adds to the model's own name
 _SUFFIXES = ("gguf", "instruct", "it", "chat", "base", "hf", "mlx", "4bit", "8bit", "thinking", "reasoning", "preview")
-_QUANT_TAIL = re.compile(r"(?:^|[-_.:])((?:i?q\d(?:_[0-9a-z]+)*)|bf16|f16|f32)$", re.IGNORECASE)
+_QUANT_TAIL = re.compile(r"(?:^|[-_.:])((?:ud[-_])?(?:i?q\d(?:_[0-9a-z]+)*)|bf16|f16|f32)$", re.IGNORECASE)
 
 
 def _norm(text: str) -> str:
@@ -126,10 +133,17 @@ def _by_name(text: str) -> str | None:
     m = next((i for i, w in enumerate(words) if re.fullmatch(r"v[0-9]+", w)), None)
     unversioned = words[:m] if m else words
     idx = _name_index()
-    for key in ("".join(words), "".join(unversioned), name.replace(":", ""),
-                name.split(":")[0]):  # "phi4-mini:3.8b": the tag's size is redundant
+    for key in ("".join(words), "".join(unversioned), name.replace(":", "")):
         if _norm(key) in idx:
             return idx[_norm(key)]
+    # "phi4-mini:3.8b": the tag's size is redundant, unless it names another size ("phi3:medium" is not the mini)
+    found = idx.get(_norm(name.split(":")[0])) if ":" in name else None
+    if found:
+        from fitcheck.model.names import parse
+
+        size = parse(name).size_b
+        if size is None or abs(entries()[found].params_b_published / size - 1) <= SIZE_MATCH:
+            return found
     return None
 
 
@@ -154,9 +168,84 @@ def _by_bench_type(model: str) -> str | None:
     return min(cands, key=lambda e: (not e.id.startswith(arch.split("moe")[0]), abs(e.params_b_published - size))).id
 
 
+@lru_cache(maxsize=1)
+def _entry_parts() -> dict[str, Any]:
+    """Each entry's family, version and size as fitcheck.model.names reads its id (its published size)."""
+    from fitcheck.model.names import parse
+
+    out = {}
+    for e in entries().values():
+        p = parse(e.id)
+        out[e.id] = (p.family, p.version, e.params_b_published or p.size_b or 0.0, p.active_b, e.n_expert)
+    return out
+
+
+SIZE_MATCH = 0.15  # a stated size names a catalog model within this of its published parameter count
+
+
+def _nearest(ids: list[str], size: float | None, active: float | None = None) -> str | None:
+    parts = _entry_parts()
+    fits = [i for i in ids if size and abs(parts[i][2] / size - 1) <= SIZE_MATCH
+            and (active is None or parts[i][3] is None or abs(parts[i][3] / active - 1) <= SIZE_MATCH)]
+    return min(fits, key=lambda i: round(abs(parts[i][2] - size), 1)) if fits else None  # stable: first of equals
+
+
+def _by_parts(model: str) -> tuple[str, str] | None:
+    """(catalog id, how it was read) from a name's parts (fitcheck.model.names): a family base named inside a
+    fine-tune's name first ("...-Llama-3.1-8B"), then the name's own family, version and size, then a well-known
+    fine-tune's base; a version the catalog lacks falls back to the family's nearest size, and says so."""
+    from fitcheck.model.names import FINETUNES, embedded_bases, parse
+
+    parts = _entry_parts()
+
+    def match(p, how: str) -> tuple[str, str] | None:
+        fam = [i for i, x in parts.items() if x[0] == p.family] if p.family else []
+        same = [i for i in fam if p.version and (parts[i][1] == p.version or parts[i][1].startswith(p.version + "."))]
+        same.sort(key=lambda i: parts[i][1] != p.version)  # "Llama 3 8B": Llama-3-8B before Llama-3.1-8B
+        hit = _nearest(same, p.size_b, p.active_b)
+        if hit:
+            return hit, how
+        hit = _nearest(fam, p.size_b, p.active_b) if not p.version else None
+        return (hit, how) if hit else None
+
+    for base in embedded_bases(model):
+        got = match(parse(base), f"a fine-tune of {base}: its base's shapes")
+        if got:
+            return got
+    own = parse(model)
+    got = match(own, "")
+    if got:
+        return got
+    if own.base_from:
+        family, card = FINETUNES[own.base_from]
+        got = match(parse(f"{family} {own.size_b or 7:g}b"), f"a fine-tune of {family.title()} ({card})")
+        if got:
+            return got
+    return None
+
+
+def _generic(model: str) -> tuple[str, str] | None:
+    """A name whose family the catalog lacks (or lacks at that size) but that states a size: the catalog's model
+    nearest that size (a dense one unless the name says mixture of experts), said so."""
+    from fitcheck.model.names import parse
+
+    p = parse(model)
+    if not p.size_b or p.size_b <= 0:
+        return None
+    moe = bool(p.experts or p.active_b)
+    parts = _entry_parts()
+    pool = [i for i, x in parts.items() if x[2] and bool(x[4]) == moe]
+    best = min(pool, key=lambda i: abs(math.log(parts[i][2] / p.size_b)), default=None)
+    if best is None:
+        return None
+    kind = "mixture-of-experts" if moe else "dense"
+    return best, (f"answering for a generic {p.size_b:g}B {kind} model: {entries()[best].name}'s shape "
+                  f"({parts[best][2]:g}B), the catalog's nearest; give a GGUF file or URL for the exact one")
+
+
 def resolve(model: str) -> tuple[CatalogEntry, str | None]:
-    """Catalog entry for an id, size alias, Hugging Face repo id, Ollama tag or GGUF file name; second value names
-    the alias or name used (None for an id)."""
+    """Catalog entry for an id, size alias, Hugging Face repo id, Ollama tag, GGUF file name or a name as people
+    write it ("Llama 3 8B", "zephyr-7b-beta"); second value says how the name was read (None for an id)."""
     from fitcheck.text import clean_name, shown
 
     model = clean_name(model, "model name")
@@ -168,6 +257,9 @@ def resolve(model: str) -> tuple[CatalogEntry, str | None]:
     found = _by_name(model) or _by_bench_type(model)
     if found:
         return entries()[found], model.strip()
+    read = _by_parts(model) or _generic(model)
+    if read:
+        return entries()[read[0]], f"{model.strip()} ({read[1]})" if read[1] else model.strip()
     names = list(entries()) + list(ALIASES)
     near = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
     hint = f"; nearest: {', '.join(near)}" if near else f"; known: {', '.join(sorted(ALIASES))} or `fitcheck models`"

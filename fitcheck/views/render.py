@@ -215,8 +215,12 @@ def estimate_view(console: Console, d: dict[str, Any]) -> None:
     console.print(f"[dim]{rt}context {s['n_ctx']}, flash attention {'on' if s['flash_attn'] else 'off'}, swa_full {s['swa_full']}, "
                   f"{'mmap' if s['use_mmap'] else 'no mmap'}; "
                   f"memory: {esc(b['memory'], 1000)}[/dim]", soft_wrap=True, highlight=False)
-    if "alias" in b:
+    if "approximate" in b:  # a generic size or a fine-tune's base: said where it cannot be missed
+        console.print(f"[yellow]note:[/yellow] {esc(b['alias'])}: {esc(b['approximate'])}", highlight=False, soft_wrap=True)
+    elif "alias" in b:
         console.print(f"[dim]{esc(b['alias'])}[/dim]", highlight=False)
+    if "quant_read" in b:
+        console.print(f"[yellow]note:[/yellow] {esc(b['quant_read'])}", highlight=False, soft_wrap=True)
     for w in d.get("ways_out") or []:
         lo_hi = w.get("decode_tps_range")
         rng = f" ({lo_hi[0]:.2f}–{lo_hi[1]:.2f})" if lo_hi else ""
@@ -364,6 +368,13 @@ def backtest_view(console: Console, d: dict[str, Any]) -> None:
         extra = (f"{h['mape']:.1%}" if h else "-", str(h["n"]) if h else "-") if held is not None else ()
         c.add_row(k, f"{v['mape']:.1%}", str(v["n"]), *extra)
     console.print(c)
+    if d.get("fall_by_class"):  # runs at a filled cache: the fall from the same sweep's depth-0 run
+        f = Table(title="At depth: error of the fall from depth 0, by backend class", title_justify="left")
+        for col in ("class / metric", "MAPE", "rows"):
+            f.add_column(col)
+        for k, v in d["fall_by_class"].items():
+            f.add_row(k, f"{v['mape']:.1%}", str(v["n"]))
+        console.print(f)
     un = [r for r in d["rows"] if "unresolved" in r]
     if un:
         console.print(f"{len(un)} rows unresolved (listed with --json); reasons:", highlight=False)
