@@ -292,7 +292,7 @@ def estimate(
     tflops: Optional[float] = typer.Option(None, "--tflops", help="Override peak compute (TFLOPS, the kind the backend was fitted on)."),
     backend: Optional[str] = BACKEND_OPT,
     threads: Optional[int] = THREADS_OPT,
-    n_prompt: int = typer.Option(512, "--prompt", help="Prompt length for prefill and TTFT."),
+    n_prompt: Optional[int] = typer.Option(None, "--prompt", help="Prompt length for prefill and TTFT (default 512, or the context if shorter)."),
     parallel: Optional[int] = typer.Option(None, "--parallel", help="Also the decode of 1, 2, 4 ... N requests at once (a server's batched decode): tokens/s in all and for each."),
     depth: Optional[int] = typer.Option(None, "--depth", help="Tokens already in the cache (llama-bench's -d): decode there and the prompt's prefill on top; with it, or a context of 8192 or more, the answer shows speed at 0, 1/4, 1/2 and the whole context and the first token of a context-filling prompt."),
     mmap: Optional[bool] = typer.Option(None, "--mmap/--no-mmap", help="The runtime maps the weights (llama.cpp's default) or loads them (MLC, some apps): only mapped weights can page. [default: mmap, or the runtime's]"),
@@ -384,6 +384,7 @@ def _split_estimate(model, quant, device, host, link, split, s, ctx_from_model, 
     spec, basis = resolve_model(model, quant)
     if ctx_from_model:
         s = _replace(s, n_ctx=spec.n_ctx_train)
+    n_prompt = min(512, s.n_ctx) if n_prompt is None else n_prompt  # the default follows a short context
     if not 1 <= n_prompt <= s.n_ctx:
         raise UsageError(f"--prompt must be between 1 and the context length {s.n_ctx}, got {n_prompt}")
     resolve = lambda name, backend=None: _target(name, backend=backend, threads=threads)[0]  # noqa: E731

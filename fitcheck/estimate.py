@@ -88,7 +88,7 @@ def resolve_model(model: str, quant: str | None) -> tuple[ModelSpec, dict[str, A
 
 
 def estimate(model: str, target: Target, quant: str | None = None, settings: RuntimeSettings | None = None,
-             n_prompt: int = DEFAULT_PROMPT, cpu_target: Target | None = None, preset=None,
+             n_prompt: int | None = None, cpu_target: Target | None = None, preset=None,
              ctx_from_model: bool = False, depth: int | None = None, parallel: int | None = None) -> dict[str, Any]:
     """`preset` (fitcheck.runtimes.RuntimePreset) is recorded with its source; `ctx_from_model` sets the
     context to the model's trained length, as llama.cpp's tools do by default."""
@@ -96,6 +96,8 @@ def estimate(model: str, target: Target, quant: str | None = None, settings: Run
     spec, model_basis = resolve_model(model, quant)
     if ctx_from_model:
         s = replace(s, n_ctx=spec.n_ctx_train)
+    if n_prompt is None:  # the default prompt follows a context shorter than it
+        n_prompt = min(DEFAULT_PROMPT, s.n_ctx)
     if not 1 <= n_prompt <= s.n_ctx:
         raise UsageError(f"--prompt must be between 1 and the context length {s.n_ctx}, got {n_prompt}")
     if depth is not None and not 0 <= depth <= s.n_ctx - n_prompt:

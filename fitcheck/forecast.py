@@ -63,6 +63,18 @@ CLASSES: dict[str, DeviceClass] = {c.name: c for c in (
     DeviceClass("nvidia-datacenter-gpu", "NVIDIA data-centre cards (VRAM only)", lambda d: d.family == "NVIDIA DC"),
 )}
 
+def class_named(text: str) -> str | None:
+    """A class as people write it: words in any order, plurals, a few synonyms ("flagship-phones", "iPhones",
+    "GeForce", "Raspberry Pi"); None when no class or more than one has those words."""
+    synonyms = {"geforce": "consumer", "rtx": "consumer", "datacentre": "datacenter", "data": "datacenter",
+                "pi": "sbc", "raspberry": "sbc", "jetson": "sbc", "boards": "sbc", "board": "sbc", "apple": "",
+                "m": "", "gpus": "gpu", "cards": "gpu", "card": "gpu", "phones": "phone", "iphones": "iphone",
+                "nvidia": "nvidia", "centre": "", "center": "", "mac": ""}
+    words = {synonyms.get(w, w.rstrip("s") if len(w) > 3 else w) for w in re.findall(r"[a-z0-9]+", text.lower())} - {""}
+    hits = [n for n in CLASSES if words and words <= set(n.split("-")) | {"m"}]
+    return hits[0] if len(hits) == 1 else None
+
+
 # the seed (user's source text, 2024-03): what flagship phones run "stably", and when
 SEED_CLAIMS = (
     ("1.8b", "2024-03", "1.8B runs stably on flagship phones in 2024-03"),
@@ -342,7 +354,7 @@ def class_trends(device_class: str, size: str = "7b", quant: str = "Q4_K_M", tar
 
     from fitcheck.model.quants import get_format
 
-    cls = CLASSES.get(device_class)
+    cls = CLASSES.get(device_class) or CLASSES.get(class_named(device_class) or "")
     if cls is None:
         raise UsageError(f"unknown device class {device_class!r}; classes: {', '.join(CLASSES)}")
     if not (math.isfinite(target_tps) and 0 < target_tps <= 10_000):
@@ -394,6 +406,7 @@ def forecast(device_class: str = "phone-flagship", size: str = "7b", quant: str 
     import numpy as np
 
     s = settings or RuntimeSettings()
+    device_class = device_class if device_class in CLASSES else (class_named(device_class) or device_class)
     c = class_trends(device_class, size, quant, target_tps, s, as_of, config)
     cls, q = CLASSES[device_class], c.quant
     entry, points, trends, year = c.entry, c.devices, c.trends, c.year

@@ -156,6 +156,8 @@ def test_every_gpu_of_the_library_is_answerable():
     ("MacBook Pro 14 M3 Pro 18GB", "apple-m3-pro-14c", 18, "smallest GPU-core bin"),
     ("Galaxy Z Fold 6", "samsung-galaxy-z-fold6", 12, ""), ("iPhone 15 Pro Max", "iphone-15-pro-max", 8, ""),
     ("iPhone 13 mini", "iphone-13-mini", 4, ""), ("Pixel 8a", "google-pixel-8a", 8, ""),
+    ("iPhone 16e", "iphone-16e", 8, ""), ("iPad Air M2", "ipad-air-m2-2024", 8, ""), ("Steam Deck", "valve-steam-deck", 16, ""),
+    ("Framework Desktop 128GB", "framework-desktop-amd-ryzen-ai-max-plus-395", 128, ""),
 ])
 def test_devices_as_people_name_them(name, device_id, ram, said):
     c = resolve(name)

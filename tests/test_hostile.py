@@ -288,6 +288,11 @@ def test_markdown_report_escapes_like_the_html(tmp_path):
     md = to_markdown("title " + hostile, sections, "img")
     assert "<script>" not in md and "javascript:alert" not in md.replace("javascript\\:", "")
     assert "<script>" not in to_html("t", sections, {})
+    # ... and plain text stays as written: no backslash in "Q6_K" or "~5.2" where no renderer needs one
+    from fitcheck.views.report import md as to_md
+
+    assert to_md("Q6_K at ~5.2 t/s, 12:30") == "Q6_K at ~5.2 t/s, 12:30"
+    assert to_md("~5 and ~6 _emph_") == "\\~5 and \\~6 \\_emph\\_"  # a pair of tildes, emphasis: escaped
 
 
 GOOD_PROFILE = {"schema": "fitcheck-profile", "version": 1, "created": "2026-11-26T00:00:00+00:00", "warnings": [],

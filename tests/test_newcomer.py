@@ -176,3 +176,18 @@ def test_a_profile_whose_memory_probe_failed_is_not_used(fitcheck_home):
                   "memory": {"status": "error", "reason": "probe failed"}, "warnings": []})
     r = run_cli("estimate", "-m", "1.8b")
     assert r.returncode == 1 and "no memory measurement (probe failed)" in r.stderr
+
+
+def test_what_people_write_is_accepted_or_named_exactly():
+    # a short context alone: the default prompt follows it
+    d = json.loads(run_cli("estimate", "-m", "1.8b", "--ctx", "128", "-d", "iPhone 15", "--json").stdout)
+    assert d["speed"]["prefill_tps"] > 0 and "128 tokens" in run_cli("estimate", "-m", "1.8b", "--ctx", "128", "-d", "iPhone 15").stdout
+    # a profile file that is not there is a missing file, not an unprobed machine
+    r = run_cli("estimate", "-m", "1.8b", "-d", "./nope.json")
+    assert r.returncode == 1 and "no such profile file" in r.stderr and "run `fitcheck probe`" not in r.stderr
+    # a device class in other words
+    from fitcheck.forecast import class_named
+
+    assert class_named("flagship-phones") == "phone-flagship" and class_named("GeForce") == "nvidia-consumer-gpu"
+    r = run_cli("forecast", "--class", "flagship-phones", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["device_class"] == "phone-flagship", r.stderr

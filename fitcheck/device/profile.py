@@ -129,10 +129,14 @@ def load(path: Path | None = None) -> dict[str, Any]:
     from fitcheck.device.profile_schema import validate
     from fitcheck.jsonio import read_json
 
+    given = path is not None
     path = path or profile_path()
     try:
         prof = read_json(path, "the profile", MAX_PROFILE_BYTES, ProfileError)
     except FileNotFoundError:
+        if given:  # a profile file the user named: it is missing, not unprobed
+            raise NoProfileError(f"{path}: no such profile file (give a file `fitcheck probe --json` or "
+                                 "`fitcheck probe` saved, or a device name)") from None
         raise NoProfileError(f"no saved profile at {path}; run `fitcheck probe`") from None
     except ProfileError as e:
         raise ProfileError(f"{e}; run `fitcheck probe` again") from None

@@ -179,9 +179,14 @@ def assess(spec: ModelSpec, mem: MemoryEstimate, settings: RuntimeSettings, back
     # one ubatch touches nearly every expert (each token routes to n_expert_used of them)
     touched = hot + experts
     per_pass = touched if touched > cache else 0
-    reason = (f"the mapped weights ({pageable / 1e9:.2f} GB) exceed the {cache / 1e9:.2f} GB left after what must stay "
-              f"in memory ({pinned / 1e9:.2f} GB): the OS drops their pages and reads {per_token / 1e9:.2f} GB again "
-              f"from storage per token — {rule.os_rule}")
+    if per_token < 0.005 * max(hot, 1):  # the reservation is over, what a token touches is not: nothing re-read
+        reason = (f"llama.cpp reserves more than the {usable_bytes / 1e9:.2f} GB usable, but the weights a token reads "
+                  f"fit in the {cache / 1e9:.2f} GB left after what must stay in memory: the OS keeps them and "
+                  f"nothing is read again from storage — in-memory speed, with no headroom — {rule.os_rule}")
+    else:
+        reason = (f"the mapped weights ({pageable / 1e9:.2f} GB) exceed the {cache / 1e9:.2f} GB left after what must "
+                  f"stay in memory ({pinned / 1e9:.2f} GB): the OS drops their pages and reads {per_token / 1e9:.2f} "
+                  f"GB again from storage per token — {rule.os_rule}")
     return PagingEstimate("pages", reason, pinned, pageable, cache, per_token, per_pass, gbps, src, scattered,
                           rule.random_read_gbps, u)
 

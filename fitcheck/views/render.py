@@ -158,9 +158,12 @@ VERDICT_WORD = {"fits": "fits", "tight": "tight", "pages": "pages", "killed": "n
 
 
 def _device_line(dev: dict[str, Any]) -> str:
-    usable = fmt_gb(dev["usable_bytes"])
+    usable = f"{fmt_gb(dev['usable_bytes'])} usable"
+    ram_gb = dev.get("ram_gb")
+    if isinstance(ram_gb, (int, float)) and ram_gb > 0:  # "128 GB" of RAM is 128 GiB: said, so 136 GB reads right
+        usable += f" of {fmt_gb(ram_gb * 2 ** 30)} (\"{ram_gb:g} GB\" of RAM is {ram_gb:g}·2^30 bytes)"
     ram = f"; RAM: {esc(dev['ram_choice'])}" if dev.get("ram_choice") else ""
-    return f"[bold]{esc(dev['label'])}[/bold]: {usable} usable{ram}"
+    return f"[bold]{esc(dev['label'])}[/bold]: {usable}{ram}"
 
 
 def estimate_view(console: Console, d: dict[str, Any]) -> None:
@@ -260,7 +263,7 @@ def _cell(r: dict[str, Any]) -> str:
 
 
 def answer_view(console: Console, d: dict[str, Any]) -> None:
-    console.print(answer_header(d), soft_wrap=True, highlight=False)
+    console.print(answer_header(d), highlight=False)  # wrapped at the terminal's width, between words
     sizes = list(dict.fromkeys(r["size"] for r in d["rows"]))
     quants = list(dict.fromkeys(r["quant"] for r in d["rows"]))
     t = Table(title=f"GB needed (context {d['settings']['n_ctx']}), verdict, decode/prefill t/s", title_justify="left")

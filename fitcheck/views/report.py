@@ -141,14 +141,18 @@ def _sources_section(d: dict, r, prof: dict | None) -> Section:
                    (["what", "item", "source", "verification"], rows))
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~:])")
+# what can start markup wherever it stands; the rest only where it would: "_" at a word's edge (GFM leaves
+# "Q6_K" alone), "~" when a pair could strike through, "#"/"+" opening the text, a scheme's ":" ("https:", "javascript:")
+_MD_SPECIAL = re.compile(r"([\\`*{}\[\]()!|<>]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])|^[#+-]|:(?=[A-Za-z/]))")
 
 
 def md(text: Any) -> str:
-    """Text for Markdown: no HTML, no links or emphasis from outside strings, one line per cell."""
+    """Text for Markdown: no HTML, no links or emphasis from outside strings, one line per cell; plain text such as
+    Q6_K or ~5.2 stays as written."""
     from fitcheck.views.text import clean
 
-    return _MD_SPECIAL.sub(r"\\\1", clean(text, 2000)).replace("&", "&amp;")
+    out = _MD_SPECIAL.sub(r"\\\1", clean(text, 2000)).replace("&", "&amp;")
+    return out.replace("~", "\\~") if out.count("~") > 1 else out
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> str:
