@@ -110,8 +110,9 @@ def test_aliases_and_unknowns():
     e, alias = resolve("7b")
     assert e.id == "qwen2-7b" and alias == "7b"
     assert resolve("Llama-3.1-8B")[0].id == "llama-3.1-8b"
+    assert resolve("qwen2-7")[0].id == "qwen2-7b"  # a family and a bare number: Ollama's default of that family
     with pytest.raises(UsageError, match="nearest: qwen2-7b"):
-        resolve("qwen2-7")
+        resolve("qwen2-7z")
     with pytest.raises(UsageError, match="unknown quantization 'Q9_K'"):
         get_format("Q9_K")
     assert get_format("q4_k_m").name == "Q4_K_M" and get_format("mlx-4bit").name == "MLX_4BIT"

