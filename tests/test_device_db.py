@@ -158,6 +158,11 @@ def test_every_gpu_of_the_library_is_answerable():
     ("iPhone 13 mini", "iphone-13-mini", 4, ""), ("Pixel 8a", "google-pixel-8a", 8, ""),
     ("iPhone 16e", "iphone-16e", 8, ""), ("iPad Air M2", "ipad-air-m2-2024", 8, ""), ("Steam Deck", "valve-steam-deck", 16, ""),
     ("Framework Desktop 128GB", "framework-desktop-amd-ryzen-ai-max-plus-395", 128, ""),
+    # as typed in issue trackers: glued model numbers, filler words, a model code in parentheses, RAM/storage
+    ("7900XTX", "amd-radeon-rx-7900-xtx", 24, ""), ("rx6700xt", "amd-radeon-rx-6700-xt", 12, ""),
+    ("Mac Mini M4 Pro with 64GB RAM", "mac-mini-m4-pro", 64, ""), ("Galaxy S24 Ultra(SM-S928B)", "samsung-galaxy-s24-ultra", 12, ""),
+    ("M3 Max 128G", "apple-m3-max-30c", 128, "smallest GPU-core bin"), ("MacBook Air (M1) 8GB", "macbook-air-13-m1", 8, ""),
+    ("A100", "nvidia-a100-40gb", 40, "the smallest of its versions"),
 ])
 def test_devices_as_people_name_them(name, device_id, ram, said):
     c = resolve(name)

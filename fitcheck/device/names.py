@@ -170,6 +170,11 @@ def resolve(name: str) -> DeviceChoice:
     name = clean_name(name, "device name")
     base, colon, ram_text = name.partition(":")
     ram_gb = _parse_ram(ram_text) if colon else None
+    # what people add in parentheses that no device is called (a model code "SM-S928B") and a phone's "5G": words
+    # that may match, never words that must
+    vocab = _vocabulary()
+    codes = [w for part in re.findall(r"\(([^)]*)\)?", base) for w in tokens(part) if not _RAM.match(w) and w not in vocab]
+    aside = set(codes) | set(_unglued(codes)) | {"5g", "4g", "lte"}
     words = _unglued(tokens(base))
     if not words:
         raise DeviceError("empty device name; see `fitcheck devices`")
@@ -178,7 +183,7 @@ def resolve(name: str) -> DeviceChoice:
     if exact is not None:
         return _ram_choice(exact, ram_gb, exact.name)
     ram_words = [w for w in words if _RAM.match(w)]
-    want = [w for w in words if w not in OPTIONAL]
+    want = [w for w in words if w not in OPTIONAL and w not in aside]
     if "dimensity" in want:  # "Dimensity 8400-Ultra", "9400+": Xiaomi's and MediaTek's bins of the same silicon
         want = [w for w in want if w not in ("ultra", "plus")]
     scored = []
