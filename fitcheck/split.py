@@ -62,10 +62,25 @@ def pcie_link(name: str) -> Link:
     return Link(f.name, f.gbit_s, f.rtt_ms / 1e3, f.kind, f"{f.source} ({f.verification})")
 
 
+_COUNT = re.compile(r"^(?:(\d{1,2})\s*[x×*]\s*|(dual|two|twin)\s+|(quad|four)\s+)(\S.*)$", re.IGNORECASE)
+MAX_COUNT = 16
+
+
+def _counted(part: str) -> list[str]:
+    """"2x RTX 3090", "dual 3090", "8*A6000": that many of the device, as people write a machine with several."""
+    m = _COUNT.match(part)
+    if not m:
+        return [part]
+    n = int(m.group(1)) if m.group(1) else (2 if m.group(2) else 4)
+    if not 1 <= n <= MAX_COUNT:
+        raise UsageError(f"{part!r}: at most {MAX_COUNT} devices of one kind, got {n}")
+    return [m.group(4).strip()] * n
+
+
 def split_devices(text: str) -> list[tuple[str, bool]]:
     """'RTX 4090 + rpc:Mac mini M4' -> [('RTX 4090', False), ('Mac mini M4', True)]. A '+' inside a name
-    ("Ryzen AI Max+ 395") is not a separator: separators have spaces around them."""
-    parts = [p.strip() for p in re.split(r"\s\+\s", text)]
+    ("Ryzen AI Max+ 395") is not a separator: separators have spaces around them. "2x RTX 3090" is two of them."""
+    parts = [q for p in re.split(r"\s\+\s", text) for q in _counted(p.strip())]
     out = []
     for p in parts:
         if not p:

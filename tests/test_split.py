@@ -281,3 +281,18 @@ def test_every_link_has_its_figures_and_source():
             assert parse_link(key).gbit_s == f.gbit_s and parse_link(key).rtt_s == pytest.approx(f.rtt_ms / 1e3)
     given = parse_link("0.3/5")
     assert (given.gbit_s, given.rtt_s) == (0.3, 0.005)
+
+
+def test_several_of_one_device_as_people_write_it():
+    """"2x RTX 3090", "dual RTX 3090", "8*A6000": a split over that many of the device, as "A + A" is."""
+    from fitcheck.split import split_devices
+
+    assert split_devices("2x RTX 3090") == split_devices("RTX 3090 + RTX 3090") == [("RTX 3090", False)] * 2
+    assert split_devices("dual RTX 3090") == [("RTX 3090", False)] * 2 and len(split_devices("8*A6000")) == 8
+    assert split_devices("RTX 4090 + 2x RTX 3090") == [("RTX 4090", False), ("RTX 3090", False), ("RTX 3090", False)]
+    assert split_devices("14 Pro") == [("14 Pro", False)]  # a number that is part of a name is not a count
+    d = json.loads(run_cli("estimate", "-m", "70b", "-d", "2x RTX 3090", "--json").stdout)
+    assert len([u for u in d["split"]["devices"] if "RTX 3090" in u["name"]]) == 2
+    assert sum(1 for m in d["memory"] if "RTX 3090" in m["device"] and m["weights_bytes"] > 0) == 2
+    r = run_cli("estimate", "-m", "70b", "-d", "40x RTX 3090")
+    assert r.returncode == 1 and "at most 16 devices" in r.stderr and r.stderr.count("\n") == 1
