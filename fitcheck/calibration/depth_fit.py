@@ -98,11 +98,13 @@ def fit(doc: dict[str, Any]) -> tuple[dict[str, float], list[dict[str, Any]]]:
                                                              for c in mine),
                                                bounds=(0.0, BOUND), method="bounded", options={"xatol": 0.5}).x)
     after = replace(zero, score_macs=found)
-    report = [{"model": row["model"], "flash_attn": row["flash_attn"], "depth": row["depth"], "metric": metric,
-               "measured": meas, "before": _predict(row, spec, dev, kp, metric) / meas - 1,
-               "after": _predict(row, spec, dev, after, metric) / meas - 1,
-               "fall_before": math.exp(fall_error(kp, c)) - 1, "fall_after": math.exp(fall_error(after, c)) - 1}
-              for c in cases for _, metric, row, _, spec, meas, _ in [c]]
+    report = []
+    for c in cases:
+        _, metric, row, _, spec, meas, _ = c
+        report.append({"model": row["model"], "flash_attn": row["flash_attn"], "depth": row["depth"], "metric": metric,
+                       "measured": meas, "before": _predict(row, spec, dev, kp, metric) / meas - 1,
+                       "after": _predict(row, spec, dev, after, metric) / meas - 1,
+                       "fall_before": math.exp(fall_error(kp, c)) - 1, "fall_after": math.exp(fall_error(after, c)) - 1})
     return found, report
 
 

@@ -294,8 +294,6 @@ def output_tensor(spec: ModelSpec) -> tuple[str, int]:
     return (out.ggml_type, out.n_elements) if out else ("", 0)
 
 
-
-
 @dataclass(frozen=True)
 class AttnMode:
     """The settings that change how much attention work llama.cpp does (RuntimeSettings' flash_attn, swa_full)."""
@@ -435,7 +433,8 @@ def work_of(elems: dict[str, float], nbytes: dict[str, float], *, n_prompt: int,
     pp = {t: n * n_prompt for t, n in elems.items()} if pp is None else pp
     rec_row = np.array([[float((rec or {}).get(k, 0)) for k in RECURRENT_BLOCKS]])
     return Work(types, _row(elems, types), _row(nbytes, types), _one(kv_bytes), _row(pp, types), _row(slow or {}, types),
-                _one(attn_macs), _scores(attn_scores, fused), _one(dec_attn_macs), _scores(dec_scores, fused), _one(n_prompt), _one(passes), _one(pass_bytes), _one(layers), _one(trips), rec_row,
+                _one(attn_macs), _scores(attn_scores, fused), _one(dec_attn_macs), _scores(dec_scores, fused),
+                _one(n_prompt), _one(passes), _one(pass_bytes), _one(layers), _one(trips), rec_row,
                 _one(1.0 if token else 0.0))
 
 
@@ -597,8 +596,7 @@ def device_work(spec: ModelSpec, dev: DeviceSpeedSpec, rules: BackendParams | No
     n_rec = sum(1 for il in layers if il < spec.n_layer - spec.n_nextn and spec.is_recurrent(il))
     rec = {recurrent_kind(spec): n_rec} if n_rec else {}
     scale = 1.0 if kernels or rules is None else layer_scale(rules, dev)
-    # a decoded token's attention over the cache: its multiply-adds priced as f16 (the cache's type) products, its
-    # bytes streamed with the weights' (the CPU's vec_dot over K and V, a GPU's reads of them)
+    # a decoded token's attention over the cache (its multiply-adds, scores and the cache's bytes) and the prompt's
     dec_macs, dec_scores = attention_work(spec, 1, kv_layers, depth, mode, n_ubatch) if depth else (0.0, 0.0)
     pp_macs, pp_scores = attention_work(spec, n_prompt, kv_layers, prompt_depth, mode, n_ubatch)
     main = work_of(sp.acc, bytes_by, n_prompt=n_prompt, pp=fast, slow=slow_pp,

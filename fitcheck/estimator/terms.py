@@ -86,6 +86,16 @@ class Rates:
     fixed_in_pass: bool = True  # each prefill pass pays the per-token and per-layer costs again
 
 
+def _core(w_stream, w_comp, kv_stream, a_comp, overlap: bool):
+    """A decode step's streaming and compute, the weights' and the attention's: each op the slower of its own
+    streaming and compute where they overlap (a CPU), else all added."""
+    import numpy as np
+
+    if overlap:
+        return np.maximum(w_stream, w_comp) + np.maximum(kv_stream, a_comp)
+    return w_stream + w_comp + kv_stream + a_comp
+
+
 def decode_terms(w: Work, r: Rates) -> dict[str, Any]:
     """Seconds per decoded token: streaming, compute and fixed costs (arrays of w.n). Where streaming and compute
     overlap they do so op by op: the weights' products with the weights' bytes, attention with the cache's bytes
@@ -96,8 +106,7 @@ def decode_terms(w: Work, r: Rates) -> dict[str, Any]:
     w_comp = (w.dec_elems * r.dec_s).sum(1)
     a_comp = w.dec_attn_macs * r.dec_attn_s + w.dec_scores @ r.dec_score_s
     fixed = w.token * r.token_s + w.layers * r.layer_s + w.trips * r.split_s + w.rec_layers @ r.rec_layer_s
-    core = (np.maximum(w_stream, w_comp) + np.maximum(kv_stream, a_comp) if r.overlap
-            else w_stream + w_comp + kv_stream + a_comp)
+    core = _core(w_stream, w_comp, kv_stream, a_comp, r.overlap)
     return {"bandwidth": w_stream + kv_stream, "compute": w_comp + a_comp, "fixed": fixed, "total": core + fixed,
             "weights": (w_stream, w_comp), "attention": (kv_stream, a_comp)}
 
@@ -136,8 +145,8 @@ def stack(works: list[Work]) -> Work:
 def batch_step_seconds(w0: Work, r: Rates, wd: Work, rd: Rates, n_seq) -> Any:
     """Seconds of one decode step for n_seq sequences at once (a server's batched decode, llama.cpp's one ubatch of
     n_seq tokens): the weights streamed once; each sequence's cache read and attended (wd at the depth less w0 at
-    none, as decode_terms overlaps them); the matrix products have n_seq columns (every column a logit row, the head included), never below one
-    token's; the per-token and per-layer costs once. On a CPU each type's columns go as llama.cpp's CPU backend
+    none, as decode_terms overlaps them); the matrix products have n_seq columns (every column a logit row, the head
+    included), never below one token's; the per-token and per-layer costs once. On a CPU each type's columns go as llama.cpp's CPU backend
     takes them (r.batch_block: gemm groups at the prompt's rate, the rest as matrix-vector products); on a GPU/NPU
     at the prompt's matrix-matrix rate where that is cheaper than n_seq matrix-vector products. `rd`: the rates of
     wd's work. With n_seq = 1 it is decode_terms' total."""
@@ -159,8 +168,4 @@ def batch_step_seconds(w0: Work, r: Rates, wd: Work, rd: Rates, n_seq) -> Any:
         batched = np.minimum(n * w_comp, n * (w0.dec_elems * r.pp_s).sum(1))
     # never cheaper than one token's products: a matrix-matrix kernel over a few columns is no faster than one pass
     batched = np.maximum(w_comp, batched)
-    if r.overlap:
-        core = np.maximum(w_stream, batched) + n * np.maximum(kv_stream, a_comp)
-    else:
-        core = w_stream + batched + n * (kv_stream + a_comp)
-    return core + d0["fixed"]
+    return _core(w_stream, batched, n * kv_stream, n * a_comp, r.overlap) + d0["fixed"]

@@ -89,10 +89,8 @@ OLLAMA_NAMES = {"phi3": "phi-3-mini", "phi3mini": "phi-3-mini", "phi35": "phi-3.
                 "granite4tinyh": "granite-4.0-h-tiny", "granite41bh": "granite-4.0-h-1b", "olmoe": "olmoe-1b-7b",
                 "ministral3": "ministral-3-8b", "deepseekr114b": "deepseek-r1-distill-qwen-14b",
                 "deepseekr132b": "deepseek-r1-distill-qwen-32b", "deepseekr170b": "deepseek-r1-distill-llama-70b",
-                "llama3": "llama-3-8b", "llama370b": "llama-3-70b", "llama270b": "llama-2-70b", "phi4": "phi-4",
-                "mistralnemo": "mistral-nemo-12b", "mixtral": "mixtral-8x7b", "gemma327b": "gemma-3-27b",
-                "granite33": "granite-3.3-8b", "granite338b": "granite-3.3-8b", "granite332b": "granite-3.3-2b",
-                "codellama": "codellama-7b", "qwen25coder": "qwen2.5-coder-7b"}
+                "llama370b": "llama-3-70b", "llama270b": "llama-2-70b", "mistralnemo": "mistral-nemo-12b",
+                "gemma327b": "gemma-3-27b", "granite338b": "granite-3.3-8b", "granite332b": "granite-3.3-2b"}
 # words a repository or file name adds to the model's own name
 _SUFFIXES = ("gguf", "instruct", "it", "chat", "base", "hf", "mlx", "4bit", "8bit", "thinking", "reasoning", "preview")
 _QUANT_TAIL = re.compile(r"(?:^|[-_.:])((?:ud[-_])?(?:i?q\d(?:_[0-9a-z]+)*)|bf16|f16|f32|mxfp4|int[48]|fp8)$", re.IGNORECASE)
