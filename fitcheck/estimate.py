@@ -75,7 +75,7 @@ def resolve_model(model: str, quant: str | None) -> tuple[ModelSpec, dict[str, A
     if alias:
         from fitcheck.model.catalog import ALIASES
 
-        approx = re.match(r"^(.*) \(((?:answering for a generic|a fine-tune of) .*)\)$", alias, re.DOTALL)
+        approx = re.match(r"^(.*) \(((?:answering for a generic|a fine-tune of|another version of) .*)\)$", alias, re.DOTALL)
         if approx:  # said on the answer, not only in --json
             alias, basis["approximate"] = approx.group(1), approx.group(2)
         basis["alias"] = (f"{alias} -> {entry.id} (representative {entry.name})" if alias in ALIASES

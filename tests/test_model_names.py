@@ -69,6 +69,7 @@ def test_a_size_the_family_lacks_is_answered_for_that_size_and_says_so():
     # Ollama's phi3:medium is Phi-3-medium (14B), never the 3.8B mini its family word alone would give
     e, read = resolve("phi3:medium")
     assert e.params_b_published > 10 and ("generic 14B" in read or "another version of the family" in read)
+    assert "note: phi3:medium read as" in run_cli("estimate", "-m", "phi3:medium", "-d", "RTX 4090").stdout
     r = run_cli("estimate", "-m", "starcoder2:15b", "-d", "RTX 4090")
     assert r.returncode == 0 and "note:" in r.stdout and "generic 15B dense model" in " ".join(r.stdout.split())
 
