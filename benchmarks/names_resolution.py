@@ -32,16 +32,19 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def judge_device(row: dict[str, str]) -> tuple[bool, str]:
     from fitcheck.device.names import resolve
     from fitcheck.errors import FitcheckError
+    from fitcheck.split import split_devices
 
-    try:
-        c = resolve(row["name"])
+    try:  # "2x RTX 3090", "4个80G A100": several devices, as `--device` reads them; their memory together
+        cs = [resolve(part) for part, _ in split_devices(row["name"])]
     except FitcheckError as e:
         return False, str(e)[:120]
     want = row.get("expected_ram_gb", "").strip()
+    ids = " + ".join(dict.fromkeys(c.device.id for c in cs)) + (f" x{len(cs)}" if len(cs) > 1 else "")
     if not want:
-        return True, c.device.id
-    ok = c.ram_gb is not None and abs(c.ram_gb / float(want) - 1) <= TOLERANCE
-    return ok, f"{c.device.id} at {c.ram_gb} GB (expected {want})"
+        return True, ids
+    ram = sum(c.ram_gb or 0 for c in cs)
+    ok = all(c.ram_gb for c in cs) and abs(ram / float(want) - 1) <= TOLERANCE
+    return ok, f"{ids} at {ram} GB (expected {want})"
 
 
 def judge_model(row: dict[str, str]) -> tuple[bool, str]:

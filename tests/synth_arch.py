@@ -14,7 +14,7 @@ Options for --load:
     --json            (print one JSON object per arch instead of a table)
 
 Source: llama.cpp @ 0c1e57098 (the copy vendored in llama-cpp-python 0.3.36's sdist).
-Arch names: qwen35 qwen3next lfm2 granitehybrid gemma3n gemma4 gpt-oss
+Arch names: qwen35 qwen3next lfm2 granitehybrid gemma3n gemma4 gpt-oss deepseek2
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import sys
 
 import numpy as np
 
-ARCHS = ["qwen35", "qwen3next", "lfm2", "granitehybrid", "gemma3n", "gemma4", "gpt-oss"]
+ARCHS = ["qwen35", "qwen3next", "lfm2", "granitehybrid", "gemma3n", "gemma4", "gpt-oss", "deepseek2"]
 
 F16, F32 = "f16", "f32"
 MiB = 1024.0 * 1024.0
@@ -420,6 +420,52 @@ def spec_gptoss():
     return "gpt-oss", kv, T, layers, dict(n_embd_r=0, n_embd_s=0, swa=n_swa, dims=dims)
 
 
+def spec_deepseek2():
+    """DeepSeek-V2/V3 with multi-head latent attention as converted today (src/models/deepseek2.cpp): head_count_kv
+    1, key_length = kv_lora_rank + rope dims, the MLA head sizes in key/value_length_mla; K cache only (V is a view
+    of it), a leading dense layer, routed plus shared experts."""
+    n_embd, n_head, n_layer, n_vocab_ff = 256, 4, 4, 512
+    q_lora, kv_lora, rope, nope, v_mla = 96, 128, 32, 64, 64
+    n_expert, n_used, n_shared, ff_exp = 8, 2, 1, 64
+    kv = common_kv(163840, n_embd, n_layer, n_vocab_ff, n_head, 1)
+    kv.update({
+        "attention.key_length": (kv_lora + rope, U32), "attention.value_length": (kv_lora, U32),
+        "attention.key_length_mla": (nope + rope, U32), "attention.value_length_mla": (v_mla, U32),
+        "attention.q_lora_rank": (q_lora, U32), "attention.kv_lora_rank": (kv_lora, U32),
+        "rope.dimension_count": (rope, U32), "leading_dense_block_count": (1, U32),
+        "expert_count": (n_expert, U32), "expert_used_count": (n_used, U32),
+        "expert_shared_count": (n_shared, U32), "expert_feed_forward_length": (ff_exp, U32),
+    })
+    T = [("token_embd.weight", (n_embd, N_VOCAB), F16), ("output_norm.weight", (n_embd,), F32),
+         ("output.weight", (n_embd, N_VOCAB), F16)]
+    layers = []
+    for il in range(n_layer):
+        b = f"blk.{il}."
+        T += [(b + "attn_norm.weight", (n_embd,), F32), (b + "attn_q_a_norm.weight", (q_lora,), F32),
+              (b + "attn_kv_a_norm.weight", (kv_lora,), F32),
+              (b + "attn_q_a.weight", (n_embd, q_lora), F16),
+              (b + "attn_q_b.weight", (q_lora, n_head * (nope + rope)), F16),
+              (b + "attn_kv_a_mqa.weight", (n_embd, kv_lora + rope), F16),
+              (b + "attn_k_b.weight", (nope, kv_lora, n_head), F16),
+              (b + "attn_v_b.weight", (kv_lora, v_mla, n_head), F16),
+              (b + "attn_output.weight", (n_head * v_mla, n_embd), F16),
+              (b + "ffn_norm.weight", (n_embd,), F32)]
+        if il < 1:
+            T += [(b + "ffn_gate.weight", (n_embd, n_vocab_ff), F16), (b + "ffn_up.weight", (n_embd, n_vocab_ff), F16),
+                  (b + "ffn_down.weight", (n_vocab_ff, n_embd), F16)]
+        else:
+            T += [(b + "ffn_gate_inp.weight", (n_embd, n_expert), F32),
+                  (b + "ffn_gate_exps.weight", (n_embd, ff_exp, n_expert), F16),
+                  (b + "ffn_up_exps.weight", (n_embd, ff_exp, n_expert), F16),
+                  (b + "ffn_down_exps.weight", (ff_exp, n_embd, n_expert), F16),
+                  (b + "ffn_gate_shexp.weight", (n_embd, ff_exp * n_shared), F16),
+                  (b + "ffn_up_shexp.weight", (n_embd, ff_exp * n_shared), F16),
+                  (b + "ffn_down_shexp.weight", (ff_exp * n_shared, n_embd), F16)]
+        layers.append(dict(kind="attn", k=kv_lora + rope, v=0))
+    dims = dict(n_embd=n_embd, n_layer=n_layer, n_head=n_head, n_head_kv=1, head_dim=kv_lora + rope, n_swa=0)
+    return "deepseek2", kv, T, layers, dict(n_embd_r=0, n_embd_s=0, swa=0, dims=dims)
+
+
 SPECS = {
     "qwen35": lambda: spec_qwen35(False),
     "qwen3next": lambda: spec_qwen35(True),
@@ -428,6 +474,7 @@ SPECS = {
     "gemma3n": spec_gemma3n,
     "gemma4": spec_gemma4,
     "gpt-oss": spec_gptoss,
+    "deepseek2": spec_deepseek2,
 }
 
 

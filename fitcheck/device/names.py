@@ -22,19 +22,38 @@ from fitcheck.errors import DeviceError
 # words a person may leave out or spell another way
 OPTIONAL = {"apple", "samsung", "google", "nvidia", "geforce", "qualcomm", "mediatek", "amd", "raspberry", "model",
             "bionic", "the", "with", "of", "ram", "memory", "unified", "vram", "my", "w", "a", "an", "and", "kit",
-            "developer", "dev", "machine", "graphics", "card", "edition", "gpu"}
+            "developer", "dev", "machine", "graphics", "card", "edition", "gpu", "gpus", "chip", "version", "integrated",
+            "igpu", "apu", "soc", "ssd", "storage", "series", "system", "minipc",
+            "hbm", "hbm2", "hbm2e", "hbm3", "hbm3e", "gddr5", "gddr6", "gddr6x", "gddr7", "lpddr5", "lpddr5x"}
 SYNONYMS = {"+": "plus", "rpi": "pi", "gb10": "gb10", "laptop": "mobile",  # TechPowerUp's "RTX 4060 Mobile"
-            "promax": "pro max", "zfold": "z fold", "zflip": "z flip", "gig": "gb"}
+            "promax": "pro max", "zfold": "z fold", "zflip": "z flip", "gig": "gb", "mba": "macbook air",
+            "mbp": "macbook pro", "macbookpro": "macbook pro", "macbookair": "macbook air", "macmini": "mac mini",
+            "generation": "gen", "cores": "core"}
+# a brand word in a name rules out devices of another brand ("Samsung M30" is no Apple M2 Max (30-core GPU))
+BRANDS = {"apple", "samsung", "google", "nvidia", "amd", "intel", "qualcomm", "mediatek", "xiaomi", "redmi", "poco",
+          "oneplus", "oppo", "vivo", "honor", "huawei", "motorola", "moto", "nothing", "sony", "asus", "lenovo",
+          "realme", "tecno", "infinix", "raspberry", "radxa", "valve"}
 _RAM = re.compile(r"^(\d+(?:\.\d+)?)gb$")
-MAC_WORDS = {"mac", "macbook", "imac", "studio", "mini"}  # product words before an Apple M chip in a Mac's name
+MAC_WORDS = {"mac", "macbook", "imac", "studio", "mini"}  # product words beside an Apple M chip in a Mac's name
+_YEAR = re.compile(r"^20[12]\d$")
+STORAGE = {"64", "128", "256", "512", "1024", "2048"}  # a bare number after a phone or Mac: its storage
 
 
 def tokens(text: str) -> list[str]:
     """Lower-case words; '+' is the word 'plus'; '16 GB', '16G', '16 GiB' are one token '16gb'; '7-core' is '7 core';
     "24/512" (RAM / storage, as phones and Macs are sold) is '24gb'."""
-    t = text.lower().replace("+", " plus ")
+    t = re.sub(r"(?<=\w)'s\b", "", text.lower()).replace("+", " plus ")  # "3 RTX 3090's"
     t = re.sub(r"\b(\d+)\s*/\s*\d+\b", r"\1gb", t)
-    t = re.sub(r"\b(\d+)\s*(?:g|gib|go)\b", r"\1gb", t)  # "128G", "64 GiB", "32Go"
+    t = re.sub(r"\b(\d+)(?:st|nd|rd|th)\b|\b(\d+)\.(?=\s)", r"\1\2", t)  # "10th gen", "4. Generation"
+    t = re.sub(r"\b\d+\s*tb\b", " ", t)  # storage ("1TB SSD") says nothing of memory
+    t = re.sub(r"\b(\d+)\s*mb(?=\s*(?:of\s+)?(?:ram|memory))", r"\1gb", t)  # "16MB Ram" means GB
+    t = re.sub(r"内存|运存|显存", " ram ", t)
+    t = re.sub(r"\b(\d+)\s*g?\s+(?=(?:of\s+)?(?:ram|memory|vram)\b)", r"\1gb ", t)  # "Mac Air 24 Ram", "4G vram"
+    # "128G", "64 GiB", "32Go"; a phone's "5G" / "4G" is its network, not its memory
+    # (a four-digit number before a "G" is a model: "Ryzen 7 8700G")
+    t = re.sub(r"\b(\d+)\s*(?:g|gib|go)\b",
+               lambda m: m.group() if m.group() in ("4g", "5g") or int(m.group(1)) > 2048 else m.group(1) + "gb", t)
+    t = re.sub(r"\bmac\s+(?=air\b)", "macbook ", t)  # "Mac Air"
     words = re.findall(r"[a-z]+\d*[a-z]*|\d+(?:\.\d+)?[a-z]*", t)
     out: list[str] = []
     for w in words:
@@ -51,15 +70,20 @@ def tokens(text: str) -> list[str]:
 
 @lru_cache(maxsize=1)
 def _vocabulary() -> frozenset[str]:
-    return frozenset(w for d in devices().values() for w in _words_of(d.id, d.name))
+    return frozenset(w for d in devices().values() for w in _words(d))
 
 
 def _unglued(words: list[str]) -> list[str]:
     """A word no device has, split where letters and digits meet ("7900xtx", "rx6800xt", "2080ti", "m1max")."""
     vocab, out = _vocabulary(), []
     for w in words:
+        if w not in vocab and w.endswith("s") and w[:-1] in vocab and any(c.isdigit() for c in w):
+            out.append(w[:-1])  # "3090s", "H100s": several of them (the count is the split's to read)
+            continue
         parts = re.findall(r"[a-z]+|\d+(?:\.\d+)?", w)
-        out += [SYNONYMS.get(p, p) for p in parts] if w not in vocab and len(parts) > 1 and not _RAM.match(w) else [w]
+        # a part that is a filler word is a name's letter ("Pixel 6a" is not "Pixel 6"): kept glued
+        glued = w in vocab or len(parts) < 2 or _RAM.match(w) or any(p in OPTIONAL for p in parts)
+        out += [w] if glued else [SYNONYMS.get(p, p) for p in parts]
     return out
 
 
@@ -73,15 +97,23 @@ def _words_of(key: str, name: str) -> frozenset[str]:
 
 
 def _words(d: Device) -> set[str]:
-    return set(_words_of(d.id, d.name))
+    return set(_words_of(d.id, " / ".join((d.name,) + d.aliases)))
+
+
+def _slashed(text: str) -> list[list[str]]:
+    """'Samsung Galaxy S23 / S23+' names two phones: each alternative keeps the shared prefix."""
+    parts = text.split("/")
+    first = tokens(parts[0])
+    return [first] + [first[:-1] + tokens(p) for p in parts[1:]]
 
 
 def _alternatives(d: Device) -> list[set[str]]:
-    """'Samsung Galaxy S23 / S23+' names two phones: each alternative keeps the shared prefix."""
-    parts = d.name.split("/")
-    first = tokens(parts[0])
-    prefix = first[:-1]
-    return [set(first)] + [set(prefix + tokens(p)) for p in parts[1:]]
+    """The devices a name stands for: 'MacBook Pro 14/16 (M4 Max)' is two, each with the M4 Max; 'Mac mini (M4 /
+    M4 Pro)' two, each a Mac mini; and each other name it has."""
+    m = re.fullmatch(r"(.*?)\s*\(([^()]*)\)\s*", d.name)
+    core, inner = (m.group(1), m.group(2)) if m else (d.name, "")
+    return [set(c + i) for c in _slashed(core) for i in (_slashed(inner) if inner else [[]])] + \
+        [set(tokens(a)) for a in d.aliases]
 
 
 @dataclass(frozen=True)
@@ -163,59 +195,149 @@ def _parse_ram(text: str) -> int:
     return int(v)
 
 
+# words that start a GPU's name inside a longer one ("Lenovo Legion 5 with NVIDIA RTX 4060 Laptop GPU")
+GPU_WORDS = {"rtx", "gtx", "rx", "radeon", "arc", "quadro", "tesla", "titan"}
+# laptop lines whose name before the GPU says it is the laptop part
+LAPTOP_WORDS = {"laptop", "notebook", "legion", "zephyrus", "rog", "strix", "tuf", "omen", "victus", "predator",
+                "nitro", "alienware", "blade", "xps", "zenbook", "vivobook", "ideapad", "thinkpad", "aorus", "loq",
+                "katana", "stealth", "raider", "mobile"}
+TIERS = ("pro", "max", "ultra")  # an Apple chip's tiers, smallest first
+
+
+@lru_cache(maxsize=1)
+def _by_alias() -> dict[str, Device]:
+    return {a.lower(): d for d in devices().values() for a in d.aliases}
+
+
+def _asides(base: str) -> set[str]:
+    """Words that may match but never must: what people add in parentheses that no device is called (a model code
+    "SM-S928B"), a phone's "5G", a year, a bare storage size ("iPhone 14 Pro Max 256")."""
+    vocab = _vocabulary()
+    codes = [w for part in re.findall(r"\(([^)]*)\)?", base) for w in tokens(part) if not _RAM.match(w) and w not in vocab]
+    words = tokens(base)
+    years = {w for w in words if _YEAR.match(w)}
+    storage = {w for i, w in enumerate(words) if w in STORAGE and i > 0 and not words[i - 1].isdigit()}
+    # a maker's model code no device is called ("SM-S931", "G998B"): letters around three or more digits
+    model_codes = {w for w in words if w not in vocab and re.fullmatch(r"[a-z]{0,3}\d{3,5}[a-z]{0,3}", w)}
+    if model_codes:
+        model_codes.add("sm")  # Samsung's "SM-" prefix
+    return set(codes) | set(_unglued(codes)) | {"5g", "4g", "lte", "single", "unit", "units"} | years | storage \
+        | model_codes
+
+
+def _tier(chip_name: str) -> int:
+    words = tokens(chip_name)
+    return next((i + 1 for i, t in enumerate(TIERS) if t in words), 0)
+
+
+def _offers(d: Device, ram: int | None) -> bool:
+    return ram is None or not d.ram_options_gb or ram in d.ram_options_gb
+
+
+def _scored(want: list[str], words: list[str], ram_words: list[str], aside: set[str]) -> list[tuple]:
+    """(extra words, device, RAM words not in its name) for every device holding each wanted word."""
+    brands = set(words) & BRANDS
+    out = []
+    for d in devices().values():
+        have = _words(d)
+        # a size word the name itself carries ("Jetson Orin Nano 8GB") is a name word, not a RAM choice
+        if any(w not in have and w not in ram_words for w in want):
+            continue
+        if brands and (have & BRANDS) and not (have & brands):
+            continue
+        # words it has beyond those asked; a memory size in its name is not one ("RTX 3080 (10GB)" is the RTX 3080)
+        extra = min(len({w for w in alt - set(words) - OPTIONAL if not _RAM.match(w)}) for alt in _alternatives(d))
+        # fewer words it lacks first; then more of the words that may match ("iPad Air 2020": the 2020 one)
+        out.append(((extra, -len(aside & have)), d, [w for w in ram_words if w not in have]))
+    return out
+
+
+def _asked_ram(ram_gb: int | None, ram_words: list[str]) -> int | None:
+    if ram_gb is not None:
+        return ram_gb
+    sizes = {_parse_ram(w) for w in ram_words}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def _inside(words: list[str], ram_text: str, colon: str, base: str) -> DeviceChoice | None:
+    """A machine named by what is inside it, when nothing is called the whole name: a Mac by its Apple M chip
+    ("Mac Studio M2 Ultra 192GB", "M2 Max macbookpro"), a laptop by its GPU ("Legion 5 with RTX 4060 Laptop")."""
+    from fitcheck.text import shown
+
+    suffix = f":{ram_text}" if colon else ""
+    chip_at = next((i for i, w in enumerate(words) if re.fullmatch(r"m[1-9]", w)), None)
+    if chip_at is not None and set(words) & MAC_WORDS:
+        rest = [w for i, w in enumerate(words[chip_at:], chip_at)
+                if w not in MAC_WORDS and not (w in ("air", "pro") and words[i - 1] in MAC_WORDS)]
+        # a tier word before the chip ("Macbook Max M3") belongs to the chip
+        rest[1:1] = [w for w in words[:chip_at] if w in TIERS and w not in rest and words[words.index(w) - 1] not in MAC_WORDS]
+        rest += [w for w in words[:chip_at] if _RAM.match(w)]  # "32 GB M2 Pro Mac mini"
+        try:
+            inner = resolve("apple " + " ".join(rest) + suffix)
+        except DeviceError as e:
+            raise DeviceError(f"unknown device {shown(base.strip())} (its chip: {e})") from None
+        return DeviceChoice(inner.device, inner.ram_gb, f"{inner.ram_note}; the chip of the {shown(base.strip())}")
+    gpu_at = next((i for i, w in enumerate(words) if w in GPU_WORDS), None)
+    if gpu_at and any(w.isalpha() for w in words[:gpu_at]):  # (a bare number before it is a count: the split's)
+        rest = words[gpu_at:] + (["mobile"] if set(words[:gpu_at]) & LAPTOP_WORDS and "mobile" not in words else [])
+        try:
+            inner = resolve(" ".join(rest) + suffix)
+        except DeviceError:
+            return None
+        return DeviceChoice(inner.device, inner.ram_gb, f"{inner.ram_note}; the GPU of the {shown(base.strip())}")
+    return None
+
+
 def resolve(name: str) -> DeviceChoice:
     """The one device a person means by `name`, with the RAM option used."""
     from fitcheck.text import clean_name, shown
 
     name = clean_name(name, "device name")
     base, colon, ram_text = name.partition(":")
+    base = base.replace("[", "(").replace("]", ")")
     ram_gb = _parse_ram(ram_text) if colon else None
-    # what people add in parentheses that no device is called (a model code "SM-S928B") and a phone's "5G": words
-    # that may match, never words that must
-    vocab = _vocabulary()
-    codes = [w for part in re.findall(r"\(([^)]*)\)?", base) for w in tokens(part) if not _RAM.match(w) and w not in vocab]
-    aside = set(codes) | set(_unglued(codes)) | {"5g", "4g", "lte"}
     words = _unglued(tokens(base))
     if not words:
         raise DeviceError("empty device name; see `fitcheck devices`")
-    table = devices()
-    exact = table.get(base.strip().lower())
+    exact = devices().get(base.strip().lower()) or _by_alias().get(base.strip().lower())
     if exact is not None:
         return _ram_choice(exact, ram_gb, exact.name)
+    aside = _asides(base)
     ram_words = [w for w in words if _RAM.match(w)]
     want = [w for w in words if w not in OPTIONAL and w not in aside]
     if "dimensity" in want:  # "Dimensity 8400-Ultra", "9400+": Xiaomi's and MediaTek's bins of the same silicon
         want = [w for w in want if w not in ("ultra", "plus")]
-    scored = []
-    for d in table.values():
-        have = _words(d)
-        # a size word the name itself carries ("Jetson Orin Nano 8GB") is a name word, not a RAM choice
-        missing = [w for w in want if w not in have and w not in ram_words]
-        if missing:
-            continue
-        # words it has beyond those asked; a memory size in its name is not one ("RTX 3080 (10GB)" is the RTX 3080)
-        extra = min(len({w for w in alt - set(words) - OPTIONAL if not _RAM.match(w)}) for alt in _alternatives(d))
-        scored.append((extra, d, [w for w in ram_words if w not in have]))
+    if not [w for w in want if not _RAM.match(w)]:
+        raise DeviceError(f"no device name in {shown(base.strip())}, only a memory size; see `fitcheck devices`")
+    scored = _scored(want, words, ram_words, aside)
     if not scored:
-        chip_at = next((i for i, w in enumerate(words) if re.fullmatch(r"m[1-9]", w)), None)
-        if chip_at and set(words[:chip_at]) & MAC_WORDS:  # "Mac Studio M2 Ultra 192GB": the Mac is its chip
-            try:
-                inner = resolve(" ".join(words[chip_at:]) + (f":{ram_text}" if colon else ""))
-            except DeviceError as e:
-                raise DeviceError(f"unknown device {shown(base.strip())} (its chip: {e})") from None
-            return DeviceChoice(inner.device, inner.ram_gb, f"{inner.ram_note}; the chip of the {shown(base.strip())}")
+        inside = _inside(words, ram_text, colon, base)
+        if inside is not None:
+            return inside
+        table = devices()
         near = difflib.get_close_matches(base.lower().strip(), list(table), n=4, cutoff=0.5)
         near += [d.id for d in search(" ".join(w for w in want if not _RAM.match(w)))[:4] if d.id not in near]
         hint = f"; did you mean {', '.join(near[:4])}?" if near else ""
         raise DeviceError(f"unknown device {shown(base.strip())}{hint} (see `fitcheck devices`)")
+    asked_ram = _asked_ram(ram_gb, ram_words)
+    # versions of one GPU, board or chip are rows of their own ("RTX 3060 8 GB", "V100 32 GB", the M1 Pro beside
+    # the M1): the memory asked picks among them; a phone or a Mac is never swapped for another model this way
+    if any(s[1].kind in ("gpu", "board", "chip") and _offers(s[1], asked_ram) for s in scored):
+        scored = [s for s in scored if _offers(s[1], asked_ram) or s[1].kind not in ("gpu", "board", "chip")]
+        if any(_offers(s[1], asked_ram) for s in scored):
+            scored = [s for s in scored if _offers(s[1], asked_ram)]
     scored.sort(key=lambda s: (s[0], s[1].id))
     best = [s for s in scored if s[0] == scored[0][0]]
+    if asked_ram is not None and any(_offers(s[1], asked_ram) for s in best):
+        best = [s for s in best if _offers(s[1], asked_ram)]  # of equally good matches, those with the memory asked
     asked = [w for w in want if w not in ram_words]
     plain = lambda d: [t for t in tokens(d.name) if t not in OPTIONAL]  # noqa: E731
     # called exactly what was asked: its words (a size in its name included), then without the size words, in order
     named = next((hit for hit in ([s for s in best if set(plain(s[1])) == set(want)],
                                   [s for s in best if plain(s[1]) == asked],
-                                  [s for s in best if set(plain(s[1])) == set(asked)]) if hit), [])
+                                  [s for s in best if set(plain(s[1])) == set(asked)],
+                                  # the one whose name carries the size asked ("Jetson AGX Orin 32GB / 64GB")
+                                  [s for s in best if ram_words and set(ram_words) <= set(plain(s[1]))]) if hit), [])
     if len(best) > 1 and len(named) == 1:  # a tie, but one device is called exactly what was asked
         best = named
     chips = [s for s in best if s[1].kind == "chip"]
@@ -230,6 +352,11 @@ def resolve(name: str) -> DeviceChoice:
         # one chip in GPU-core bins (M2 Ultra 60- or 76-core): the smaller, as for RAM; the other said
         best.sort(key=lambda s: int(re.search(r"\((\d+)-core GPU\)", s[1].name).group(1)))
         return _one_of(best, ram_gb, base, "the smallest GPU-core bin; ask with its core count for")
+    gens = {re.match(r"Apple M\d", s[1].name) and re.match(r"Apple M\d", s[1].name).group() for s in best}
+    if len(best) > 1 and len(gens) == 1 and None not in gens and all(s[1].kind == "chip" for s in best):
+        # "M1 with 32GB": of one generation's chips with that memory, the smallest tier and bin (M1 Pro, 14-core)
+        best.sort(key=lambda s: (_tier(s[1].name), int((re.search(r"\((\d+)-core GPU\)", s[1].name) or [0, 0])[1])))
+        return _one_of(best, ram_gb, base, f"the smallest {gens.pop()} chip with that memory; also")
     if len(best) > 1 and all(s[1].kind == "gpu" for s in best):
         # one GPU in several versions (A100 40/80 GB, H100 PCIe/SXM/NVL, GTX 1060 3/6 GB): the curated entries
         # first, then the least memory and bandwidth (an answer that holds for every buyer), the others said
@@ -247,4 +374,8 @@ def resolve(name: str) -> DeviceChoice:
         if ram_gb is not None or len(free_ram) > 1:
             raise DeviceError(f"more than one RAM size in {name!r}")
         ram_gb = _parse_ram(free_ram[0])
+    elif ram_gb is None and len(dev.ram_options_gb) > 1:
+        # "Jetson Orin NX 16GB": a size its name lists among others is the one asked
+        sized = {_parse_ram(w) for w in ram_words} & set(dev.ram_options_gb)
+        ram_gb = sized.pop() if len(sized) == 1 else None
     return _ram_choice(dev, ram_gb, base)

@@ -91,6 +91,9 @@ class ModelSpec:
     # per-token f32 values a recurrent layer's graph holds at its peak beyond the residual rows (in-projections,
     # convolution input and output): llama.cpp's allocator, measured per family (see memory.compute_bytes)
     recurrent_rows: int = 0
+    # multi-head latent attention (DeepSeek-V2/V3, Kimi K2, GLM-4.7-Flash ...): a converted file's K row is the
+    # compressed latent plus its RoPE part, and V is a view of it (llama-kv-cache.cpp: has_v = !is_mla)
+    mla: bool = False
 
     @property
     def parameter_count(self) -> int:
@@ -115,7 +118,8 @@ class ModelSpec:
         return self.head_dim_k_at(il) * self.n_head_kv[il]
 
     def n_embd_v_gqa(self, il: int) -> int:
-        return self.head_dim_v_at(il) * self.n_head_kv[il]
+        """V cache row width; none with MLA, where V is read from the K cache."""
+        return 0 if self.mla else self.head_dim_v_at(il) * self.n_head_kv[il]
 
     def is_recurrent(self, il: int) -> bool:
         return bool(self.recurrent) and self.recurrent[il]
@@ -296,6 +300,8 @@ def spec_from_gguf(model: GGUFModel) -> ModelSpec:
         n_merges=_count(model.metadata.get("tokenizer.ggml.merges")),
         head_dim_k_swa=m.int("key_length", "attention.key_length_swa", None),
         head_dim_v_swa=m.int("value_length", "attention.value_length_swa", None),
+        # llama-hparams.cpp is_mla(): both MLA head sizes set (src/models/deepseek2.cpp reads them, optional)
+        mla=bool(m.int("key_length", "attention.key_length_mla", 0) and m.int("key_length", "attention.value_length_mla", 0)),
         **hybrid,
     )
 
