@@ -49,11 +49,20 @@ def _apple_m(tier: str) -> Callable[[Any], bool]:
     return lambda d: d.kind == "chip" and d.family == "Apple M" and bool(pat.match(_chip_base(d.name)))
 
 
+# a flagship's SoC: the top tier of each maker (Snapdragon 8xx / 8 Gen / 8 Elite, Dimensity 8000/9000, Exynos 2x00
+# and 990, Tensor, Kirin 9000, any Apple A); mid-range and budget phones are in the database but not these classes
+_FLAGSHIP_SOC = re.compile(r"snapdragon-(8s?|8\d\d)(-|$)|dimensity-[89]\d{3}|exynos-(2\d{3}|990)|tensor|kirin-9\d{2,3}|apple-a")
+
+
+def _flagship(d) -> bool:
+    return d.kind == "phone" and (not d.chip or bool(_FLAGSHIP_SOC.search(d.chip)))
+
+
 CLASSES: dict[str, DeviceClass] = {c.name: c for c in (
     DeviceClass("phone-flagship", "flagship phones: iPhone, Galaxy S, Pixel, Xiaomi, OnePlus (phones in device_db)",
-                lambda d: d.kind == "phone"),
-    DeviceClass("iphone", "iPhones (iOS per-app memory limit)", lambda d: d.kind == "phone" and d.os == "iOS"),
-    DeviceClass("android-flagship", "Android flagship phones", lambda d: d.kind == "phone" and d.os == "Android"),
+                _flagship),
+    DeviceClass("iphone", "iPhones (iOS per-app memory limit)", lambda d: _flagship(d) and d.os == "iOS"),
+    DeviceClass("android-flagship", "Android flagship phones", lambda d: _flagship(d) and d.os == "Android"),
     DeviceClass("apple-m-base", "Apple M base chips (M1, M2, M3 ...) under macOS", _apple_m("base")),
     DeviceClass("apple-m-pro", "Apple M Pro chips under macOS", _apple_m("Pro")),
     DeviceClass("apple-m-max", "Apple M Max chips under macOS", _apple_m("Max")),

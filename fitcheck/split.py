@@ -70,20 +70,12 @@ MAX_COUNT = 16
 
 def _bare_count(part: str) -> tuple[int, str] | None:
     """"2 H100s": two H100 when the words after the number are a GPU and the whole is no device ("14 Pro" is)."""
-    from fitcheck.device.names import resolve
+    from fitcheck.device.names import known, resolve
 
     m = _BARE.match(part)
-    if not m:
+    if not m or known(part) or not known(m.group(2)):
         return None
-    try:
-        resolve(part)
-        return None
-    except FitcheckError:
-        pass
-    try:
-        return (int(m.group(1)), m.group(2)) if resolve(m.group(2)).device.kind == "gpu" else None
-    except FitcheckError:
-        return None
+    return (int(m.group(1)), m.group(2)) if resolve(m.group(2)).device.kind == "gpu" else None
 
 
 def _counted(part: str) -> list[str]:

@@ -98,7 +98,7 @@ def test_plot_is_a_valid_png(tmp_path):
     (["--class", "apple-m-ultra", "--as-of", "2024"], "a trend needs at least 3 devices"),
     (["--target-tps", "0"], "--target-tps must be"),
     (["--target-tps", "nan"], "--target-tps must be"),
-    (["--class", "iphone", "--size", "13b"], "does not run llama-2-13b"),
+    (["--class", "iphone", "--size", "70b"], "does not run llama-3.1-70b"),
     (["--as-of", "next year"], "--as-of must be YYYY"),
     (["--quant", "Q9_K"], "unknown quantization"),
     (["--config", "cheapest"], "--config must be"),

@@ -150,7 +150,7 @@ def test_yes_means_fits_and_fast_enough():
     (("nosuch",), 2, "No such command 'nosuch'"),
     (("estimate", "-m", "1.8b", "--backend", "/x"), 1, "unknown backend '/x'"),
     (("estimate", "-m", "1.8b", "--memory-gb", "-3"), 1, "--memory-gb must be a size in GB"),
-    (("estimate", "-m", "1.8b", "-d", "Snapdragon 8 Gen"), 1, "matches 3 devices"),
+    (("estimate", "-m", "1.8b", "-d", "Snapdragon 8 Gen"), 1, "matches 4 devices"),
     (("estimate", "-m", "nosuchmodel"), 1, "unknown model 'nosuchmodel'"),
     (("-d", "iPhone 15", "--target-tps", "0"), 1, "--target-tps must be a speed between"),
     (("advise",), 1, "exactly one of --size or --model"),

@@ -125,6 +125,8 @@ NOT_EXACT = {
     "gemma-3n-e2b", "gemma-3n-e4b", "gemma-4-e2b", "gemma-4-e4b",  # "effective" counts, without per-layer embeddings
     "ministral-3-3b", "ministral-3-8b", "gemma-4-12b",  # the name, vision tower included
     "falcon3-7b", "falcon3-10b", "internlm2.5-7b", "baichuan2-7b", "baichuan2-13b",  # only the name's size published
+    "falcon-40b", "starcoder2-15b", "olmo2-7b", "olmo2-13b", "orca-mini-7b",  # the same
+    "llama-3.2-11b-vision", "qwen2.5-vl-7b", "moondream2",  # the published count holds the vision tower
 }
 
 

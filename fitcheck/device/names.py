@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -36,6 +37,7 @@ BRANDS = {"apple", "samsung", "google", "nvidia", "amd", "intel", "qualcomm", "m
 _RAM = re.compile(r"^(\d+(?:\.\d+)?)gb$")
 MAC_WORDS = {"mac", "macbook", "imac", "studio", "mini"}  # product words beside an Apple M chip in a Mac's name
 _YEAR = re.compile(r"^20[12]\d$")
+NETWORK = {"5g", "4g", "lte"}  # a phone's network: a word that never tells two models apart
 STORAGE = {"64", "128", "256", "512", "1024", "2048"}  # a bare number after a phone or Mac: its storage
 
 
@@ -82,7 +84,8 @@ def _unglued(words: list[str]) -> list[str]:
             continue
         parts = re.findall(r"[a-z]+|\d+(?:\.\d+)?", w)
         # a part that is a filler word is a name's letter ("Pixel 6a" is not "Pixel 6"): kept glued
-        glued = w in vocab or len(parts) < 2 or _RAM.match(w) or any(p in OPTIONAL for p in parts)
+        # and a maker's code of parts no device has ("G998B") stays one word, to be passed over
+        glued = w in vocab or len(parts) < 2 or _RAM.match(w) or any(p in OPTIONAL or p not in vocab for p in parts)
         out += [w] if glued else [SYNONYMS.get(p, p) for p in parts]
     return out
 
@@ -107,13 +110,29 @@ def _slashed(text: str) -> list[list[str]]:
     return [first] + [first[:-1] + tokens(p) for p in parts[1:]]
 
 
-def _alternatives(d: Device) -> list[set[str]]:
-    """The devices a name stands for: 'MacBook Pro 14/16 (M4 Max)' is two, each with the M4 Max; 'Mac mini (M4 /
-    M4 Pro)' two, each a Mac mini; and each other name it has."""
+@lru_cache(maxsize=None)
+def _alternatives(d: Device) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]:
+    """The devices a name stands for, each as (its name's words, the words of its parenthesis): 'MacBook Pro 14/16
+    (M4 Max)' is two, each with the M4 Max; 'Mac mini (M4 / M4 Pro)' two, each a Mac mini; and each other name."""
     m = re.fullmatch(r"(.*?)\s*\(([^()]*)\)\s*", d.name)
     core, inner = (m.group(1), m.group(2)) if m else (d.name, "")
-    return [set(c + i) for c in _slashed(core) for i in (_slashed(inner) if inner else [[]])] + \
-        [set(tokens(a)) for a in d.aliases]
+    return tuple((tuple(c), tuple(i)) for c in _slashed(core) for i in (_slashed(inner) if inner else [[]])) + \
+        tuple((tuple(tokens(a)), ()) for a in d.aliases)
+
+
+def _extra(d: Device, words: set[str], repeated: dict[str, int]) -> float | None:
+    """Words its best-fitting name has beyond those asked (a parenthesis's descriptive words count half: "Radxa Rock
+    5B (RK3588)" is the Rock 5B); None when no name of it holds a word asked twice that often ("MacBook Pro M4 Pro")."""
+    best = None
+    for core, inner in _alternatives(d):
+        if any((core + inner).count(w) < n for w, n in repeated.items()):
+            continue
+        left = lambda ws: {w for w in ws if w not in words and w not in OPTIONAL and not _RAM.match(w)  # noqa: E731
+                           and w not in NETWORK and w not in BRANDS}
+        core_left = left(core)  # (a year in a parenthesis says when, not which: "iPad Air (M2, 2024)")
+        e = len(core_left) + 0.5 * len({w for w in left(inner) - core_left if not _YEAR.match(w)})
+        best = e if best is None else min(best, e)
+    return best
 
 
 @dataclass(frozen=True)
@@ -129,16 +148,18 @@ class DeviceChoice:
         return f"{self.device.name}, {self.ram_gb} GB" if self.ram_gb else self.device.name
 
 
+@lru_cache(maxsize=None)
+def _search_words(d: Device) -> frozenset[str]:
+    return frozenset(_words(d) | set(tokens(f"{d.kind} {d.os} {d.family} {' '.join(d.backends)}")))
+
+
 def search(query: str | None) -> list[Device]:
     """Devices whose words (name, id, kind, OS, family) hold every word of the query; else a substring match."""
     if not query:
         return list(devices().values())
     q = [w for w in tokens(query) if w not in OPTIONAL]
 
-    def words(d: Device) -> set[str]:
-        return _words(d) | set(tokens(f"{d.kind} {d.os} {d.family} {' '.join(d.backends)}"))
-
-    hits = [d for d in devices().values() if all(w in words(d) for w in q)]
+    hits = [d for d in devices().values() if all(w in _search_words(d) for w in q)]
     if hits:
         return hits
     flat = [re.sub(r"[^a-z0-9]", "", w) for w in query.lower().split()]
@@ -202,6 +223,8 @@ LAPTOP_WORDS = {"laptop", "notebook", "legion", "zephyrus", "rog", "strix", "tuf
                 "nitro", "alienware", "blade", "xps", "zenbook", "vivobook", "ideapad", "thinkpad", "aorus", "loq",
                 "katana", "stealth", "raider", "mobile"}
 TIERS = ("pro", "max", "ultra")  # an Apple chip's tiers, smallest first
+APPLE_CHIP_WORDS = {f"m{i}" for i in range(1, 10)} | set(TIERS) | {"core", "cpu"} | {str(i) for i in range(4, 81)}
+VERSIONED = ("gpu", "board", "chip", "laptop")  # kinds whose memory versions (or a Mac's chip) are rows apart
 
 
 @lru_cache(maxsize=1)
@@ -221,13 +244,30 @@ def _asides(base: str) -> set[str]:
     model_codes = {w for w in words if w not in vocab and re.fullmatch(r"[a-z]{0,3}\d{3,5}[a-z]{0,3}", w)}
     if model_codes:
         model_codes.add("sm")  # Samsung's "SM-" prefix
-    return set(codes) | set(_unglued(codes)) | {"5g", "4g", "lte", "single", "unit", "units"} | years | storage \
+    return set(codes) | set(_unglued(codes)) | NETWORK | {"single", "unit", "units"} | years | storage \
         | model_codes
 
 
 def _tier(chip_name: str) -> int:
     words = tokens(chip_name)
     return next((i + 1 for i, t in enumerate(TIERS) if t in words), 0)
+
+
+@lru_cache(maxsize=None)
+def _alpha_words(n: int) -> tuple[str, ...]:
+    return tuple(v for v in _vocabulary() if v.isalpha() and len(v) == n)
+
+
+def _typos(want: list[str]) -> dict[str, str]:
+    """Misspelt words of five letters or more that no device has, each with the one known word it is closest to."""
+    vocab, out = _vocabulary(), {}
+    for w in want:
+        if w.isalpha() and len(w) >= 5 and w not in vocab:
+            near = difflib.get_close_matches(w, [v for n in range(len(w) - 2, len(w) + 3) for v in _alpha_words(n)],
+                                             n=2, cutoff=0.85)
+            if len(near) == 1 or (near and difflib.SequenceMatcher(None, w, near[0]).ratio() > 0.9):
+                out[w] = near[0]
+    return out
 
 
 def _offers(d: Device, ram: int | None) -> bool:
@@ -237,6 +277,7 @@ def _offers(d: Device, ram: int | None) -> bool:
 def _scored(want: list[str], words: list[str], ram_words: list[str], aside: set[str]) -> list[tuple]:
     """(extra words, device, RAM words not in its name) for every device holding each wanted word."""
     brands = set(words) & BRANDS
+    repeated = {w: n for w, n in Counter(want).items() if n > 1}
     out = []
     for d in devices().values():
         have = _words(d)
@@ -246,7 +287,9 @@ def _scored(want: list[str], words: list[str], ram_words: list[str], aside: set[
         if brands and (have & BRANDS) and not (have & brands):
             continue
         # words it has beyond those asked; a memory size in its name is not one ("RTX 3080 (10GB)" is the RTX 3080)
-        extra = min(len({w for w in alt - set(words) - OPTIONAL if not _RAM.match(w)}) for alt in _alternatives(d))
+        extra = _extra(d, set(words), repeated)
+        if extra is None:
+            continue
         # fewer words it lacks first; then more of the words that may match ("iPad Air 2020": the 2020 one)
         out.append(((extra, -len(aside & have)), d, [w for w in ram_words if w not in have]))
     return out
@@ -259,7 +302,7 @@ def _asked_ram(ram_gb: int | None, ram_words: list[str]) -> int | None:
     return sizes.pop() if len(sizes) == 1 else None
 
 
-def _inside(words: list[str], ram_text: str, colon: str, base: str) -> DeviceChoice | None:
+def _inside(words: list[str], ram_text: str, colon: str, base: str, quiet: bool = False) -> DeviceChoice | None:
     """A machine named by what is inside it, when nothing is called the whole name: a Mac by its Apple M chip
     ("Mac Studio M2 Ultra 192GB", "M2 Max macbookpro"), a laptop by its GPU ("Legion 5 with RTX 4060 Laptop")."""
     from fitcheck.text import shown
@@ -273,23 +316,60 @@ def _inside(words: list[str], ram_text: str, colon: str, base: str) -> DeviceCho
         rest[1:1] = [w for w in words[:chip_at] if w in TIERS and w not in rest and words[words.index(w) - 1] not in MAC_WORDS]
         rest += [w for w in words[:chip_at] if _RAM.match(w)]  # "32 GB M2 Pro Mac mini"
         try:
-            inner = resolve("apple " + " ".join(rest) + suffix)
+            inner = _resolve("apple " + " ".join(rest) + suffix)
         except DeviceError as e:
+            if quiet:
+                return None
+            e = e.explained() if isinstance(e, UnknownDevice) else e
             raise DeviceError(f"unknown device {shown(base.strip())} (its chip: {e})") from None
         return DeviceChoice(inner.device, inner.ram_gb, f"{inner.ram_note}; the chip of the {shown(base.strip())}")
     gpu_at = next((i for i, w in enumerate(words) if w in GPU_WORDS), None)
     if gpu_at and any(w.isalpha() for w in words[:gpu_at]):  # (a bare number before it is a count: the split's)
         rest = words[gpu_at:] + (["mobile"] if set(words[:gpu_at]) & LAPTOP_WORDS and "mobile" not in words else [])
         try:
-            inner = resolve(" ".join(rest) + suffix)
+            inner = _resolve(" ".join(rest) + suffix)
         except DeviceError:
             return None
         return DeviceChoice(inner.device, inner.ram_gb, f"{inner.ram_note}; the GPU of the {shown(base.strip())}")
     return None
 
 
+class UnknownDevice(DeviceError):
+    """No device has the words asked; the message with the nearest names is made only when it is shown."""
+
+    def __init__(self, base: str, want: list[str]):
+        self.base, self.want = base, want
+        super().__init__(f"unknown device {base.strip()!r}")
+
+    def explained(self) -> DeviceError:
+        from fitcheck.text import shown
+
+        said = self.base.lower().strip()
+        ids = [i for i in devices() if set(re.findall(r"[a-z0-9]+", said)) & set(i.split("-"))] or list(devices())
+        near = difflib.get_close_matches(said, ids, n=4, cutoff=0.5)
+        near += [d.id for d in search(" ".join(w for w in self.want if not _RAM.match(w)))[:4] if d.id not in near]
+        hint = f"; did you mean {', '.join(near[:4])}?" if near else ""
+        return DeviceError(f"unknown device {shown(self.base.strip())}{hint} (see `fitcheck devices`)")
+
+
+def known(name: str) -> bool:
+    """Whether `name` is one device (cheap: no nearest names are looked for when it is not)."""
+    try:
+        _resolve(name)
+        return True
+    except DeviceError:
+        return False
+
+
 def resolve(name: str) -> DeviceChoice:
     """The one device a person means by `name`, with the RAM option used."""
+    try:
+        return _resolve(name)
+    except UnknownDevice as e:
+        raise e.explained() from None
+
+
+def _resolve(name: str) -> DeviceChoice:
     from fitcheck.text import clean_name, shown
 
     name = clean_name(name, "device name")
@@ -309,23 +389,30 @@ def resolve(name: str) -> DeviceChoice:
         want = [w for w in want if w not in ("ultra", "plus")]
     if not [w for w in want if not _RAM.match(w)]:
         raise DeviceError(f"no device name in {shown(base.strip())}, only a memory size; see `fitcheck devices`")
+    typos = _typos(want)
+    if typos:  # "M2 Ultral": the word meant, said on the answer
+        fixed = " ".join(typos.get(w, w) for w in words) + (f":{ram_text}" if colon else "")
+        c = _resolve(fixed)
+        read = ", ".join(f"{a!r} as {b!r}" for a, b in typos.items())
+        return DeviceChoice(c.device, c.ram_gb, f"{c.ram_note}; read {read}")
     scored = _scored(want, words, ram_words, aside)
+    if set(want) - set(ram_words) <= APPLE_CHIP_WORDS and any(re.fullmatch(r"m[1-9]", w) for w in want):
+        scored = [s for s in scored if s[1].kind == "chip"] or scored  # "M1 with 32GB": the chip, not every Mac
     if not scored:
         inside = _inside(words, ram_text, colon, base)
         if inside is not None:
             return inside
-        table = devices()
-        near = difflib.get_close_matches(base.lower().strip(), list(table), n=4, cutoff=0.5)
-        near += [d.id for d in search(" ".join(w for w in want if not _RAM.match(w)))[:4] if d.id not in near]
-        hint = f"; did you mean {', '.join(near[:4])}?" if near else ""
-        raise DeviceError(f"unknown device {shown(base.strip())}{hint} (see `fitcheck devices`)")
+        raise UnknownDevice(base, want)
     asked_ram = _asked_ram(ram_gb, ram_words)
-    # versions of one GPU, board or chip are rows of their own ("RTX 3060 8 GB", "V100 32 GB", the M1 Pro beside
-    # the M1): the memory asked picks among them; a phone or a Mac is never swapped for another model this way
-    if any(s[1].kind in ("gpu", "board", "chip") and _offers(s[1], asked_ram) for s in scored):
-        scored = [s for s in scored if _offers(s[1], asked_ram) or s[1].kind not in ("gpu", "board", "chip")]
+    # versions of one GPU, board, chip or Mac are rows of their own ("RTX 3060 8 GB", "V100 32 GB", the M1 Pro beside
+    # the M1, "MacBook Pro M5 128GB" is the M5 Max one): the memory asked picks among them; a phone is never
+    # swapped for another model this way
+    if any(s[1].kind in VERSIONED and _offers(s[1], asked_ram) for s in scored):
+        scored = [s for s in scored if _offers(s[1], asked_ram) or s[1].kind not in VERSIONED]
         if any(_offers(s[1], asked_ram) for s in scored):
             scored = [s for s in scored if _offers(s[1], asked_ram)]
+    elif asked_ram is not None and (inside := _inside(words, ram_text, colon, base, quiet=True)) is not None:
+        return inside  # "18GB mac m3": no Mac called so has 18 GB; the chip it names does (the M3 Pro)
     scored.sort(key=lambda s: (s[0], s[1].id))
     best = [s for s in scored if s[0] == scored[0][0]]
     if asked_ram is not None and any(_offers(s[1], asked_ram) for s in best):
@@ -333,16 +420,20 @@ def resolve(name: str) -> DeviceChoice:
     asked = [w for w in want if w not in ram_words]
     plain = lambda d: [t for t in tokens(d.name) if t not in OPTIONAL]  # noqa: E731
     # called exactly what was asked: its words (a size in its name included), then without the size words, in order
-    named = next((hit for hit in ([s for s in best if set(plain(s[1])) == set(want)],
+    named = next((hit for hit in ([s for s in best if Counter(plain(s[1])) == Counter(want)],
+                                  [s for s in best if set(plain(s[1])) == set(want)],
                                   [s for s in best if plain(s[1]) == asked],
                                   [s for s in best if set(plain(s[1])) == set(asked)],
                                   # the one whose name carries the size asked ("Jetson AGX Orin 32GB / 64GB")
                                   [s for s in best if ram_words and set(ram_words) <= set(plain(s[1]))]) if hit), [])
     if len(best) > 1 and len(named) == 1:  # a tie, but one device is called exactly what was asked
         best = named
-    chips = [s for s in best if s[1].kind == "chip"]
-    if len(best) > 1 and len(chips) == 1 and all(  # a chip and machines named after it: the chip decides
-            re.sub(r"\s*\(.*?\)", "", chips[0][1].name).lower() in s[1].name.lower() for s in best):
+    # a chip and machines named after it ("Ryzen AI Max+ 395 128GB", "8700G mini PC"): the chip decides, unless its
+    # name carries a memory size not asked ("Jetson AGX Orin 64GB" is not every AGX Orin)
+    chips = [s for s in best if s[1].kind in ("chip", "cpu")]
+    chip_words = set(tokens(re.sub(r"\s*\(.*?\)", "", chips[0][1].name))) - OPTIONAL if len(chips) == 1 else set()
+    if len(best) > 1 and chip_words and {w for w in chip_words if _RAM.match(w)} <= set(ram_words) and all(
+            chip_words <= _words(s[1]) for s in best):
         return _one_of(chips + [s for s in best if s is not chips[0]], ram_gb, base, "the chip of")
     chip_bins = [s for s in best if s[1].kind == "chip"]
     if len(chip_bins) > 1 and len({re.sub(r"\s*\(\d+-core GPU\)", "", s[1].name) for s in chip_bins}) == 1:

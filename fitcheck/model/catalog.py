@@ -304,6 +304,11 @@ def resolve(model: str) -> tuple[CatalogEntry, str | None]:
     raise UnknownModelError(f"unknown model {shown(model)}{hint}")
 
 
+# a plain two-matrix MLP, no gate (llama.cpp src/models/falcon.cpp, starcoder2.cpp, starcoder.cpp, phi2.cpp,
+# nemotron.cpp: build_ffn with ffn_gate null)
+UNGATED_FFN = ("falcon", "starcoder2", "starcoder", "phi2", "nemotron", "gpt2")
+
+
 def tensor_shapes(e: CatalogEntry) -> list[tuple[str, tuple[int, ...]]]:
     """(name, ggml shape) of every tensor llama.cpp's converter writes for this architecture."""
     lay = layout(e)
@@ -335,6 +340,8 @@ def tensor_shapes(e: CatalogEntry) -> list[tuple[str, tuple[int, ...]]]:
             t += expert_shapes(b, d, e.expert_ff, e.n_expert)
         elif e.arch in ("phi3", "chatglm"):
             t += [(b + "ffn_up.weight", (d, 2 * ff)), (b + "ffn_down.weight", (ff, d))]
+        elif e.arch in UNGATED_FFN:
+            t += [(b + "ffn_up.weight", (d, ff)), (b + "ffn_down.weight", (ff, d))]
         else:
             t += ffn_shapes(b, d, ff)
         if e.arch in ("gemma2", "gemma3"):
@@ -393,5 +400,6 @@ def spec_from_catalog(e: CatalogEntry, quant: str) -> ModelSpec:
 def _bpe(e: CatalogEntry) -> bool:
     """GPT-2-style BPE tokenizers (Qwen, GLM, Llama-3, SmolLM2/3, gpt-oss, OLMoE, Granite, LFM2) carry ~one merge
     per token; Gemma's and Phi's SentencePiece none."""
-    return e.arch in ("qwen2", "qwen3", "qwen3moe", "qwen35", "chatglm", "smollm3", "gpt-oss", "olmoe", "granite",
+    return e.arch in ("qwen2", "qwen2vl", "qwen3", "qwen3moe", "qwen35", "chatglm", "command-r", "starcoder2", "olmo2",
+                      "exaone", "falcon", "phi2", "starcoder", "granitemoe", "stablelm", "smollm3", "gpt-oss", "olmoe", "granite",
                       "granitehybrid", "lfm2") or (e.arch == "llama" and e.n_vocab in (128256, 49152))
