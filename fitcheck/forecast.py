@@ -224,6 +224,8 @@ def _evaluate(dev, ram_gb: int, spec, s: RuntimeSettings, target_tps: float) -> 
     best = None
     for b in [b for b in dev.backends if b not in ("mlx", "mlc")] or [None]:
         target = device_target(dev, ram_gb, overrides=(None, None, b, None))
+        if best is not None and b != "cpu" and target.speed is not None and not target.speed.peak_tflops:
+            continue  # an accelerator without a FLOPS figure has a bandwidth-only rate: an upper bound, not a pick
         ev = evaluate(spec, s, target)
         rate = ev.in_memory_speed.decode_tps if ev.in_memory_speed else 0.0
         if best is None or rate > best[0]:
