@@ -427,7 +427,7 @@ def spec_deepseek2():
     n_embd, n_head, n_layer, n_vocab_ff = 256, 4, 4, 512
     q_lora, kv_lora, rope, nope, v_mla = 96, 128, 32, 64, 64
     n_expert, n_used, n_shared, ff_exp = 8, 2, 1, 64
-    kv = common_kv(163840, n_embd, n_layer, n_vocab_ff, n_head, 1)
+    kv = common_kv(163840, n_embd, n_layer + 1, n_vocab_ff, n_head, 1)  # + one MTP block, skipped at load
     kv.update({
         "attention.key_length": (kv_lora + rope, U32), "attention.value_length": (kv_lora, U32),
         "attention.key_length_mla": (nope + rope, U32), "attention.value_length_mla": (v_mla, U32),
@@ -435,11 +435,12 @@ def spec_deepseek2():
         "rope.dimension_count": (rope, U32), "leading_dense_block_count": (1, U32),
         "expert_count": (n_expert, U32), "expert_used_count": (n_used, U32),
         "expert_shared_count": (n_shared, U32), "expert_feed_forward_length": (ff_exp, U32),
+        "nextn_predict_layers": (1, U32),
     })
     T = [("token_embd.weight", (n_embd, N_VOCAB), F16), ("output_norm.weight", (n_embd,), F32),
          ("output.weight", (n_embd, N_VOCAB), F16)]
     layers = []
-    for il in range(n_layer):
+    for il in range(n_layer + 1):
         b = f"blk.{il}."
         T += [(b + "attn_norm.weight", (n_embd,), F32), (b + "attn_q_a_norm.weight", (q_lora,), F32),
               (b + "attn_kv_a_norm.weight", (kv_lora,), F32),
@@ -461,6 +462,10 @@ def spec_deepseek2():
                   (b + "ffn_gate_shexp.weight", (n_embd, ff_exp * n_shared), F16),
                   (b + "ffn_up_shexp.weight", (n_embd, ff_exp * n_shared), F16),
                   (b + "ffn_down_shexp.weight", (ff_exp * n_shared, n_embd), F16)]
+        if il == n_layer:
+            T += [(b + "nextn.eh_proj.weight", (2 * n_embd, n_embd), F16), (b + "nextn.enorm.weight", (n_embd,), F32),
+                  (b + "nextn.hnorm.weight", (n_embd,), F32), (b + "nextn.shared_head_norm.weight", (n_embd,), F32)]
+            continue
         layers.append(dict(kind="attn", k=kv_lora + rope, v=0))
     dims = dict(n_embd=n_embd, n_layer=n_layer, n_head=n_head, n_head_kv=1, head_dim=kv_lora + rope, n_swa=0)
     return "deepseek2", kv, T, layers, dict(n_embd_r=0, n_embd_s=0, swa=0, dims=dims)
@@ -629,6 +634,8 @@ def parse_log(text):
     out["compute"] = [(a, float(b)) for a, b in cb]
     ob = re.findall(r"(\S+)\s+output buffer size =\s*([\d.]+) MiB", text)
     out["output"] = [(a, float(b)) for a, b in ob]
+    mb = re.findall(r"(\S+) model buffer size =\s*([\d.]+) MiB", text)
+    out["model"] = [(a, float(b)) for a, b in mb]
     return out
 
 

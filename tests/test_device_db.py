@@ -151,7 +151,7 @@ def test_every_gpu_of_the_library_is_answerable():
 
 @pytest.mark.parametrize("name, device_id, ram, said", [
     ("MacBook Air M2 8GB", "macbook-air-13-m2", 8, "the same for MacBook Air 15 (M2)"),  # one machine, two names
-    ("Ryzen AI Max+ 395 128GB", "amd-ryzen-ai-max-plus-395-strix-halo", 128, "the chip of"),
+    ("Ryzen AI Max+ 395 128GB", "amd-ryzen-ai-max-plus-395-strix-halo", 128, "128 GB as asked"),
     ("Mac Studio M2 Ultra 192GB", "mac-studio-m2-ultra", 192, "192 GB as asked"),  # the Mac itself
     ("MacBook Pro 14 M3 Pro 18GB", "macbook-pro-14-16-m3-pro", 18, "18 GB as asked"),
     ("Mac Studio M2 Ultral 192G", "mac-studio-m2-ultra", 192, "read 'ultral' as 'ultra'"),  # a misspelt word, said

@@ -45,6 +45,22 @@ def test_kv_and_state_match_llama_cpp(arch, config, tmp_path):
         assert got["rs"] and mem.recurrent_state_bytes > 0  # a hybrid: state instead of KV on its recurrent layers
 
 
+@pytest.mark.slow
+def test_mla_keeps_no_v_cache_and_mtp_blocks_are_not_loaded(tmp_path):
+    """DeepSeek-style MLA: K only (V is a view of the latent), and the MTP block a converted file carries is
+    skipped at load (llama.cpp's model buffer is the weights without it)."""
+    path = synth_arch.write_gguf("deepseek2", str(tmp_path))
+    opts = types.SimpleNamespace(n_ctx=2048, n_batch=512, n_ubatch=512, swa_full=1, flash_attn=0, n_seq=1, kv_unified=0)
+    rc, log = synth_arch.run_child(path, opts)
+    assert rc == 0 and "CHILD_OK" in log, log[-2000:]
+    got = synth_arch.parse_log(log)
+    spec = load_spec(path)
+    mem = estimate_memory(spec, RuntimeSettings(n_ctx=2048))
+    assert spec.mla and spec.n_nextn == 1 and got["kv"][0]["v"] == 0
+    assert mem.weights_bytes / MIB == pytest.approx(sum(b for _, b in got["model"]), abs=0.011)
+    assert spec.weights_bytes > mem.weights_bytes  # the file holds the MTP block all the same
+
+
 def test_per_layer_embeddings_are_looked_up_not_streamed(tmp_path):
     """Gemma-3n/4 read one row of their per-layer embedding table per token, as of the token embeddings."""
     from fitcheck.estimator.speed import active_weights

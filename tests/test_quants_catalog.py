@@ -127,6 +127,7 @@ NOT_EXACT = {
     "falcon3-7b", "falcon3-10b", "internlm2.5-7b", "baichuan2-7b", "baichuan2-13b",  # only the name's size published
     "falcon-40b", "starcoder2-15b", "olmo2-7b", "olmo2-13b", "orca-mini-7b",  # the same
     "llama-3.2-11b-vision", "qwen2.5-vl-7b", "moondream2",  # the published count holds the vision tower
+    "glm-4.5-air",  # the published 106B leaves out its MTP block
 }
 
 

@@ -24,7 +24,8 @@ from fitcheck.errors import DeviceError
 OPTIONAL = {"apple", "samsung", "google", "nvidia", "geforce", "qualcomm", "mediatek", "amd", "raspberry", "model",
             "bionic", "the", "with", "of", "ram", "memory", "unified", "vram", "my", "w", "a", "an", "and", "kit",
             "developer", "dev", "machine", "graphics", "card", "edition", "gpu", "gpus", "chip", "version", "integrated",
-            "igpu", "apu", "soc", "ssd", "storage", "series", "system", "minipc",
+            "igpu", "apu", "soc", "ssd", "storage", "series", "system", "minipc", "gaming", "workstation", "allocated",
+            "dedicated", "shared",
             "hbm", "hbm2", "hbm2e", "hbm3", "hbm3e", "gddr5", "gddr6", "gddr6x", "gddr7", "lpddr5", "lpddr5x"}
 SYNONYMS = {"+": "plus", "rpi": "pi", "gb10": "gb10", "laptop": "mobile",  # TechPowerUp's "RTX 4060 Mobile"
             "promax": "pro max", "zfold": "z fold", "zflip": "z flip", "gig": "gb", "mba": "macbook air",
@@ -82,11 +83,12 @@ def _unglued(words: list[str]) -> list[str]:
         if w not in vocab and w.endswith("s") and w[:-1] in vocab and any(c.isdigit() for c in w):
             out.append(w[:-1])  # "3090s", "H100s": several of them (the count is the split's to read)
             continue
-        parts = re.findall(r"[a-z]+|\d+(?:\.\d+)?", w)
+        parts = [SYNONYMS.get(p, p) for p in re.findall(r"[a-z]+|\d+(?:\.\d+)?", w)]
         # a part that is a filler word is a name's letter ("Pixel 6a" is not "Pixel 6"): kept glued
         # and a maker's code of parts no device has ("G998B") stays one word, to be passed over
-        glued = w in vocab or len(parts) < 2 or _RAM.match(w) or any(p in OPTIONAL or p not in vocab for p in parts)
-        out += [w] if glued else [SYNONYMS.get(p, p) for p in parts]
+        glued = w in vocab or len(parts) < 2 or _RAM.match(w) or any(
+            x in OPTIONAL or x not in vocab for p in parts for x in p.split())
+        out += [w] if glued else [x for p in parts for x in p.split()]
     return out
 
 
@@ -116,8 +118,10 @@ def _alternatives(d: Device) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], .
     (M4 Max)' is two, each with the M4 Max; 'Mac mini (M4 / M4 Pro)' two, each a Mac mini; and each other name."""
     m = re.fullmatch(r"(.*?)\s*\(([^()]*)\)\s*", d.name)
     core, inner = (m.group(1), m.group(2)) if m else (d.name, "")
+    # another name keeps the maker's word of its main one: "Steam Deck OLED" is Valve's as "Valve Steam Deck" is
+    brand = tuple(w for w in tokens(d.name) if w in BRANDS)
     return tuple((tuple(c), tuple(i)) for c in _slashed(core) for i in (_slashed(inner) if inner else [[]])) + \
-        tuple((tuple(tokens(a)), ()) for a in d.aliases)
+        tuple((tuple(dict.fromkeys(brand + tuple(tokens(a)))), ()) for a in d.aliases)
 
 
 def _extra(d: Device, words: set[str], repeated: dict[str, int]) -> float | None:
@@ -128,7 +132,7 @@ def _extra(d: Device, words: set[str], repeated: dict[str, int]) -> float | None
         if any((core + inner).count(w) < n for w, n in repeated.items()):
             continue
         left = lambda ws: {w for w in ws if w not in words and w not in OPTIONAL and not _RAM.match(w)  # noqa: E731
-                           and w not in NETWORK and w not in BRANDS}
+                           and w not in NETWORK}
         core_left = left(core)  # (a year in a parenthesis says when, not which: "iPad Air (M2, 2024)")
         e = len(core_left) + 0.5 * len({w for w in left(inner) - core_left if not _YEAR.match(w)})
         best = e if best is None else min(best, e)
@@ -242,6 +246,9 @@ def _asides(base: str) -> set[str]:
     storage = {w for i, w in enumerate(words) if w in STORAGE and i > 0 and not words[i - 1].isdigit()}
     # a maker's model code no device is called ("SM-S931", "G998B"): letters around three or more digits
     model_codes = {w for w in words if w not in vocab and re.fullmatch(r"[a-z]{0,3}\d{3,5}[a-z]{0,3}", w)}
+    # only beside a model number that is known ("S25 SM-S931"; a "Ryzen 3900X" we lack stays unknown)
+    if not any(re.search(r"\d", w) and w in vocab and not _RAM.match(w) for w in words if w not in model_codes):
+        model_codes = set()
     if model_codes:
         model_codes.add("sm")  # Samsung's "SM-" prefix
     return set(codes) | set(_unglued(codes)) | NETWORK | {"single", "unit", "units"} | years | storage \
@@ -398,6 +405,11 @@ def _resolve(name: str) -> DeviceChoice:
     scored = _scored(want, words, ram_words, aside)
     if set(want) - set(ram_words) <= APPLE_CHIP_WORDS and any(re.fullmatch(r"m[1-9]", w) for w in want):
         scored = [s for s in scored if s[1].kind == "chip"] or scored  # "M1 with 32GB": the chip, not every Mac
+    if not scored and "(" in base:  # "Surface Pro 11 ... (12 Core)": what a parenthesis adds may match, need not
+        loose = aside | {w for part in re.findall(r"\(([^)]*)\)?", base) for w in _unglued(tokens(part))
+                         if not _RAM.match(w)}
+        want = [w for w in words if w not in OPTIONAL and w not in loose]
+        scored = _scored(want, words, ram_words, loose) if [w for w in want if not _RAM.match(w)] else []
     if not scored:
         inside = _inside(words, ram_text, colon, base)
         if inside is not None:

@@ -185,13 +185,13 @@ def estimate_memory(spec: ModelSpec, s: RuntimeSettings, n_prompt: int = 512,
     # weights: layers >= n_layer - n_gpu go to the device; the output layer goes with n_gpu > n_layer
     first_gpu = spec.n_layer - min(n_gpu, spec.n_layer)
     w_dev = 0
-    for t in spec.tensors:
+    for t in spec.loaded_tensors:
         il = layer_of(t.name)
         if (il is not None and il >= first_gpu and n_gpu) or (il is None and n_gpu > spec.n_layer and not t.name.startswith("token_embd")):
             w_dev += t.n_bytes
-    weights = spec.weights_bytes
+    weights = spec.loaded_weights_bytes
     # llama-model-loader reads a repacked tensor from the mapping into CPU_REPACK and keeps the file mapped
-    repacked = sum(t.n_bytes for t in spec.tensors if t.ggml_type.upper() in repacked_types) \
+    repacked = sum(t.n_bytes for t in spec.loaded_tensors if t.ggml_type.upper() in repacked_types) \
         if repacked_types and s.use_mmap and not n_gpu else 0
     kv = kv_cache_bytes(spec, s)
     state = spec.recurrent_state_bytes(s.n_seq)

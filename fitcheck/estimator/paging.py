@@ -79,7 +79,7 @@ class PagingEstimate:
 
 def pageable_tensors(spec: ModelSpec, repacked: frozenset[str]):
     """Tensors used from the mapping (not copied into repacked buffers)."""
-    return [t for t in spec.tensors if t.ggml_type.upper() not in repacked]
+    return [t for t in spec.loaded_tensors if t.ggml_type.upper() not in repacked]
 
 
 def _hot_and_experts(spec: ModelSpec, repacked: frozenset[str]) -> tuple[int, int]:
@@ -159,8 +159,8 @@ def assess(spec: ModelSpec, mem: MemoryEstimate, settings: RuntimeSettings, back
     if why is not None:
         return PagingEstimate("killed", why, pinned, 0, 0, None, None, gbps, src)
     if pinned >= usable_bytes:
-        rep = spec.weights_bytes - pageable
-        kinds = "/".join(sorted({t.ggml_type for t in spec.tensors if t.ggml_type.upper() in repacked}))
+        rep = spec.loaded_weights_bytes - pageable
+        kinds = "/".join(sorted({t.ggml_type for t in spec.loaded_tensors if t.ggml_type.upper() in repacked}))
         extra = (f", and {rep / 1e9:.2f} GB of {kinds} weights llama.cpp repacked into its own buffers — "
                  "--no-repack to keep them mapped") if rep else ""
         return PagingEstimate("killed", f"even with every mapped weight left on storage it needs {pinned / 1e9:.2f} GB of "

@@ -195,7 +195,7 @@ def place(spec: ModelSpec, units: tuple[Unit, ...], opts: SplitOptions) -> Place
         rules.append((re.compile(rf"blk\.{il}{EXPERT_RE}"), 0, "--n-cpu-moe"))
     used = [False] * len(rules)
     where: dict[str, int] = {}
-    for t in spec.tensors:
+    for t in spec.loaded_tensors:
         il = layer_of(t.name)
         if il is not None and il < n:
             u = layer_at[il]
@@ -248,10 +248,10 @@ def memory(spec: ModelSpec, s: RuntimeSettings, pl: Placement) -> tuple[UnitMemo
     rows = []
     main = next((u for u in pl.layer_at if u != 0), 0)
     # split-mode row: the matrices of the offloaded layers are shared out across the GPUs by the tensor split
-    mats = sum(t.n_bytes for t in spec.tensors if pl.where.get(t.name) == main and len(t.shape) >= 2
+    mats = sum(t.n_bytes for t in spec.loaded_tensors if pl.where.get(t.name) == main and len(t.shape) >= 2
                and layer_of(t.name) is not None) if pl.row_shares else 0
     for i, u in enumerate(pl.units):
-        w = sum(t.n_bytes for t in spec.tensors if pl.where.get(t.name) == i)
+        w = sum(t.n_bytes for t in spec.loaded_tensors if pl.where.get(t.name) == i)
         if i == 0:
             w += sum(t.n_bytes for t in spec.tensors if t.name in pl.host_copies)
         if pl.row_shares and i in pl.order:

@@ -90,6 +90,8 @@ def _qwen35(e, p, meta: dict) -> Shapes:
     kh, vh, khd, vhd = p["lin_k_heads"], p["lin_v_heads"], p["lin_k_dim"], p["lin_v_dim"]
     key_dim, value_dim = kh * khd, vh * vhd
     nextn = p.get("nextn", 0)
+    if e.n_expert:
+        meta[f"{a}.expert_shared_feed_forward_length"] = p["shexp_ff"]
     meta.update({f"{a}.rope.dimension_count": hd // 4, f"{a}.rope.dimension_sections": [11, 11, 10, 0],  # mRoPE
                  f"{a}.ssm.conv_kernel": p["conv"], f"{a}.ssm.state_size": khd, f"{a}.ssm.group_count": kh,
                  f"{a}.ssm.time_step_rank": vh, f"{a}.ssm.inner_size": value_dim,
@@ -109,10 +111,14 @@ def _qwen35(e, p, meta: dict) -> Shapes:
                   (b + "ssm_conv1d.weight", (p["conv"], 2 * key_dim + value_dim)), (b + "ssm_dt.bias", (vh,)),
                   (b + "ssm_a", (vh,)), (b + "ssm_beta.weight", (d, vh)), (b + "ssm_alpha.weight", (d, vh)),
                   (b + "ssm_norm.weight", (vhd,)), (b + "ssm_out.weight", (value_dim, d))]
-        t += ffn_shapes(b, d, e.n_ff)
-        if il >= e.n_layer:  # the MTP block: previous hidden state and next token's embedding, projected
-            t += [(b + "nextn.eh_proj.weight", (2 * d, d)), (b + "nextn.enorm.weight", (d,)),
-                  (b + "nextn.hnorm.weight", (d,)), (b + "nextn.shared_head_norm.weight", (d,))]
+        if e.n_expert:  # qwen35moe.cpp / qwen3next.cpp: routed experts and a gated shared expert on every layer
+            sh = p["shexp_ff"]
+            t += expert_shapes(b, d, e.expert_ff, e.n_expert) + [(b + "ffn_gate_inp_shexp.weight", (d,))]
+            t += [(b + n + "_shexp.weight", s) for n, s in (("ffn_gate", (d, sh)), ("ffn_up", (d, sh)), ("ffn_down", (sh, d)))]
+        else:
+            t += ffn_shapes(b, d, e.n_ff)
+        if il >= e.n_layer:
+            t += _mtp(b, d)
     return t
 
 
@@ -269,9 +275,98 @@ def _olmoe(e, p, meta: dict) -> Shapes:
     return t
 
 
+def _shared_experts(b: str, d: int, ff: int) -> Shapes:
+    return [(b + "ffn_gate_shexp.weight", (d, ff)), (b + "ffn_up_shexp.weight", (d, ff)),
+            (b + "ffn_down_shexp.weight", (ff, d))]
+
+
+def _mtp(b: str, d: int) -> Shapes:
+    """A multi-token-prediction block's own tensors (previous hidden state and next token's embedding, projected)."""
+    return [(b + "nextn.eh_proj.weight", (2 * d, d)), (b + "nextn.enorm.weight", (d,)), (b + "nextn.hnorm.weight", (d,)),
+            (b + "nextn.shared_head_norm.weight", (d,))]
+
+
+def _deepseek2(e, p, meta: dict) -> Shapes:
+    """src/models/deepseek2.cpp with multi-head latent attention as converted today: one KV head whose key is the
+    compressed latent plus its RoPE part (head_dim = kv_lora + rope), V a view of it (value_length = kv_lora), the
+    per-head sizes in key/value_length_mla; q through a low-rank pair unless q_lora is 0 (the Lite models); the
+    first dense_lead layers dense, the rest routed experts plus n_shared shared ones; nextn MTP blocks at the end."""
+    a, d, nh = e.arch, e.n_embd, e.n_head
+    ql, kvl, rope, nope, vm = p.get("q_lora", 0), p["kv_lora"], p["rope"], p["nope"], p["v_mla"]
+    lead, shared, nextn = p["dense_lead"], p["n_shared"], p.get("nextn", 0)
+    meta.update({f"{a}.attention.value_length": kvl, f"{a}.attention.key_length_mla": nope + rope,
+                 f"{a}.attention.value_length_mla": vm, f"{a}.rope.dimension_count": rope,
+                 f"{a}.attention.kv_lora_rank": kvl, f"{a}.leading_dense_block_count": lead,
+                 f"{a}.expert_shared_count": shared, f"{a}.nextn_predict_layers": nextn})
+    if ql:
+        meta[f"{a}.attention.q_lora_rank"] = ql
+    t = _head(e)
+    for il in range(e.n_layer + nextn):
+        b = f"blk.{il}."
+        t += [(b + "attn_norm.weight", (d,)), (b + "attn_kv_a_norm.weight", (kvl,))]
+        t += ([(b + "attn_q_a_norm.weight", (ql,)), (b + "attn_q_a.weight", (d, ql)),
+               (b + "attn_q_b.weight", (ql, nh * (nope + rope)))] if ql else [(b + "attn_q.weight", (d, nh * (nope + rope)))])
+        t += [(b + "attn_kv_a_mqa.weight", (d, kvl + rope)), (b + "attn_k_b.weight", (nope, kvl, nh)),
+              (b + "attn_v_b.weight", (kvl, vm, nh)), (b + "attn_output.weight", (nh * vm, d)), (b + "ffn_norm.weight", (d,))]
+        if il < lead:
+            t += ffn_shapes(b, d, e.n_ff)
+        else:
+            t += expert_shapes(b, d, e.expert_ff, e.n_expert) + [(b + "exp_probs_b.bias", (e.n_expert,))]
+            t += _shared_experts(b, d, e.expert_ff * shared)
+        if il >= e.n_layer:
+            t += _mtp(b, d)
+    return t
+
+
+def _llama4(e, p, meta: dict) -> Shapes:
+    """src/models/llama4.cpp: every moe_every-th layer routed experts plus one shared expert of the experts' width,
+    the others a dense FFN of n_ff; chunked attention (8192-token chunks) on three layers of four, which
+    llama.cpp keeps in a sliding-window-sized cache (no sliding_window key: the loader's default)."""
+    a, d, step = e.arch, e.n_embd, p["moe_every"]
+    meta.update({f"{a}.interleave_moe_layer_step": step})
+    t = _head(e)
+    for il in range(e.n_layer):
+        b = f"blk.{il}."
+        t += [(b + "attn_norm.weight", (d,)), (b + "ffn_norm.weight", (d,))]
+        t += qkv_shapes(b, d, e.head_dim * e.n_head, e.head_dim * e.n_head_kv)
+        t.append((b + "attn_output.weight", (e.head_dim * e.n_head, d)))
+        if (il + 1) % step == 0:
+            t += expert_shapes(b, d, e.expert_ff, e.n_expert) + _shared_experts(b, d, e.expert_ff)
+        else:
+            t += ffn_shapes(b, d, e.n_ff)
+    return t
+
+
+def _glm4moe(e, p, meta: dict) -> Shapes:
+    """src/models/glm4-moe.cpp: biased QKV, optional QK-norm, a post-attention norm; dense_lead dense layers, then
+    routed experts with a selection bias and n_shared shared experts; nextn MTP blocks at the end."""
+    a, d, hd = e.arch, e.n_embd, e.head_dim
+    lead, shared, nextn = p["dense_lead"], p["n_shared"], p.get("nextn", 0)
+    q, kv = hd * e.n_head, hd * e.n_head_kv
+    meta.update({f"{a}.leading_dense_block_count": lead, f"{a}.expert_shared_count": shared,
+                 f"{a}.nextn_predict_layers": nextn, f"{a}.rope.dimension_count": hd // 2})
+    t = _head(e)
+    for il in range(e.n_layer + nextn):
+        b = f"blk.{il}."
+        t += [(b + "attn_norm.weight", (d,)), (b + "post_attention_norm.weight", (d,))] + qkv_shapes(b, d, q, kv)
+        t += [(b + "attn_q.bias", (q,)), (b + "attn_k.bias", (kv,)), (b + "attn_v.bias", (kv,)),
+              (b + "attn_output.weight", (q, d))]
+        if p.get("qk_norm"):
+            t += [(b + "attn_q_norm.weight", (hd,)), (b + "attn_k_norm.weight", (hd,))]
+        if il < lead:
+            t += ffn_shapes(b, d, e.n_ff)
+        else:
+            t += expert_shapes(b, d, e.expert_ff, e.n_expert) + [(b + "exp_probs_b.bias", (e.n_expert,))]
+            t += _shared_experts(b, d, e.expert_ff * shared)
+        if il >= e.n_layer:
+            t += _mtp(b, d)
+    return t
+
+
 FAMILIES: dict[str, Callable[..., Shapes]] = {
     "qwen35": _qwen35, "lfm2": _lfm2, "granitehybrid": _granitehybrid, "gemma3n": _gemma3n, "gemma4": _gemma4,
-    "gpt-oss": _gpt_oss, "olmoe": _olmoe,
+    "gpt-oss": _gpt_oss, "olmoe": _olmoe, "qwen35moe": _qwen35, "qwen3next": _qwen35, "deepseek2": _deepseek2,
+    "llama4": _llama4, "glm4moe": _glm4moe,
 }
 
 

@@ -174,7 +174,7 @@ def _entry_parts() -> dict[str, Any]:
     out = {}
     for e in entries().values():
         p = parse(e.id)
-        out[e.id] = (p.family, p.version, e.params_b_published or p.size_b or 0.0, p.active_b, e.n_expert)
+        out[e.id] = (p.family, p.version, e.params_b_published or p.size_b or 0.0, p.active_b, e.n_expert, p.size_b)
     return out
 
 
@@ -184,7 +184,8 @@ SIZE_MATCH = 0.15  # a stated size names a catalog model within this of its publ
 def _nearest(ids: list[str], size: float | None, active: float | None = None, moe: bool | None = None) -> str | None:
     """The entry of `ids` nearest `size` within SIZE_MATCH (and `active`); `moe`: only that kind (None: either)."""
     parts = _entry_parts()
-    fits = [i for i in ids if size and abs(parts[i][2] / size - 1) <= SIZE_MATCH
+    # its published count, or the size its own name rounds it to ("granite-3.1-2b" is 2.5B)
+    fits = [i for i in ids if size and min(abs(parts[i][2] / size - 1), abs((parts[i][5] or 0) / size - 1)) <= SIZE_MATCH
             and (active is None or parts[i][3] is None or abs(parts[i][3] / active - 1) <= SIZE_MATCH)
             and (moe is None or bool(parts[i][4]) == moe)]
     return min(fits, key=lambda i: round(abs(parts[i][2] - size), 1)) if fits else None  # stable: first of equals
@@ -200,7 +201,19 @@ FAMILY_DEFAULTS = {"llama2": "llama-2-7b", "llama3": "llama-3-8b", "llama31": "l
                    "smollm3": "smollm3-3b", "codellama": "codellama-7b", "deepseekr1": "deepseek-r1-distill-llama-8b",
                    "granite33": "granite-3.3-8b", "gptoss": "gpt-oss-20b", "mistralnemo": "mistral-nemo-12b",
                    "yi15": "yi-1.5-9b", "falcon3": "falcon3-7b", "internlm25": "internlm2.5-7b", "glm4": "glm-4-9b",
-                   "olmoe": "olmoe-1b-7b", "minicpm": "minicpm-2b", "lfm2": "lfm2-1.2b"}
+                   "olmoe": "olmoe-1b-7b", "minicpm": "minicpm-2b", "lfm2": "lfm2-1.2b",
+                   # one size only, or named without one (Hugging Face repositories, Ollama's library)
+                   "deepseekv3": "deepseek-v3", "deepseekv30324": "deepseek-v3", "deepseekv31": "deepseek-v3",
+                   "deepseekr10528": "deepseek-v3", "deepseekv2": "deepseek-v2", "deepseekv2lite": "deepseek-v2-lite",
+                   "deepseekcoderv2": "deepseek-coder-v2-lite", "deepseekcoderv2lite": "deepseek-coder-v2-lite",
+                   "kimik2": "kimi-k2", "glm45": "glm-4.5", "glm45air": "glm-4.5-air", "glm46": "glm-4.6",
+                   "glm47flash": "glm-4.7-flash", "llama4": "llama-4-scout", "llama4scout": "llama-4-scout",
+                   "llama4maverick": "llama-4-maverick", "orcamini": "orca-mini-3b", "qwen3next": "qwen3-next-80b-a3b",
+                   "falcon": "falcon-7b", "starcoder2": "starcoder2-3b", "commandr": "command-r-08-2024",
+                   "commandrplus": "command-r-plus-104b", "mistrallarge": "mistral-large-2407", "codestral": "codestral-22b",
+                   "qwq": "qwq-32b", "exaone35": "exaone-3.5-7.8b", "olmo2": "olmo2-7b", "granite31dense": "granite-3.1-8b",
+                   "ayaexpanse": "aya-expanse-8b", "nemotronmini": "nemotron-mini-4b", "moondream": "moondream2",
+                   "moondream2": "moondream2", "stablelm2": "stablelm-2-1.6b", "stablelmzephyr": "stablelm-zephyr-3b"}
 # words a catalog id carries that only a name carrying them too may match (a Coder model is not its base's chat one)
 EXCLUSIVE_VARIANTS = ("coder", "distill")
 GENERIC_LIMIT = 0.25  # a generic-size answer only from a catalog model within this of the size asked

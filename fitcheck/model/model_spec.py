@@ -18,7 +18,10 @@ from fitcheck.model.gguf_reader import ArraySummary, GGUFModel
 
 # llama.cpp's built-in sliding-window layouts (llama-model.cpp set_swa_pattern):
 # with pattern n, layer il is sliding when il % n < n - 1.
-SWA_PATTERNS = {"gemma2": 2, "gemma3": 6, "gemma3n": 5, "cohere2": 4, "gpt-oss": 2, "exaone4": 4}
+SWA_PATTERNS = {"gemma2": 2, "gemma3": 6, "gemma3n": 5, "cohere2": 4, "gpt-oss": 2, "exaone4": 4, "llama4": 4}
+# a window llama.cpp sets itself when the file has no sliding_window key (src/models/llama4.cpp: chunked attention
+# of 8192 tokens, kept in a cache sized as a sliding window's; a key of 0 turns it off)
+SWA_DEFAULT_WINDOW = {"llama4": 8192}
 # Architectures whose sliding_window key llama.cpp reads but ignores.
 SWA_IGNORED = {"phi3"}
 
@@ -102,6 +105,20 @@ class ModelSpec:
     @property
     def weights_bytes(self) -> int:
         return sum(t.n_bytes for t in self.tensors)
+
+    @property
+    def loaded_tensors(self) -> tuple[TensorSpec, ...]:
+        """The tensors llama.cpp loads: a multi-token-prediction block's are skipped unless an MTP context asks
+        (src/models/qwen35.cpp, deepseek2.cpp, glm4-moe.cpp ...: mtp_flags |= TENSOR_SKIP when !ml.load_mtp;
+        llama-model-loader.cpp drops them from the model buffer)."""
+        if not self.n_nextn:
+            return self.tensors
+        mtp = tuple(f"blk.{il}." for il in range(self.n_layer - self.n_nextn, self.n_layer))
+        return tuple(t for t in self.tensors if not t.name.startswith(mtp))
+
+    @property
+    def loaded_weights_bytes(self) -> int:
+        return sum(t.n_bytes for t in self.loaded_tensors)
 
     @property
     def bits_per_weight(self) -> float:
@@ -226,7 +243,7 @@ def vocab_size(model: GGUFModel, arch: str) -> int:
 
 
 def _swa(m: _Meta, n_layer: int) -> tuple[int | None, tuple[bool, ...]]:
-    window = m.int("sliding_window", "attention.sliding_window", None)
+    window = m.int("sliding_window", "attention.sliding_window", SWA_DEFAULT_WINDOW.get(m.arch))
     if not window or m.arch in SWA_IGNORED:
         return None, ()
     pattern = m.meta.get(f"{m.arch}.attention.sliding_window_pattern")
