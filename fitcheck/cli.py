@@ -23,6 +23,9 @@ app = typer.Typer(
     no_args_is_help=False,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # plain help (click's): options and their text wrapped under them at the terminal's width, not a boxed table
+    # whose text column shrinks to a few characters at 80 columns
+    rich_markup_mode=None,
 )
 console = Console()
 err_console = Console(stderr=True)

@@ -102,7 +102,7 @@ def test_a_long_context_answer_shows_the_curve():
     assert [p["depth"] for p in c["points"]] == [0, 8192, 16384, 32768 - 512]
     assert c["points"][0]["decode_tps"] == pytest.approx(sp["decode_tps"])
     assert c["full_prompt_tokens"] == 32768 and c["full_prompt_ttft_s"] > sp["ttft_s"]
-    text = run_cli("estimate", "-m", "llama-3.2-1b", "-d", "RTX 4090", "--ctx", "32768").stdout
+    text = " ".join(run_cli("estimate", "-m", "llama-3.2-1b", "-d", "RTX 4090", "--ctx", "32768").stdout.split())
     assert "at depth (tokens already in the cache)" in text and "a 32k-token prompt: first token after" in text
     # a short context: one number, as before; --depth asks for the speed there
     short = json.loads(run_cli("estimate", "-m", "llama-3.2-1b", "-d", "RTX 4090", "--json").stdout)["speed"]

@@ -167,9 +167,10 @@ def _device_line(dev: dict[str, Any]) -> str:
 
 
 def estimate_view(console: Console, d: dict[str, Any]) -> None:
+    # every line wraps between words at the terminal's width (80 columns when output is not a terminal)
     m, mem, fit, b, dev = d["model"], d["memory"], d["fit"], d["basis"], d["device"]
     s = b["settings"]
-    console.print(_device_line(dev), soft_wrap=True, highlight=False)
+    console.print(_device_line(dev), highlight=False)
     title = f"{esc(m['name'])} ({esc(m['quant'])}, {fmt_count(m['parameter_count'])} params, {m['bits_per_weight']:.2f} bpw)"
     t = Table(title=title, title_justify="left")
     t.add_column("component", no_wrap=True)
@@ -184,7 +185,10 @@ def estimate_view(console: Console, d: dict[str, Any]) -> None:
     t.add_row("compute buffer", fmt_bytes(mem["compute_bytes"]), f"worst-case graph, ubatch {s['n_ubatch']}; ~{fmt_bytes(mem['compute_resident_bytes'])} touched in a run")
     t.add_row("output", fmt_bytes(mem["output_bytes"]), "logits of one sequence")
     t.add_row("runtime overhead", fmt_bytes(mem["overhead_bytes"]), f"{esc(s['runtime'])} process + vocabulary")
-    t.add_row("[bold]total (reserved)[/bold]", f"[bold]{fmt_bytes(mem['total_bytes'])}[/bold]", f"resident after a run ~{fmt_bytes(mem['resident_bytes'])}")
+    rss = f"the need; RSS after a run ~{fmt_bytes(mem['resident_bytes'])}"
+    if mem.get("repacked_bytes"):  # the copy and the mapped file both count in RSS; the OS can drop the file's pages
+        rss += f", of it {fmt_bytes(mem['repacked_bytes'])} file pages read to repack (dropped under pressure)"
+    t.add_row("[bold]total (reserved)[/bold]", f"[bold]{fmt_bytes(mem['total_bytes'])}[/bold]", rss)
     if mem["gpu_layers"]:
         t.add_row("on accelerator", fmt_bytes(mem["device_bytes"]), f"{mem['gpu_layers']} layers offloaded; host {fmt_bytes(mem['host_bytes'])}")
     console.print(t)
@@ -194,43 +198,43 @@ def estimate_view(console: Console, d: dict[str, Any]) -> None:
     word = {"pages": "does not fit in memory — pages from storage", "killed": "does not fit — killed"}.get(
         fit["verdict"], fit["verdict"])
     console.print(f"[{style}]{word}[/{style}]: needs {fmt_gb(fit['needed_bytes'], 2)} "
-                  f"(reserved) of {fmt_gb(fit['usable_bytes'], 2)} usable, {margin}", soft_wrap=True, highlight=False)
+                  f"(reserved) of {fmt_gb(fit['usable_bytes'], 2)} usable, {margin}", highlight=False)
     if d.get("paging"):
-        console.print(f"why: {d['paging']['reason']}", soft_wrap=True, highlight=False, markup=False)
+        console.print(f"why: {d['paging']['reason']}", highlight=False, markup=False)
     if d.get("speed"):
-        console.print(speed_line(d), soft_wrap=True, highlight=False, markup=False)
+        console.print(speed_line(d), highlight=False, markup=False)
         if d["speed"].get("at_depth"):
-            console.print(depth_line(d["speed"]["at_depth"]), soft_wrap=True, highlight=False, markup=False)
+            console.print(depth_line(d["speed"]["at_depth"]), highlight=False, markup=False)
         if d["speed"].get("parallel"):
             par = d["speed"]["parallel"]
             console.print(f"parallel requests (each {_tokens(par['depth'])} deep): " + ", ".join(
                 f"{r['n_seq']}: {fmt_rate(r['aggregate_tps'])} t/s in all, {fmt_rate(r['per_seq_tps'])} each" for r in par["rows"]),
-                soft_wrap=True, highlight=False, markup=False)
+                highlight=False, markup=False)
         if fit["verdict"] == "pages":
-            console.print(f"paging: {d['paging']['storage_source']}", soft_wrap=True, highlight=False, markup=False)
+            console.print(f"paging: {d['paging']['storage_source']}", highlight=False, markup=False)
     elif fit["verdict"] == "killed":
         console.print("speed: none — the OS kills it (out of memory) before it runs", highlight=False)
     elif fit["verdict"] == "pages":
-        console.print(f"speed: unknown — {d['paging']['storage_source']}", soft_wrap=True, highlight=False, markup=False)
+        console.print(f"speed: unknown — {d['paging']['storage_source']}", highlight=False, markup=False)
     else:
-        console.print("speed: unknown — " + esc(dev.get("speed_note") or "no speed inputs"), soft_wrap=True, highlight=False)
+        console.print("speed: unknown — " + esc(dev.get("speed_note") or "no speed inputs"), highlight=False)
     rt = f"{esc(b['runtime']['id'])} defaults ({esc(b['runtime']['verification'])}): " if b.get("runtime") else ""
     console.print(f"[dim]{rt}context {s['n_ctx']}, flash attention {'on' if s['flash_attn'] else 'off'}, swa_full {s['swa_full']}, "
                   f"{'mmap' if s['use_mmap'] else 'no mmap'}; "
-                  f"memory: {esc(b['memory'], 1000)}[/dim]", soft_wrap=True, highlight=False)
+                  f"memory: {esc(b['memory'], 1000)}[/dim]", highlight=False)
     if "approximate" in b:  # a generic size or a fine-tune's base: said where it cannot be missed
-        console.print(f"[yellow]note:[/yellow] {esc(b['alias'])}: {esc(b['approximate'])}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]note:[/yellow] {esc(b['alias'])}: {esc(b['approximate'])}", highlight=False)
     elif "alias" in b:
         console.print(f"[dim]{esc(b['alias'])}[/dim]", highlight=False)
     if "quant_read" in b:
-        console.print(f"[yellow]note:[/yellow] {esc(b['quant_read'])}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]note:[/yellow] {esc(b['quant_read'])}", highlight=False)
     for w in d.get("ways_out") or []:
         lo_hi = w.get("decode_tps_range")
         rng = f" ({lo_hi[0]:.2f}–{lo_hi[1]:.2f})" if lo_hi else ""
         rate = f"~{w['decode_tps']:.2f} t/s decode{rng}" if w.get("decode_tps") else "speed unknown"
         src = f" ({w['paging']['storage_source']})" if w.get("paging") else ""
         how = "it pages at" if w["verdict"] == "pages" else "it fits, at"
-        console.print(f"way out: {w['how']} — {how} {rate}{src}", soft_wrap=True, highlight=False, markup=False)
+        console.print(f"way out: {w['how']} — {how} {rate}{src}", highlight=False, markup=False)
 
 
 def models_view(console: Console, d: dict[str, Any]) -> None:
@@ -277,10 +281,10 @@ def answer_view(console: Console, d: dict[str, Any]) -> None:
     console.print(t)
     for a in d["answers"]:
         style = {"yes": "green", "slow": "yellow", "fits": "yellow", "tight": "yellow", "no": "red"}[a["verdict"]]
-        console.print(f"[{style}]{esc(a['text'])}[/{style}]", soft_wrap=True, highlight=False)
+        console.print(f"[{style}]{esc(a['text'])}[/{style}]", highlight=False)  # wrapped between words
     console.print(f"[dim]'yes' = fits with headroom and decodes at >= {d['target_tps']:g} t/s (--target-tps). "
                   f"Prefill of a 512-token prompt. Speed: {esc(d['speed_basis'], 2000)}. "
-                  f"Memory: {esc(d['device']['memory_rule'], 1000)}.[/dim]", soft_wrap=True, highlight=False)
+                  f"Memory: {esc(d['device']['memory_rule'], 1000)}.[/dim]", highlight=False)
 
 
 def devices_view(console: Console, devs: list) -> None:
