@@ -61,8 +61,12 @@ def test_main_job_probes_once_then_answers(fitcheck_home):
     d = json.loads(r.stdout)
     assert [a.split(" ")[0] for a in texts(d)] == ["1.8B", "4B", "7B"]
     assert (fitcheck_home / "profile.json").exists()
-    r2 = run_cli_process(timeout=120)  # second run reuses the saved profile
+    r2 = run_cli_process(timeout=120, env={"COLUMNS": "80"})  # second run reuses the saved profile
     assert r2.returncode == 0 and "7B (Qwen2-7B):" in r2.stdout
+    # read in an 80-column terminal: answers and footnote wrap between words, no line runs past the edge
+    from rich.cells import cell_len
+
+    assert max(cell_len(line) for line in r2.stdout.splitlines()) <= 80
 
 
 @pytest.mark.parametrize("phone", ["iphone-14-pro", "iphone-15"])

@@ -191,3 +191,14 @@ def test_what_people_write_is_accepted_or_named_exactly():
     assert class_named("flagship-phones") == "phone-flagship" and class_named("GeForce") == "nvidia-consumer-gpu"
     r = run_cli("forecast", "--class", "flagship-phones", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["device_class"] == "phone-flagship", r.stderr
+
+
+def test_an_estimate_and_its_help_fit_an_80_column_terminal():
+    from rich.cells import cell_len
+
+    for args in (("estimate", "-m", "7b", "-d", "Galaxy S20 12GB"), ("estimate", "-m", "7b", "-d", "iphone 15"),
+                 ("estimate", "--help")):
+        out = run_cli(*args).stdout
+        long = [line for line in out.splitlines() if cell_len(line) > 80 and "://" not in line]
+        assert out and not long, long
+    assert len(run_cli("estimate", "--help").stdout.splitlines()) < 130
