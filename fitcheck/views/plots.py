@@ -110,11 +110,16 @@ def speed_by_size(rows: list[dict[str, Any]], path: str | os.PathLike) -> Path:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     quants = list(dict.fromkeys(r["quant"] for r in rows))
+    # quantizations of near-equal speed would hide each other: each its own marker and dash, and nudged sideways
+    # by a few per cent of its size so that every one stays visible where they coincide
+    markers, dashes = "os^DvPX*<>", ("-", "--", "-.", ":")
     for ax, key, title in ((axes[0], "decode_tps", "decode t/s"), (axes[1], "prefill_tps", "prefill t/s (512-token prompt)")):
-        for q in quants:
-            pts = [(r["params_b"], r[key]) for r in rows if r["quant"] == q and r[key]]
+        for i, q in enumerate(quants):
+            nudge = 1 + 0.02 * (i - (len(quants) - 1) / 2)
+            pts = [(r["params_b"] * nudge, r[key]) for r in rows if r["quant"] == q and r[key]]
             if pts:
-                ax.plot(*zip(*pts), marker="o", label=q, color=QUANT_COLORS.get(q))
+                ax.plot(*zip(*pts), marker=markers[i % len(markers)], ls=dashes[i % len(dashes)], label=q,
+                        color=QUANT_COLORS.get(q), alpha=0.85)
         ax.set_xlabel("parameters (billions)")
         ax.set_ylabel(title)
         _log_y(ax)
