@@ -82,3 +82,24 @@ def test_several_gpus_as_people_count_them(said, n, one):
 def test_every_alias_names_a_device():
     assert all(a for d in device_db.devices().values() for a in d.aliases)
     assert resolve("X1E-78-100").device.id == "windows-linux-laptop-snapdragon-x-elite"
+
+
+def test_every_device_answers_to_its_own_name_and_fits_its_memory():
+    """Each of the database's devices by the name it is listed under (and without its maker's word) is itself, or a
+    machine with the same facts; its usable memory is never above its physical memory."""
+    from fitcheck.device.names import _facts
+    from fitcheck.device.resolve import device_target
+
+    wrong = []
+    for d in device_db.devices().values():
+        for name in (d.name, d.name.replace("NVIDIA ", "").replace("Samsung ", "")):
+            try:
+                c = resolve(name)
+            except DeviceError as e:
+                wrong.append((name, str(e)[:80]))
+                continue
+            if c.device.id != d.id and _facts(c.device) != _facts(d) and c.device.name.lower() != d.name.lower():
+                wrong.append((name, c.device.id))
+        for ram in d.ram_options_gb:
+            assert 0 < device_target(d, ram).usable_bytes <= ram * 2 ** 30, (d.id, ram)
+    assert len(wrong) <= 5, wrong  # two rows the library itself names alike (a GPU and its "A" variant) may stay

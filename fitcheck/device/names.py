@@ -25,8 +25,10 @@ OPTIONAL = {"apple", "samsung", "google", "nvidia", "geforce", "qualcomm", "medi
             "bionic", "the", "with", "of", "ram", "memory", "unified", "vram", "my", "w", "a", "an", "and", "kit",
             "developer", "dev", "machine", "graphics", "card", "edition", "gpu", "gpus", "chip", "version", "integrated",
             "igpu", "apu", "soc", "ssd", "storage", "series", "system", "minipc", "gaming", "workstation", "allocated",
-            "dedicated", "shared",
-            "hbm", "hbm2", "hbm2e", "hbm3", "hbm3e", "gddr5", "gddr6", "gddr6x", "gddr7", "lpddr5", "lpddr5x"}
+            "dedicated", "shared", "galaxy"}  # (every Samsung phone and tablet is a Galaxy)
+# a memory type: a word that may tell two versions of a GPU apart ("GTX 1650 GDDR6"), never one that must be there
+MEMORY_TYPES = {"hbm", "hbm2", "hbm2e", "hbm3", "hbm3e", "gddr5", "gddr5x", "gddr6", "gddr6x", "gddr7", "lpddr4x",
+                "lpddr5", "lpddr5x"}
 SYNONYMS = {"+": "plus", "rpi": "pi", "gb10": "gb10", "laptop": "mobile",  # TechPowerUp's "RTX 4060 Mobile"
             "promax": "pro max", "zfold": "z fold", "zflip": "z flip", "gig": "gb", "mba": "macbook air",
             "mbp": "macbook pro", "macbookpro": "macbook pro", "macbookair": "macbook air", "macmini": "mac mini",
@@ -46,7 +48,8 @@ def tokens(text: str) -> list[str]:
     """Lower-case words; '+' is the word 'plus'; '16 GB', '16G', '16 GiB' are one token '16gb'; '7-core' is '7 core';
     "24/512" (RAM / storage, as phones and Macs are sold) is '24gb'."""
     t = re.sub(r"(?<=\w)'s\b", "", text.lower()).replace("+", " plus ")  # "3 RTX 3090's"
-    t = re.sub(r"\b(\d+)\s*/\s*\d+\b", r"\1gb", t)
+    # "24/512", "8/256": RAM / storage as phones and Macs are sold (not "14/16", two screen sizes, nor "13.8/15")
+    t = re.sub(r"(?<![\d.])(\d+)\s*/\s*(\d+)\b", lambda m: m.group(1) + "gb" if int(m.group(2)) >= 32 else m.group(), t)
     t = re.sub(r"\b(\d+)(?:st|nd|rd|th)\b|\b(\d+)\.(?=\s)", r"\1\2", t)  # "10th gen", "4. Generation"
     t = re.sub(r"\b\d+\s*tb\b", " ", t)  # storage ("1TB SSD") says nothing of memory
     t = re.sub(r"\b(\d+)\s*mb(?=\s*(?:of\s+)?(?:ram|memory))", r"\1gb", t)  # "16MB Ram" means GB
@@ -128,8 +131,9 @@ def _extra(d: Device, words: set[str], repeated: dict[str, int]) -> float | None
     """Words its best-fitting name has beyond those asked (a parenthesis's descriptive words count half: "Radxa Rock
     5B (RK3588)" is the Rock 5B); None when no name of it holds a word asked twice that often ("MacBook Pro M4 Pro")."""
     best = None
+    whole = tokens(" / ".join((d.name,) + d.aliases))  # "Galaxy S21 / S21+": "s21" twice in the whole name
     for core, inner in _alternatives(d):
-        if any((core + inner).count(w) < n for w, n in repeated.items()):
+        if any((core + inner).count(w) < n and whole.count(w) < n for w, n in repeated.items()):
             continue
         left = lambda ws: {w for w in ws if w not in words and w not in OPTIONAL and not _RAM.match(w)  # noqa: E731
                            and w not in NETWORK}
@@ -232,6 +236,15 @@ VERSIONED = ("gpu", "board", "chip", "laptop")  # kinds whose memory versions (o
 
 
 @lru_cache(maxsize=1)
+def _by_name() -> dict[str, Device]:
+    """Each device by its own name, exactly as the database writes it (the first of a name two rows share)."""
+    out: dict[str, Device] = {}
+    for d in devices().values():
+        out.setdefault(d.name.lower(), d)
+    return out
+
+
+@lru_cache(maxsize=1)
 def _by_alias() -> dict[str, Device]:
     return {a.lower(): d for d in devices().values() for a in d.aliases}
 
@@ -251,7 +264,7 @@ def _asides(base: str) -> set[str]:
         model_codes = set()
     if model_codes:
         model_codes.add("sm")  # Samsung's "SM-" prefix
-    return set(codes) | set(_unglued(codes)) | NETWORK | {"single", "unit", "units"} | years | storage \
+    return set(codes) | set(_unglued(codes)) | NETWORK | MEMORY_TYPES | {"single", "unit", "units"} | years | storage \
         | model_codes
 
 
@@ -298,7 +311,7 @@ def _scored(want: list[str], words: list[str], ram_words: list[str], aside: set[
         if extra is None:
             continue
         # fewer words it lacks first; then more of the words that may match ("iPad Air 2020": the 2020 one)
-        out.append(((extra, -len(aside & have)), d, [w for w in ram_words if w not in have]))
+        out.append(((extra, -len(aside & have & set(words))), d, [w for w in ram_words if w not in have]))
     return out
 
 
@@ -386,7 +399,8 @@ def _resolve(name: str) -> DeviceChoice:
     words = _unglued(tokens(base))
     if not words:
         raise DeviceError("empty device name; see `fitcheck devices`")
-    exact = devices().get(base.strip().lower()) or _by_alias().get(base.strip().lower())
+    exact = devices().get(base.strip().lower()) or _by_alias().get(base.strip().lower()) \
+        or _by_name().get(base.strip().lower())
     if exact is not None:
         return _ram_choice(exact, ram_gb, exact.name)
     aside = _asides(base)
@@ -432,7 +446,9 @@ def _resolve(name: str) -> DeviceChoice:
     asked = [w for w in want if w not in ram_words]
     plain = lambda d: [t for t in tokens(d.name) if t not in OPTIONAL]  # noqa: E731
     # called exactly what was asked: its words (a size in its name included), then without the size words, in order
-    named = next((hit for hit in ([s for s in best if Counter(plain(s[1])) == Counter(want)],
+    said = [w for w in words if w not in OPTIONAL]  # what was asked, a network word included ("Galaxy A13 5G")
+    named = next((hit for hit in ([s for s in best if Counter(plain(s[1])) == Counter(said)],
+                                  [s for s in best if Counter(plain(s[1])) == Counter(want)],
                                   [s for s in best if set(plain(s[1])) == set(want)],
                                   [s for s in best if plain(s[1]) == asked],
                                   [s for s in best if set(plain(s[1])) == set(asked)],
