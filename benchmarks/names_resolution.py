@@ -91,10 +91,11 @@ def main() -> int:
 
     t = time.perf_counter()
     device_db.devices(), entries(), resolve("RTX 4090")  # the tables and the device vocabulary, once a process
-    try:  # and the search words an unknown name is matched against
+    try:  # and the search words an unknown name is matched against, and the split parser's module
         resolve("no such device")
     except Exception:
         pass
+    import fitcheck.split  # noqa: F401
     print(f"tables: {len(device_db.devices())} devices, {len(entries())} models, loaded in {(time.perf_counter() - t) * 1e3:.0f} ms")
     run("devices", _rows(args.devices), judge_device, args.show_misses)
     run("models", _rows(args.models), judge_model, args.show_misses)

@@ -25,7 +25,10 @@ OPTIONAL = {"apple", "samsung", "google", "nvidia", "geforce", "qualcomm", "medi
             "bionic", "the", "with", "of", "ram", "memory", "unified", "vram", "my", "w", "a", "an", "and", "kit",
             "developer", "dev", "machine", "graphics", "card", "edition", "gpu", "gpus", "chip", "version", "integrated",
             "igpu", "apu", "soc", "ssd", "storage", "series", "system", "minipc", "gaming", "workstation", "allocated",
-            "dedicated", "shared", "galaxy"}  # (every Samsung phone and tablet is a Galaxy)
+            "dedicated", "shared"}
+# words of a name that people leave out, though it is wrong to give them for another device (every Samsung phone and
+# tablet is a Galaxy, and "Galaxy A12" is no Apple A12): never counted against a name that has them
+UNSAID = {"galaxy"}
 # a memory type: a word that may tell two versions of a GPU apart ("GTX 1650 GDDR6"), never one that must be there
 MEMORY_TYPES = {"hbm", "hbm2", "hbm2e", "hbm3", "hbm3e", "gddr5", "gddr5x", "gddr6", "gddr6x", "gddr7", "lpddr4x",
                 "lpddr5", "lpddr5x"}
@@ -136,7 +139,7 @@ def _extra(d: Device, words: set[str], repeated: dict[str, int]) -> float | None
         if any((core + inner).count(w) < n and whole.count(w) < n for w, n in repeated.items()):
             continue
         left = lambda ws: {w for w in ws if w not in words and w not in OPTIONAL and not _RAM.match(w)  # noqa: E731
-                           and w not in NETWORK}
+                           and w not in NETWORK and w not in UNSAID}
         core_left = left(core)  # (a year in a parenthesis says when, not which: "iPad Air (M2, 2024)")
         e = len(core_left) + 0.5 * len({w for w in left(inner) - core_left if not _YEAR.match(w)})
         best = e if best is None else min(best, e)
@@ -290,6 +293,16 @@ def _typos(want: list[str]) -> dict[str, str]:
     return out
 
 
+@lru_cache(maxsize=1)
+def _index() -> dict[str, set[str]]:
+    """Device ids by each word they have."""
+    out: dict[str, set[str]] = {}
+    for d in devices().values():
+        for w in _words(d):
+            out.setdefault(w, set()).add(d.id)
+    return out
+
+
 def _offers(d: Device, ram: int | None) -> bool:
     return ram is None or not d.ram_options_gb or ram in d.ram_options_gb
 
@@ -299,11 +312,12 @@ def _scored(want: list[str], words: list[str], ram_words: list[str], aside: set[
     brands = set(words) & BRANDS
     repeated = {w: n for w, n in Counter(want).items() if n > 1}
     out = []
-    for d in devices().values():
+    index = _index()
+    # a size word the name itself carries ("Jetson Orin Nano 8GB") is a name word, not a RAM choice
+    needed = [w for w in want if w not in ram_words]
+    ids = set.intersection(*(index.get(w, set()) for w in needed)) if needed else set(devices())
+    for d in (devices()[i] for i in sorted(ids)):
         have = _words(d)
-        # a size word the name itself carries ("Jetson Orin Nano 8GB") is a name word, not a RAM choice
-        if any(w not in have and w not in ram_words for w in want):
-            continue
         if brands and (have & BRANDS) and not (have & brands):
             continue
         # words it has beyond those asked; a memory size in its name is not one ("RTX 3080 (10GB)" is the RTX 3080)
