@@ -103,3 +103,14 @@ def test_every_device_answers_to_its_own_name_and_fits_its_memory():
         for ram in d.ram_options_gb:
             assert 0 < device_target(d, ram).usable_bytes <= ram * 2 ** 30, (d.id, ram)
     assert len(wrong) <= 5, wrong  # two rows the library itself names alike (a GPU and its "A" variant) may stay
+
+
+def test_one_product_line_in_several_models_is_answered_for_the_slowest_and_says_so():
+    c = resolve("16GB MacBook Air")
+    assert c.device.kind == "laptop" and c.ram_gb == 16 and "name one for its own answer" in c.ram_note
+    slowest = min((d for d in device_db.devices().values() if d.kind == "laptop" and "MacBook Air" in d.name
+                   and 16 in d.ram_options_gb), key=lambda d: d.bw_gbps or 0)
+    assert c.device.bw_gbps == slowest.bw_gbps
+    for different in ("14 pro", "Redmi Note 13 Pro", "snapdragon 8 gen"):  # two makers, two SoCs, or chips: a question
+        with pytest.raises(DeviceError, match="add words to pick one"):
+            resolve(different)

@@ -235,7 +235,8 @@ LAPTOP_WORDS = {"laptop", "notebook", "legion", "zephyrus", "rog", "strix", "tuf
                 "katana", "stealth", "raider", "mobile"}
 TIERS = ("pro", "max", "ultra")  # an Apple chip's tiers, smallest first
 APPLE_CHIP_WORDS = {f"m{i}" for i in range(1, 10)} | set(TIERS) | {"core", "cpu"} | {str(i) for i in range(4, 81)}
-VERSIONED = ("gpu", "board", "chip", "laptop")  # kinds whose memory versions (or a Mac's chip) are rows apart
+VERSIONED = ("gpu", "board", "chip", "laptop")
+PRODUCTS = ("phone", "tablet", "laptop", "handheld", "board", "sbc")  # machines a person owns (not chips or cards)  # kinds whose memory versions (or a Mac's chip) are rows apart
 
 
 @lru_cache(maxsize=1)
@@ -498,6 +499,11 @@ def _resolve(name: str) -> DeviceChoice:
     if len(best) > 1 and all(_facts(s[1]) == _facts(best[0][1]) for s in best):
         # one machine under two names (the 13" and 15" MacBook Air M2): the same chip, memory and rates
         return _one_of(best, ram_gb, base, "the same for")
+    if 1 < len(best) <= 6 and len({(s[1].kind, s[1].family) for s in best}) == 1 and best[0][1].kind in PRODUCTS:
+        # one product line in several models ("16GB MacBook Air": M2, M3, M4; "Jetson Orin 8GB"): the slowest, an
+        # answer that holds for every one of them, with the others named and how to pick
+        best.sort(key=lambda s: (s[1].bw_gbps or 0, s[1].release or "", s[1].id))
+        return _one_of(best, ram_gb, base, "the slowest the name fits; name one for its own answer:")
     if len(best) > 1:
         choices = ", ".join(f"{s[1].name} ({s[1].id})" for s in best[:6])
         more = f" and {len(best) - 6} more" if len(best) > 6 else ""
