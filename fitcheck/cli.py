@@ -399,45 +399,47 @@ def _split_estimate(model, quant, device, host, link, split, s, ctx_from_model, 
 
 @app.command()
 @guarded
-def models(json_out: bool = JSON_OPT) -> None:
+def models(
+    query: Optional[str] = typer.Argument(None, help="A model as you would write it (\"Llama 3 8B\", \"qwen3:4b\", an HF id): "
+                                                     "what it reads as, and the catalog entries with those words."),
+    json_out: bool = JSON_OPT,
+) -> None:
     """The built-in catalog: model ids, size aliases and quantization formats."""
-    from fitcheck.model.catalog import ALIASES, entries
+    from fitcheck.model.catalog import ALIASES, entries, search_models
     from fitcheck.model.quants import FORMATS
     from fitcheck.views.render import models_view
 
+    row = lambda e: {"id": e.id, "name": e.name, "arch": e.arch, "params_b_published": e.params_b_published,  # noqa: E731
+                     "n_layer": e.n_layer, "n_ctx_train": e.n_ctx_train, "verification": e.verification,
+                     "source": e.source}
+    found = search_models(query) if query else None
     d = {
-        "models": [{"id": e.id, "name": e.name, "arch": e.arch, "params_b_published": e.params_b_published,
-                    "n_layer": e.n_layer, "n_ctx_train": e.n_ctx_train, "verification": e.verification,
-                    "source": e.source} for e in entries().values()],
+        "models": [row(e) for e in (found["models"] if found else entries().values())],
         "aliases": ALIASES,
         "quants": {k: {"runtime": f.runtime, "base_type": f.base_type, "nominal_bpw": round(f.nominal_bpw, 4), "note": f.note}
                    for k, f in FORMATS.items()},
     }
+    if found:
+        d = {"query": query, "resolved": found["resolved"], **d}
     show(d, json_out, models_view)
 
 
 @app.command()
 @guarded
 def devices(
-    query: Optional[str] = typer.Argument(None, help="Words to search in device ids and names."),
+    query: Optional[str] = typer.Argument(None, help="A device as you would say it, or words to search: what it reads "
+                                                     "as, and the devices with those words."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """The device database: chips, phones, boards, Macs, PC memory setups, with sources."""
-    import device_db
-
-    from fitcheck.device.names import search
+    from fitcheck.device.names import search_devices
     from fitcheck.views.render import devices_view
 
-    hits = search(query)
-    if not hits:
-        import difflib
-
-        near = difflib.get_close_matches((query or "").lower(), list(device_db.devices()), n=4, cutoff=0.4)
-        raise FitcheckError(f"no device matches {query!r}; nearest: {', '.join(near) or 'none'}")
+    found = search_devices(query)
     if json_out:
-        emit_json([d.to_dict() for d in hits])
+        emit_json({"query": query, "resolved": found["resolved"], "devices": [d.to_dict() for d in found["devices"]]})
     else:
-        devices_view(console, hits)
+        devices_view(console, found["devices"], found["resolved"])
 
 
 @app.command()

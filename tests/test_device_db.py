@@ -97,9 +97,24 @@ def test_estimate_on_devices_from_the_seed():
 def test_devices_cli():
     r = run_cli("devices", "jetson", "--json")
     assert r.returncode == 0
-    assert all("jetson" in d["id"] for d in json.loads(r.stdout))
+    assert all("jetson" in d["id"] for d in json.loads(r.stdout)["devices"])
     r = run_cli("devices", "zzzz")
-    assert r.returncode == 1 and r.stderr.startswith("fitcheck: error: no device matches 'zzzz'")
+    assert r.returncode == 1 and r.stderr.startswith("fitcheck: error: unknown device 'zzzz'")
+    # a name as people say it: what it reads as and why, then the devices with its words (brand and size optional)
+    d = json.loads(run_cli("devices", "16GB MacBook Air", "--json").stdout)
+    assert d["resolved"]["ram_gb"] == 16 and "name one for its own answer" in d["resolved"]["why"]
+    assert d["devices"][0]["id"] == d["resolved"]["id"] and len(d["devices"]) > 2
+    assert "reads as: Samsung Galaxy S24" in run_cli("devices", "galaxy s24").stdout
+
+
+def test_models_cli_reads_a_name_and_lists_its_family():
+    d = json.loads(run_cli("models", "Llama 3 8B", "--json").stdout)
+    assert d["resolved"]["id"] == "llama-3-8b" and d["models"][0]["id"] == "llama-3-8b"
+    d = json.loads(run_cli("models", "granite3.1-dense:2b", "--json").stdout)
+    assert d["resolved"]["id"] == "granite-3.1-2b"
+    assert {m["id"] for m in json.loads(run_cli("models", "deepseek", "--json").stdout)["models"]} >= {"deepseek-v3", "deepseek-v2-lite"}
+    r = run_cli("models", "zzzz")
+    assert r.returncode == 1 and r.stderr.startswith("fitcheck: error: unknown model 'zzzz'")
 
 
 def test_a_phone_takes_the_longest_chip_name_its_soc_holds():

@@ -165,16 +165,34 @@ def _search_words(d: Device) -> frozenset[str]:
 
 
 def search(query: str | None) -> list[Device]:
-    """Devices whose words (name, id, kind, OS, family) hold every word of the query; else a substring match."""
+    """Devices whose words (name, id, kind, OS, family) hold every word of the query (filler words, a brand word and
+    memory sizes optional); else a substring match."""
     if not query:
         return list(devices().values())
-    q = [w for w in tokens(query) if w not in OPTIONAL]
-
+    q = [w for w in _unglued(tokens(query)) if w not in OPTIONAL and w not in BRANDS and not _RAM.match(w)]
     hits = [d for d in devices().values() if all(w in _search_words(d) for w in q)]
     if hits:
         return hits
     flat = [re.sub(r"[^a-z0-9]", "", w) for w in query.lower().split()]
     return [d for d in devices().values() if all(w in re.sub(r"[^a-z0-9]", "", f"{d.id}{d.name}".lower()) for w in flat)]
+
+
+def search_devices(query: str | None) -> dict:
+    """`fitcheck devices QUERY`: what the query resolves to (the device, the RAM used and why, or why not) and the
+    devices with its words; the resolved one first. DeviceError when nothing matches either way."""
+    if not query:
+        return {"resolved": None, "devices": list(devices().values())}
+    try:
+        c = resolve(query)
+        resolved = {"id": c.device.id, "name": c.device.name, "ram_gb": c.ram_gb, "why": c.ram_note}
+    except DeviceError as e:
+        c, resolved = None, {"error": str(e)}
+    hits = search(query)
+    if c is not None:
+        hits = [c.device] + [d for d in hits if d.id != c.device.id]
+    if not hits:
+        raise DeviceError(resolved["error"])
+    return {"resolved": resolved, "devices": hits}
 
 
 def _ram_choice(dev: Device, ram_gb: int | None, asked: str) -> DeviceChoice:

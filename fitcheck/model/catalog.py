@@ -17,7 +17,7 @@ from functools import lru_cache
 from importlib.resources import files
 from typing import Any
 
-from fitcheck.errors import UnknownModelError
+from fitcheck.errors import FitcheckError, UnknownModelError
 from fitcheck.model.arch_layouts import expert_shapes, ffn_shapes, layout, qkv_shapes
 from fitcheck.model.gguf_reader import GGUFModel, TensorInfo
 from fitcheck.model.model_spec import ModelSpec, TensorSpec, spec_from_gguf, swa_layout
@@ -416,3 +416,27 @@ def _bpe(e: CatalogEntry) -> bool:
     return e.arch in ("qwen2", "qwen2vl", "qwen3", "qwen3moe", "qwen35", "chatglm", "command-r", "starcoder2", "olmo2",
                       "exaone", "falcon", "phi2", "starcoder", "granitemoe", "stablelm", "smollm3", "gpt-oss", "olmoe", "granite",
                       "granitehybrid", "lfm2") or (e.arch == "llama" and e.n_vocab in (128256, 49152))
+
+
+def search_models(query: str) -> dict:
+    """`fitcheck models QUERY`: what the query reads as (the entry and how, or why not) and the entries whose id or
+    name holds every word of it (or the parts it reads as); the resolved one first. UnknownModelError when none."""
+    from fitcheck.model.names import parse
+
+    try:
+        e, how = resolve(query)
+        how = how if how and how.strip().lower() != query.strip().lower() else ""  # (the name itself says nothing)
+        resolved = {"id": e.id, "name": e.name, "params_b_published": e.params_b_published, "how": how}
+    except FitcheckError as err:
+        e, resolved = None, {"error": str(err)}
+    words = [w for w in re.findall(r"[a-z0-9.]+", query.lower()) if w not in _SUFFIXES]
+    p = parse(query)
+    hits = [x for x in entries().values() if words and all(w in f"{x.id} {x.name.lower()}" for w in words)]
+    if not hits and p.family:  # a family and version as the name reads: its sizes
+        hits = [x for x in entries().values() if parse(x.id).family == p.family
+                and (not p.version or parse(x.id).version.startswith(p.version))]
+    if e is not None:
+        hits = [e] + [x for x in hits if x.id != e.id]
+    if not hits:
+        raise UnknownModelError(resolved["error"])
+    return {"resolved": resolved, "models": hits}

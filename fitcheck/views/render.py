@@ -238,6 +238,10 @@ def estimate_view(console: Console, d: dict[str, Any]) -> None:
 
 
 def models_view(console: Console, d: dict[str, Any]) -> None:
+    r = d.get("resolved")
+    if r:  # a query: what it reads as, and why
+        console.print(f"reads as: {r['id']} ({r['name']}, {r['params_b_published']:g}B)" + (f" — {r['how']}" if r.get("how") else "")
+                      if "error" not in r else f"reads as no catalog model: {r['error']}", highlight=False, markup=False)
     wide = console.width >= 110  # the name and architecture columns only where they fit beside whole ids
     cols = ["id"] + (["name", "arch"] if wide else []) + ["params (B)", "layers", "ctx", "verification"]
     t = Table(title="Model catalog", title_justify="left")
@@ -287,8 +291,13 @@ def answer_view(console: Console, d: dict[str, Any]) -> None:
                   f"Memory: {esc(d['device']['memory_rule'], 1000)}.[/dim]", highlight=False)
 
 
-def devices_view(console: Console, devs: list) -> None:
-    """Names (wrapped at spaces, never inside a word); ids are in --json. The backend column only where it fits."""
+def devices_view(console: Console, devs: list, resolved: dict | None = None) -> None:
+    """Names (wrapped at spaces, never inside a word); ids are in --json. The backend column only where it fits.
+    `resolved`: what a query reads as (the device, the RAM used and why), said above the table."""
+    if resolved:
+        console.print(f"reads as: {resolved['name']}" + (f", {resolved['ram_gb']} GB" if resolved.get("ram_gb") else "")
+                      + f" — {resolved['why']}" if "error" not in resolved else f"reads as no one device: {resolved['error']}",
+                      highlight=False, markup=False)
     wide = console.width >= 110
     cols = ["device", "kind", "year", "RAM GB", "GB/s", "TFLOPS"] + (["backend"] if wide else [])
     t = Table(title=f"Devices ({len(devs)}): name one as you would say it", title_justify="left")
