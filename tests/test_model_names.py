@@ -108,3 +108,13 @@ def test_llama_bench_file_types_resolve(ftype, fmt):
     from fitcheck.model.quants import get_format
 
     assert get_format(ftype).name == fmt
+
+
+@pytest.mark.parametrize("said, entry_id", [
+    ("deepseek-ai/DeepSeek-V3-0324", "deepseek-v3"), ("deepseek-ai/DeepSeek-R1-0528", "deepseek-v3"),
+    ("unsloth/GLM-4.5-Air-GGUF", "glm-4.5-air"), ("llama4:scout", "llama-4-scout"), ("Llama 4 Scout 109B Q4", "llama-4-scout"),
+    ("Qwen/Qwen3.5-397B-A17B", "qwen3.5-397b-a17b"), ("Dolphin-Mixtral:v2.7", "mixtral-8x7b"),
+    ("phi-2/ggml-model-q4_0.gguf", "phi-2"), ("granite3.1-dense:2b", "granite-3.1-2b"), ("orca-mini", "orca-mini-3b"),
+])
+def test_2025_models_and_folder_names(said, entry_id):
+    assert resolve(said)[0].id == entry_id

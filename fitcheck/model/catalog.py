@@ -262,6 +262,8 @@ def _by_parts(model: str) -> tuple[str, str] | None:
         if p.size_b is None and own.size_b is not None:  # "nous-hermes:13b-llama2": the size stated elsewhere
             p = replace(p, size_b=own.size_b, active_b=own.active_b, experts=own.experts, unread_numbers=False)
         got = match(p, f"a fine-tune of {base}: its base's shapes")
+        if not got and p.size_b is None and FAMILY_DEFAULTS.get(p.family):  # "Dolphin-Mixtral:v2.7": the base's
+            got = FAMILY_DEFAULTS[p.family], f"a fine-tune of {p.family.title()}: its default size's shapes"  # size
         if got:
             return got
     got = match(own, "")
@@ -305,6 +307,10 @@ def resolve(model: str) -> tuple[CatalogEntry, str | None]:
         return entries()[ALIASES[key]], key
     if key in entries():
         return entries()[key], None
+    parent, _, leaf = model.strip().rpartition("/")
+    if parent and re.match(r"(ggml-)?model\b", leaf.lower()):  # "phi-2/ggml-model-q4_0.gguf": the folder names it
+        entry, how = resolve(parent.rsplit("/", 1)[-1] + leaf[leaf.lower().index("model") + 5:])
+        return entry, f"{model.strip()} (read as its folder's name{': ' + how if how else ''})"
     found = _by_name(model) or _by_bench_type(model) or _by_default(model)
     if found:
         return entries()[found], model.strip()
