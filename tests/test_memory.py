@@ -183,3 +183,29 @@ def test_resident_memory_counts_repacked_weights_twice(tmp_path):
     assert est.repacked_bytes > 0.8 * spec.weights_bytes
     assert est.resident_bytes == pytest.approx(run.peak_memory_bytes, rel=0.10)
     assert estimate_memory(spec, s, n_prompt=512).resident_bytes < 0.8 * run.peak_memory_bytes  # counted once: far under
+
+
+def test_galaxy_s23_app_runs_kv_as_llama_cpp_logs_it():
+    """PocketPal's benchmark on a Galaxy S23 (device_db/phone_runs_dev.csv, llama.rn 0.12.0-rc.9) reports one KV
+    figure per run: llama.cpp's last `llama_kv_cache: size =` line. For a sliding-window model that is the SWA cache
+    alone (llama-kv-cache-iswa.cpp builds kv_base, then kv_swa), which is why Gemma-3 1B reads 22 MiB where the whole
+    cache is 30. Each model's figure, read that way, within 1 %."""
+    import csv
+    from importlib.resources import files
+
+    from fitcheck.estimator.memory import kv_cache_bytes
+    from fitcheck.model.catalog import entries, spec_from_catalog
+
+    rows = list(csv.DictReader(files("device_db").joinpath("phone_runs_dev.csv").read_text().splitlines()))
+    alias = {"lfm2.5-1.2b-instruct": "lfm2.5-1.2b"}
+    seen = {}
+    for r in rows:
+        if r["kv_MiB"] and r["runtime_version"] == "0.12.0-rc.9":
+            seen.setdefault(alias.get(r["model"], r["model"]), (float(r["kv_MiB"]), int(r["n_ctx"])))
+    assert len(seen) >= 10
+    for model, (kv_mib, n_ctx) in seen.items():
+        spec = spec_from_catalog(entries()[model], "Q4_0")
+        s = RuntimeSettings(n_ctx=n_ctx, flash_attn=True, swa_full=False)  # llama.rn's defaults
+        swa = [il for il in range(spec.n_layer) if spec.has_kv(il) and spec.is_swa(il)]
+        logged = kv_cache_bytes(spec, s, swa) if swa else kv_cache_bytes(spec, s)
+        assert logged / 2 ** 20 == pytest.approx(kv_mib, rel=0.01), model
