@@ -286,6 +286,15 @@ def _mtp(b: str, d: int) -> Shapes:
             (b + "nextn.shared_head_norm.weight", (d,))]
 
 
+def _deepseek_ffn(e, b: str, il: int, lead: int, shared: int) -> Shapes:
+    """DeepSeekMoE as llama.cpp loads it (deepseek2.cpp, glm4-moe.cpp): `lead` dense layers, then routed experts with
+    a selection bias beside `shared` always-on experts of the same width; an MTP block's own tensors past n_layer."""
+    d = e.n_embd
+    t = ffn_shapes(b, d, e.n_ff) if il < lead else expert_shapes(b, d, e.expert_ff, e.n_expert) + [
+        (b + "exp_probs_b.bias", (e.n_expert,))] + _shared_experts(b, d, e.expert_ff * shared)
+    return t + (_mtp(b, d) if il >= e.n_layer else [])
+
+
 def _deepseek2(e, p, meta: dict) -> Shapes:
     """src/models/deepseek2.cpp with multi-head latent attention as converted today: one KV head whose key is the
     compressed latent plus its RoPE part (head_dim = kv_lora + rope), V a view of it (value_length = kv_lora), the
@@ -308,13 +317,7 @@ def _deepseek2(e, p, meta: dict) -> Shapes:
                (b + "attn_q_b.weight", (ql, nh * (nope + rope)))] if ql else [(b + "attn_q.weight", (d, nh * (nope + rope)))])
         t += [(b + "attn_kv_a_mqa.weight", (d, kvl + rope)), (b + "attn_k_b.weight", (nope, kvl, nh)),
               (b + "attn_v_b.weight", (kvl, vm, nh)), (b + "attn_output.weight", (nh * vm, d)), (b + "ffn_norm.weight", (d,))]
-        if il < lead:
-            t += ffn_shapes(b, d, e.n_ff)
-        else:
-            t += expert_shapes(b, d, e.expert_ff, e.n_expert) + [(b + "exp_probs_b.bias", (e.n_expert,))]
-            t += _shared_experts(b, d, e.expert_ff * shared)
-        if il >= e.n_layer:
-            t += _mtp(b, d)
+        t += _deepseek_ffn(e, b, il, lead, shared)
     return t
 
 
@@ -353,13 +356,7 @@ def _glm4moe(e, p, meta: dict) -> Shapes:
               (b + "attn_output.weight", (q, d))]
         if p.get("qk_norm"):
             t += [(b + "attn_q_norm.weight", (hd,)), (b + "attn_k_norm.weight", (hd,))]
-        if il < lead:
-            t += ffn_shapes(b, d, e.n_ff)
-        else:
-            t += expert_shapes(b, d, e.expert_ff, e.n_expert) + [(b + "exp_probs_b.bias", (e.n_expert,))]
-            t += _shared_experts(b, d, e.expert_ff * shared)
-        if il >= e.n_layer:
-            t += _mtp(b, d)
+        t += _deepseek_ffn(e, b, il, lead, shared)
     return t
 
 
