@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fitcheck.errors import UsageError
+from fitcheck.estimator.speed import DeviceSpeedSpec
 from fitcheck.model.model_spec import ModelSpec
 from fitcheck.device.device_speed import backend_params
 from fitcheck.estimator.speed import AttnMode, estimate_speed

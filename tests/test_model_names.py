@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from fitcheck.errors import UnknownModelError
 from fitcheck.model.catalog import resolve, split_quant
 
 from .conftest import run_cli

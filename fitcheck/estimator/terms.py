@@ -100,8 +100,6 @@ def decode_terms(w: Work, r: Rates) -> dict[str, Any]:
     """Seconds per decoded token: streaming, compute and fixed costs (arrays of w.n). Where streaming and compute
     overlap they do so op by op: the weights' products with the weights' bytes, attention with the cache's bytes
     (llama.cpp runs them as separate ops, one after the other)."""
-    import numpy as np
-
     w_stream, kv_stream = (w.dec_bytes * r.s_per_byte).sum(1), w.kv_bytes * r.s_per_kv_byte
     w_comp = (w.dec_elems * r.dec_s).sum(1)
     a_comp = w.dec_attn_macs * r.dec_attn_s + w.dec_scores @ r.dec_score_s
