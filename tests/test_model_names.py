@@ -114,6 +114,9 @@ def test_llama_bench_file_types_resolve(ftype, fmt):
     ("unsloth/GLM-4.5-Air-GGUF", "glm-4.5-air"), ("llama4:scout", "llama-4-scout"), ("Llama 4 Scout 109B Q4", "llama-4-scout"),
     ("Qwen/Qwen3.5-397B-A17B", "qwen3.5-397b-a17b"), ("Dolphin-Mixtral:v2.7", "mixtral-8x7b"),
     ("phi-2/ggml-model-q4_0.gguf", "phi-2"), ("granite3.1-dense:2b", "granite-3.1-2b"), ("orca-mini", "orca-mini-3b"),
+    # Ollama's library name pulls its default tag; the model's own name is the model itself
+    ("deepseek-r1", "deepseek-r1-distill-llama-8b"), ("DeepSeek R1", "deepseek-v3"), ("deepseek-ai/DeepSeek-R1", "deepseek-v3"),
+    ("deepseek-coder-v2:latest", "deepseek-coder-v2-lite"), ("deepseek-ai/DeepSeek-Coder-V2-Instruct", "deepseek-coder-v2-236b"),
 ])
 def test_2025_models_and_folder_names(said, entry_id):
     assert resolve(said)[0].id == entry_id

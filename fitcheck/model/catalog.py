@@ -214,6 +214,8 @@ FAMILY_DEFAULTS = {"llama2": "llama-2-7b", "llama3": "llama-3-8b", "llama31": "l
                    "qwq": "qwq-32b", "exaone35": "exaone-3.5-7.8b", "olmo2": "olmo2-7b", "granite31dense": "granite-3.1-8b",
                    "ayaexpanse": "aya-expanse-8b", "nemotronmini": "nemotron-mini-4b", "moondream": "moondream2",
                    "moondream2": "moondream2", "stablelm2": "stablelm-2-1.6b", "stablelmzephyr": "stablelm-zephyr-3b"}
+# names whose Ollama library default is a smaller relative of the model the name itself means
+ORIGINAL_MODELS = {"deepseekr1": "deepseek-v3", "deepseekcoderv2": "deepseek-coder-v2-236b", "kimik2": "kimi-k2"}
 # words a catalog id carries that only a name carrying them too may match (a Coder model is not its base's chat one)
 EXCLUSIVE_VARIANTS = ("coder", "distill")
 GENERIC_LIMIT = 0.25  # a generic-size answer only from a catalog model within this of the size asked
@@ -227,7 +229,10 @@ def _by_default(model: str) -> str | None:
     if parse(name).size_b is not None:
         return None
     key = re.sub(r"[^a-z0-9]", "", re.sub(r"-(instruct|chat|it|base)$", "", name))
-    return FAMILY_DEFAULTS.get(key)
+    # an Ollama library name ("deepseek-r1", "deepseek-coder-v2:latest": lower case, no spaces, no organisation)
+    # pulls Ollama's default tag; the model's own name ("DeepSeek R1", "deepseek-ai/DeepSeek-R1") is the model itself
+    ollama = ":" in model or ("/" not in model and " " not in model.strip() and model.strip() == model.strip().lower())
+    return (None if ollama else ORIGINAL_MODELS.get(key)) or FAMILY_DEFAULTS.get(key)
 
 
 def _by_parts(model: str) -> tuple[str, str] | None:

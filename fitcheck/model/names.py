@@ -36,6 +36,7 @@ FAMILY_WORDS = {
     "olmo": "olmo", "minicpm": "minicpm", "glm": "glm", "chatglm": "glm", "yi": "yi", "falcon": "falcon",
     "internlm": "internlm", "baichuan": "baichuan", "stablelm": "stablelm", "command": "command",
     "magistral": "mistral",  # Magistral Small is Mistral Small 3.x's shape (its model card)
+    "kimi": "kimi", "starcoder": "starcoder", "exaone": "exaone", "orca": "orca", "aya": "aya", "codestral": "codestral",
 }
 # named sizes (Ollama's and the families' own): phi3:medium is Phi-3-medium (14B), not the mini
 SIZE_WORDS = {"phi": {"mini": 3.8, "small": 7.0, "medium": 14.0},  # Phi-3 model cards
