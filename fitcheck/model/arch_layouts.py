@@ -123,15 +123,18 @@ def _qwen35(e, p, meta: dict) -> Shapes:
 
 
 def _lfm2(e, p, meta: dict) -> Shapes:
-    """src/models/lfm2.cpp: gated short convolutions, GQA attention on the layers listed in attn_layers (the
-    converter writes head_count_kv 0 on the others); the final norm is token_embd_norm."""
+    """src/models/lfm2.cpp (and lfm2moe.cpp): gated short convolutions, GQA attention on the layers listed in
+    attn_layers (the converter writes head_count_kv 0 on the others); the final norm is token_embd_norm."""
     a, d, hd, attn = e.arch, e.n_embd, e.head_dim, set(_ints(p["attn_layers"]))
+    lead = p.get("dense_lead", e.n_layer)  # lfm2moe: routed experts with a selection bias after the first layers
     meta.update({f"{a}.attention.head_count_kv": [e.n_head_kv if il in attn else 0 for il in range(e.n_layer)],
-                 f"{a}.shortconv.l_cache": p["l_cache"]})
+                 f"{a}.shortconv.l_cache": p["l_cache"], f"{a}.leading_dense_block_count": lead})
     t = _head(e, "token_embd_norm.weight")
     for il in range(e.n_layer):
         b = f"blk.{il}."
-        t += [(b + "attn_norm.weight", (d,)), (b + "ffn_norm.weight", (d,))] + ffn_shapes(b, d, e.n_ff)
+        t += [(b + "attn_norm.weight", (d,)), (b + "ffn_norm.weight", (d,))]
+        t += ffn_shapes(b, d, e.n_ff) if il < lead else expert_shapes(b, d, e.expert_ff, e.n_expert) + [
+            (b + "exp_probs_b.bias", (e.n_expert,))]
         if il in attn:
             t += qkv_shapes(b, d, d, hd * e.n_head_kv) + [(b + "attn_output.weight", (d, d)),
                                                      (b + "attn_q_norm.weight", (hd,)), (b + "attn_k_norm.weight", (hd,))]
@@ -361,7 +364,7 @@ def _glm4moe(e, p, meta: dict) -> Shapes:
 
 
 FAMILIES: dict[str, Callable[..., Shapes]] = {
-    "qwen35": _qwen35, "lfm2": _lfm2, "granitehybrid": _granitehybrid, "gemma3n": _gemma3n, "gemma4": _gemma4,
+    "qwen35": _qwen35, "lfm2": _lfm2, "lfm2moe": _lfm2, "granitehybrid": _granitehybrid, "gemma3n": _gemma3n, "gemma4": _gemma4,
     "gpt-oss": _gpt_oss, "olmoe": _olmoe, "qwen35moe": _qwen35, "qwen3next": _qwen35, "deepseek2": _deepseek2,
     "llama4": _llama4, "glm4moe": _glm4moe,
 }
