@@ -73,9 +73,13 @@ def _bare_count(part: str) -> tuple[int, str] | None:
     from fitcheck.device.names import known, resolve
 
     m = _BARE.match(part)
-    if not m or known(part) or not known(m.group(2)):
+    if not m or known(part):
         return None
-    return (int(m.group(1)), m.group(2)) if resolve(m.group(2)).device.kind == "gpu" else None
+    try:
+        kind = resolve(m.group(2)).device.kind
+    except FitcheckError:
+        return None
+    return (int(m.group(1)), m.group(2)) if kind == "gpu" else None
 
 
 def _counted(part: str) -> list[str]:

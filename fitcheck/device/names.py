@@ -79,7 +79,7 @@ def tokens(text: str) -> list[str]:
 
 @lru_cache(maxsize=1)
 def _vocabulary() -> frozenset[str]:
-    return frozenset(w for d in devices().values() for w in _words(d))
+    return frozenset(_index())  # every word some device has
 
 
 def _unglued(words: list[str]) -> list[str]:

@@ -82,6 +82,11 @@ def expert_shapes(b: str, d: int, ff: int, n: int) -> Shapes:
             (b + "ffn_up_exps.weight", (d, ff, n)), (b + "ffn_down_exps.weight", (ff, d, n))]
 
 
+def _shared_experts(b: str, d: int, ff: int) -> Shapes:
+    return [(b + "ffn_gate_shexp.weight", (d, ff)), (b + "ffn_up_shexp.weight", (d, ff)),
+            (b + "ffn_down_shexp.weight", (ff, d))]
+
+
 def _qwen35(e, p, meta: dict) -> Shapes:
     """src/models/qwen35.cpp: gated delta net layers (recurrent) and gated full attention every attn_every-th
     layer; q_proj emits query and gate (2x). SSM keys as conversion writes them: state_size = linear key head dim,
@@ -114,7 +119,7 @@ def _qwen35(e, p, meta: dict) -> Shapes:
         if e.n_expert:  # qwen35moe.cpp / qwen3next.cpp: routed experts and a gated shared expert on every layer
             sh = p["shexp_ff"]
             t += expert_shapes(b, d, e.expert_ff, e.n_expert) + [(b + "ffn_gate_inp_shexp.weight", (d,))]
-            t += [(b + n + "_shexp.weight", s) for n, s in (("ffn_gate", (d, sh)), ("ffn_up", (d, sh)), ("ffn_down", (sh, d)))]
+            t += _shared_experts(b, d, sh)
         else:
             t += ffn_shapes(b, d, e.n_ff)
         if il >= e.n_layer:
@@ -167,10 +172,7 @@ def _granitehybrid(e, p, meta: dict) -> Shapes:
                   (b + "ssm_d", (1, heads)), (b + "ssm_norm.weight", (inner // groups, groups)),
                   (b + "ssm_out.weight", (inner, d))]
         if e.n_expert:
-            t += expert_shapes(b, d, e.expert_ff, e.n_expert)
-            ff = p["shexp_ff"]
-            t += [(b + "ffn_gate_shexp.weight", (d, ff)), (b + "ffn_up_shexp.weight", (d, ff)),
-                  (b + "ffn_down_shexp.weight", (ff, d))]
+            t += expert_shapes(b, d, e.expert_ff, e.n_expert) + _shared_experts(b, d, p["shexp_ff"])
         else:
             t += ffn_shapes(b, d, e.n_ff)
     return t
@@ -276,11 +278,6 @@ def _olmoe(e, p, meta: dict) -> Shapes:
         t += [(b + "attn_output.weight", (d, d)), (b + "attn_q_norm.weight", (d,)), (b + "attn_k_norm.weight", (kv,))]
         t += expert_shapes(b, d, e.expert_ff, e.n_expert)
     return t
-
-
-def _shared_experts(b: str, d: int, ff: int) -> Shapes:
-    return [(b + "ffn_gate_shexp.weight", (d, ff)), (b + "ffn_up_shexp.weight", (d, ff)),
-            (b + "ffn_down_shexp.weight", (ff, d))]
 
 
 def _mtp(b: str, d: int) -> Shapes:

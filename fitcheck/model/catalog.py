@@ -444,8 +444,8 @@ def search_models(query: str) -> dict:
     p = parse(query)
     hits = [x for x in entries().values() if words and all(w in f"{x.id} {x.name.lower()}" for w in words)]
     if not hits and p.family:  # a family and version as the name reads: its sizes
-        hits = [x for x in entries().values() if parse(x.id).family == p.family
-                and (not p.version or parse(x.id).version.startswith(p.version))]
+        parts = _entry_parts()
+        hits = [x for x in entries().values() if parts[x.id][0] == p.family and parts[x.id][1].startswith(p.version)]
     if e is not None:
         hits = [e] + [x for x in hits if x.id != e.id]
     if not hits:
