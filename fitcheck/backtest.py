@@ -184,6 +184,7 @@ def _device(row: dict[str, str]):
 
 def _model(row: dict[str, str]):
     from fitcheck.model.catalog import entries, resolve, spec_from_catalog
+    from fitcheck.model.names import quant_of_suffix
     from fitcheck.model.quants import get_format
 
     name = row["model"].split(" (")[0].strip()
@@ -196,6 +197,8 @@ def _model(row: dict[str, str]):
     if q.lower() == "q4" and "ollama" in f"{row['backend']} {row['quant']}".lower():
         q = "Q4_K_M"  # Ollama's default tag
     q = QUANT_ALIASES.get(q.lower(), q)
+    if not q.upper().startswith("MLX"):
+        q = quant_of_suffix(q)[0]  # an uploader's mix ("Q4_K_XL", "UD-Q6_K_XL"): the K-quant under it
     try:
         fmt = get_format(q)
     except UsageError:

@@ -15,6 +15,12 @@ from fitcheck.estimator.settings import RuntimeSettings
 from fitcheck.model.model_spec import ModelSpec
 
 DEFAULT_QUANT = "Q4_K_M"
+# architectures released in a llama.cpp format of their own: their GGUFs keep it (gpt-oss: MXFP4 experts, Q8_0 rest)
+NATIVE_QUANT = {"gpt-oss": "MXFP4_MOE"}
+
+
+def default_quant(arch: str) -> str:
+    return NATIVE_QUANT.get(arch, DEFAULT_QUANT)
 
 
 def _looks_like_path(model: str) -> bool:
@@ -65,7 +71,7 @@ def resolve_model(model: str, quant: str | None) -> tuple[ModelSpec, dict[str, A
         named, quant_note = quant_of_suffix(named)  # "Q6_K_L", "UD-Q4_K_XL": the K-quant under the uploader's mix
     if quant and named and get_format(quant).name != get_format(named).name:
         raise UsageError(f"{model} names {named}, but --quant says {quant}")
-    q = get_format(quant or named or DEFAULT_QUANT).name
+    q = get_format(quant or named or default_quant(entry.arch)).name
     spec = spec_from_catalog(entry, q)
     basis = {"source": "catalog", "id": entry.id, "name": entry.name, "quant": q,
              "config_source": entry.source, "config_verification": entry.verification,
@@ -83,7 +89,7 @@ def resolve_model(model: str, quant: str | None) -> tuple[ModelSpec, dict[str, A
     if quant_note:
         basis["quant_read"] = quant_note
     if not (quant or named):
-        basis["quant_default"] = f"no --quant given: {DEFAULT_QUANT}"
+        basis["quant_default"] = f"no --quant given: {q}" + (" (its released format)" if entry.arch in NATIVE_QUANT else "")
     return spec, basis
 
 

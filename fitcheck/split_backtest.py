@@ -106,7 +106,11 @@ def _link(text: str) -> str | None:
 def _resolve(name: str, backend: str | None = None):
     from fitcheck.device.resolve import resolve_target
 
-    for q in dict.fromkeys((name, re.split(r"[,(;]", name)[0].strip())):
+    # a host as published ("AMD Ryzen 5 5600X 6C/12T, 30GB RAM limit in ... (host 64GB DDR4-2933)"): its first
+    # part, with the first memory size the description gives
+    first = re.split(r"[,(;]", name)[0].strip()
+    ram = re.search(r"\b(\d+)\s*GB\b", name, re.I)
+    for q in dict.fromkeys((name, f"{first} {ram.group(1)}GB" if ram else first, first)):
         try:
             return resolve_target(q, backend=backend)
         except FitcheckError:

@@ -25,6 +25,7 @@ from fitcheck.split import split_devices
     ("Lenovo Legion 5 with NVIDIA RTX 4060 Laptop GPU (8GB VRAM)", "nvidia-geforce-rtx-4060-mobile", 8),
     ("g5.2xlarge", "nvidia-a10g", 24),  # a cloud instance by its GPU (aliases.csv)
     ("AMD RYZEN AI MAX+ 395 w/ Radeon 8060S", None, None),
+    ("AMD Ryzen 5 5600X 6C/12T, 30GB", "amd-ryzen-5-5600x", 30),  # cores/threads said; a CPU's memory is any size
 ])
 def test_names_people_write(said, device_id, ram_gb):
     c = resolve(said)
@@ -60,6 +61,13 @@ def test_a_letter_glued_to_a_model_number_is_part_of_it():
             assert resolve(name).device.id != not_id
         except DeviceError:
             pass
+
+
+def test_a_cpu_tier_word_is_no_model_number():
+    """An Intel or Ryzen model number the database lacks stays unknown: not some i5 machine, not another Ryzen 5."""
+    for name in ("Core i5-9999Q", "Ryzen 5 9990"):
+        with pytest.raises(DeviceError, match="unknown device"):
+            resolve(name)
 
 
 def test_only_a_size_is_no_device():

@@ -120,6 +120,10 @@ def test_estimate_answers_the_issue_examples_with_devices_speed_and_command():
     assert [m["device"].startswith("host") for m in d["memory"]] == [True, False]
     assert d["speed"]["decode_tps"] > 0 and d["speed"]["prefill_tps"] > 0
     assert "--n-cpu-moe 28" in d["command"]
+    # no --quant: gpt-oss's released format (MXFP4 experts, Q8_0 rest), the file llama-bench lists as 59.02 GiB
+    # (eunomia-bpf/gpu_ext workloads/llama.cpp/README.md, build 10e97801)
+    weights = sum(m["weights_bytes"] for m in d["memory"])
+    assert d["basis"]["quant"] == "MXFP4_MOE" and abs(weights / (59.02 * 2**30) - 1) < 0.01, weights
     r = run_cli("estimate", "-m", "llama-3.1-70b", "-d", "Mac mini M4 Pro 64GB + rpc:Mac mini M4 Pro 64GB",
                 "--link", "10gbe", "--json")
     assert r.returncode == 0, r.stderr

@@ -199,8 +199,11 @@ def _ram_choice(dev: Device, ram_gb: int | None, asked: str) -> DeviceChoice:
     opts = dev.ram_options_gb
     listing = "/".join(map(str, opts))
     if ram_gb is not None:
-        if opts and ram_gb not in opts:
+        # a CPU's memory is what its owner installed (or a container allows): any size up to the most listed
+        if opts and ram_gb not in opts and not (dev.kind == "cpu" and 0 < ram_gb <= opts[-1]):
             raise DeviceError(f"{dev.name} comes with {listing} GB, not {ram_gb} GB")
+        if dev.kind == "cpu" and ram_gb not in opts:
+            return DeviceChoice(dev, ram_gb, f"{ram_gb} GB as asked (the database lists {listing} GB builds)")
         others = [o for o in opts if o != ram_gb]
         note = f"{ram_gb} GB as asked" + (f" (also sold with {'/'.join(map(str, others))} GB)" if others else "")
         return DeviceChoice(dev, ram_gb, note)
@@ -282,11 +285,16 @@ def _asides(base: str) -> set[str]:
     # a maker's model code no device is called ("SM-S931", "G998B"): letters around three or more digits
     model_codes = {w for w in words if w not in vocab and re.fullmatch(r"[a-z]{0,3}\d{3,5}[a-z]{0,3}", w)}
     # only beside a model number that is known ("S25 SM-S931"; a "Ryzen 3900X" we lack stays unknown)
-    if not any(re.search(r"\d", w) and w in vocab and not _RAM.match(w) for w in words if w not in model_codes):
+    # (a tier word is no model number: "i7-8700" and "Ryzen 5 3600" we lack stay unknown, not some i7 or Ryzen 5)
+    if not any(re.search(r"\d", w) and w in vocab and not _RAM.match(w) and not re.fullmatch(r"i?\d", w)
+               for w in words if w not in model_codes):
         model_codes = set()
     if model_codes:
         model_codes.add("sm")  # Samsung's "SM-" prefix
-    return set(codes) | set(_unglued(codes)) | NETWORK | MEMORY_TYPES | {"single", "unit", "units"} | years | storage \
+    # a CPU's "6C/12T" (cores and threads)
+    counts = {w for m in re.finditer(r"\b\d+C\s*/\s*\d+T\b", base, re.I) for t in [tokens(m.group())]
+              for w in t + _unglued(t)}
+    return set(codes) | set(_unglued(codes)) | counts | NETWORK | MEMORY_TYPES | {"single", "unit", "units"} | years | storage \
         | model_codes
 
 
