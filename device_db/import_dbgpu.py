@@ -34,6 +34,8 @@ def backends(g) -> str:
         return "cuda/vulkan" if g.cuda_major_version else "vulkan"
     if g.manufacturer == "AMD" and re.search(r"rdna ?[234]|cdna", arch):
         return "vulkan/rocm"
+    if g.manufacturer == "Intel" and re.search(r"xe|generation 12", arch):  # Arc, Data Center Max: SYCL beside Vulkan
+        return "vulkan/sycl"
     return "vulkan"
 
 

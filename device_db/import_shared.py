@@ -68,7 +68,7 @@ def backends_for(r: dict) -> str:
 
     Android apps built on llama.cpp run on the CPU unless asked; the OpenCL backend is written for Adreno GPUs
     (ggml-opencl.cpp loads Adreno kernels), the Hexagon backend needs HTP v73 or later (ggml-hexagon.cpp caps
-    lower versions); ROCm needs RDNA2 or later; a discrete card's host CPU is not part of the card.
+    lower versions); ROCm needs RDNA2 or later; SYCL runs Intel's Arc and Xe GPUs (docs/backend/SYCL.md); a discrete card's host CPU is not part of the card.
     """
     fam, name, kind, gpu = r.get("family", ""), r.get("name", ""), r.get("kind", ""), str(r.get("gpu_cores", ""))
     text = f"{name} {gpu} {r.get('notes', '')}".lower()
@@ -86,7 +86,7 @@ def backends_for(r: dict) -> str:
         return "cuda/vulkan"
     if fam in ("AMD GPU", "Intel GPU"):
         rocm = fam == "AMD GPU" and not re.search(r"\brx (4|5)\d0\b|polaris|vega", text)
-        return "vulkan/rocm" if rocm else "vulkan"
+        return "vulkan/rocm" if rocm else ("vulkan/sycl" if fam == "Intel GPU" else "vulkan")
     if fam == "AMD APU" or "strix halo" in text:
         return "vulkan/rocm/cpu"
     if "radeon" in text:  # an APU's integrated Radeon: llama.cpp's Vulkan backend, or the CPU (a CPU entry: CPU first)

@@ -45,6 +45,7 @@ class Resolved:
     notes: str
     prompt_depth: int = 0  # cells under the prompt (llama-bench -d)
     mode: AttnMode = AttnMode()
+    n_ubatch: int = 512  # llama-bench's -ub (its default 512)
 
 
 def _phone_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -102,7 +103,7 @@ def metric_of(test: str) -> tuple[str, int, int, int] | None:
 
 
 # words in a row's backend / variant / device text -> backend class, most specific first
-_BACKEND_WORDS = (("hexagon", "hexagon"), ("opencl", "opencl"), ("vulkan", "vulkan"), ("rocm", "rocm"), ("hip", "rocm"),
+_BACKEND_WORDS = (("hexagon", "hexagon"), ("opencl", "opencl"), ("sycl", "sycl"), ("vulkan", "vulkan"), ("rocm", "rocm"), ("hip", "rocm"),
                   ("cpu only", "cpu"), ("(cpu)", "cpu"), ("llama.cpp cpu", "cpu"), ("mlx", "mlx"), ("mlc", "mlc"),
                   ("metal", "metal"), ("cuda", "cuda"))
 
@@ -227,14 +228,16 @@ def resolve_row(row: dict[str, str]) -> tuple[Resolved | None, str | None]:
     if spec is None:
         return None, why
     fa = row.get("flash_attn", "").strip()  # llama-bench's -fa; blank: unknown, its old default (off)
+    ub = row.get("n_ubatch", "").strip()
     return Resolved(spec, d, d.backend, metric[0], metric[1], metric[2], f"{dev.id} / {spec.source} {spec.file_type}",
-                    metric[3], AttnMode(flash_attn=fa in ("1", "on", "true"), swa_full=False)), None
+                    metric[3], AttnMode(flash_attn=fa in ("1", "on", "true"), swa_full=False),
+                    int(ub) if ub.isdigit() and int(ub) > 0 else 512), None
 
 
 def predict(r: Resolved, params: dict | None = None) -> float:
     p = backend_params(r.device.params_class or r.backend, params)
     est = estimate_speed(r.spec, r.device, p, n_prompt=r.n_prompt, depth=r.depth, prompt_depth=r.prompt_depth,
-                         mode=r.mode)
+                         mode=r.mode, n_ubatch=r.n_ubatch)
     return est.prefill_tps if r.metric == "prefill" else est.decode_tps
 
 

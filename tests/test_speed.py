@@ -180,24 +180,28 @@ def test_a_prefill_pass_reads_every_expert_a_token_routes_to():
 
 
 def test_an_moe_prompt_runs_its_experts_below_dense_efficiency():
-    """With 8 of 128 experts routed, a 512-token ubatch gives each expert ~32 tokens: its products run at
-    (32/(32+48)) / (512/(512+48)) of a dense product's efficiency; a dense model is unchanged."""
-    from fitcheck.estimator.speed import EXPERT_HALF_TOKENS, expert_extra, expert_slowdown
-
-    moe = spec_from_catalog(entries()["qwen3-30b-a3b"], "Q4_K_M")
-    h = EXPERT_HALF_TOKENS
-    assert expert_slowdown(moe, 512) == pytest.approx((512 / (512 + h)) / (32 / (32 + h)))
-    assert expert_slowdown(moe, 1) == 1.0
-    dense = spec_from_catalog(entries()["llama-3.1-8b"], "Q4_K_M")
-    assert expert_slowdown(dense, 512) == 1.0 and expert_extra(dense, 512, 512) == {}
-    from fitcheck.estimator.speed import active_weights, class_rates, output_tensor, prompt_products, work_of
+    """With 8 of 128 experts routed, a 512-token ubatch gives each expert ~32 tokens: its products cost
+    (1 + h/32) / (1 + h/512) of a dense product's per element-token; a dense model at ubatch 512 is unchanged, and
+    a smaller ubatch makes every product of a GPU's prompt dearer (fewer columns fill fewer tiles)."""
+    from fitcheck.estimator.speed import (EXPERT_HALF_TOKENS, REF_COLUMNS, active_weights, class_rates, cols_h,
+                                          narrow_products, output_tensor, prompt_products, work_of)
     from fitcheck.estimator.terms import prefill_seconds
 
+    moe = spec_from_catalog(entries()["qwen3-30b-a3b"], "Q4_K_M")
+    dense = spec_from_catalog(entries()["llama-3.1-8b"], "Q4_K_M")
     elems, out = active_weights(moe)[1], output_tensor(moe)
+    narrow = narrow_products(moe, elems, 512, 512, out)
+    exp = sum(n for t, n in elems.items() if t in narrow)
+    assert sum(narrow.values()) <= exp * 512 * (1 / 32 - 1 / REF_COLUMNS) * 1.0001 and sum(narrow.values()) > 0
+    assert narrow_products(dense, active_weights(dense)[1], 512, 512, output_tensor(dense)) == {}
+    small = narrow_products(dense, active_weights(dense)[1], 512, 64, output_tensor(dense))
+    assert all(v > 0 for v in small.values()) and small
+    h = EXPERT_HALF_TOKENS
+    assert cols_h(h) * (1 / 32 - 1 / 512) == pytest.approx((1 + h / 32) / (1 + h / 512) - 1)
     h100 = DeviceSpeedSpec("cuda", 3350, 66.9)
 
-    def products_s(extra):
-        w = work_of(elems, {}, n_prompt=512, pp=prompt_products(elems, 512, out, None, extra)[0])
+    def products_s(narrow):
+        w = work_of(elems, {}, n_prompt=512, pp=prompt_products(elems, 512, out)[0], narrow=narrow)
         return float(prefill_seconds(w, class_rates(backend_params("cuda"), h100, w), 0.0)[0])
 
-    assert products_s(expert_extra(moe, 512, 512)) > 1.5 * products_s(None)  # the experts are most of an MoE's products
+    assert products_s(narrow) > 1.5 * products_s(None)  # the experts are most of an MoE's products

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from fitcheck.estimator.speed import (PREFILL_CHUNK, BackendParams, class_rates_of, cost_keys, cpu_side_seconds,
-                                      device_work, estimate_speed, split_work)
+from fitcheck.estimator.speed import (EXPERT_HALF_TOKENS, PREFILL_CHUNK, BackendParams, arch_matches, class_rates_of,
+                                      cols_h, cost_keys, cpu_side_seconds, device_work, estimate_speed, split_work)
 from fitcheck.estimator.terms import RECURRENT_BLOCKS as KINDS, decode_terms, prefill_seconds, stack
 
 RIDGE = 0.15  # pull of log(type value) toward the class mean, per type
@@ -25,7 +25,7 @@ RIDGE = 0.15  # pull of log(type value) toward the class mean, per type
 # reference thread
 RULES = ("cpu", "cpu_types", "cpu_rows_over", "slow_under", "slow_align", "layer_ref_tflops")
 
-CLASSES = ("cpu", "vulkan", "opencl", "hexagon", "metal", "cuda")  # fitted in this order: opencl and hexagon use cpu
+CLASSES = ("cpu", "vulkan", "opencl", "hexagon", "metal", "cuda", "rocm", "sycl", "mlx")  # fitted in this order: opencl and hexagon use cpu
 # what a GPU/NPU backend leaves to the device's CPU and which matrices miss its fast prefill kernels, as in the
 # build the dev phone's runs used (llama.rn 0.12.0-rc.9):
 _IQ_LOW = ("iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s", "iq4_xs")
@@ -44,10 +44,16 @@ OFFLOAD = {
 }
 # classes whose prefill efficiency is fitted per GPU architecture (fitcheck.device.backends.gpu_arch), where one has
 # prefill rows on two devices or more: Vulkan's shaders take cooperative-matrix paths on some and not on others
-ARCHS = {"vulkan": ("nvidia", "rdna4", "rdna3", "rdna2", "gcn", "intel-arc")}
+ARCHS = {"vulkan": ("nvidia", "rdna4", "rdna3", "rdna2", "gcn", "intel-arc"),
+         # tensor-core generations (fitcheck.device.backends._GPU_ARCHS): dp4a before Turing, int8 MMA after
+         "cuda": ("nvidia-pascal", "nvidia-volta", "nvidia-turing", "nvidia-ampere", "nvidia-ada", "nvidia-hopper",
+                  "nvidia-blackwell"),
+         # WMMA on RDNA3/4, MFMA on CDNA, dp4a-style dot products on RDNA2 and GCN (ggml-cuda's HIP build)
+         "rocm": ("rdna4", "rdna3", "rdna2", "cdna", "gcn")}
 PEAK = {"cpu": "fp32 FMA peak of the cores at the run's thread count (device_db/cpu_cores.csv)",
         "metal": "fp16 Apple GPU TFLOPS", "cuda": "fp32 non-tensor CUDA TFLOPS", "vulkan": "fp32 non-tensor GPU TFLOPS",
-        "opencl": "fp32 GPU TFLOPS (Adreno)", "hexagon": "1.0 per Hexagon HTP (only the v73 was measured)"}
+        "opencl": "fp32 GPU TFLOPS (Adreno)", "rocm": "fp32 non-matrix GPU TFLOPS", "sycl": "fp32 GPU TFLOPS",
+        "mlx": "fp16 Apple GPU TFLOPS", "hexagon": "1.0 per Hexagon HTP (only the v73 was measured)"}
 
 
 def offload(cpu: BackendParams | None = None, **rules) -> BackendParams:
@@ -79,7 +85,7 @@ class Layout:
     """Where each parameter sits in the vector the fit solves for, given the weight types (n) and GPU architectures
     (na) fitted: bandwidth efficiency, per-layer and per-token costs, then log cost and log prefill efficiency per
     type, recurrent costs per kind (decode, prefill), the no-dot-product factor, the round-trip cost, the log slow
-    efficiency, a log prefill factor per architecture."""
+    efficiency, a log prefill factor per architecture, the log of the columns at half a product's efficiency."""
 
     BW, LAYER, TOKEN = 0, 1, 2
 
@@ -89,7 +95,8 @@ class Layout:
         self.rec_layer, self.rec_token = slice(r, r + k), slice(r + k, r + 2 * k)
         self.nodot, self.split, self.slow = r + 2 * k, r + 2 * k + 1, r + 2 * k + 2
         self.arch = slice(r + 2 * k + 3, r + 2 * k + 3 + na)
-        self.size = r + 2 * k + 3 + na
+        self.cols = r + 2 * k + 3 + na
+        self.size = self.cols + 1
 
     def start(self):
         """(start, lower bounds, upper bounds, scales) of the fit."""
@@ -104,7 +111,8 @@ class Layout:
                                          (self.rec_layer, 1e-4, 0.0, 0.05, 1e-4), (self.rec_token, 1e-6, 0.0, 1e-3, 1e-5),
                                          (self.nodot, 0.5, 0.05, 1.0, 0.1), (self.split, 1e-3, 0.0, 0.05, 1e-3),
                                          (self.slow, ln(0.05), ln(1e-4), ln(5.0), 1.0),
-                                         (self.arch, 0.0, ln(0.2), ln(5.0), 0.3)):
+                                         (self.arch, 0.0, ln(0.2), ln(5.0), 0.3),
+                                         (self.cols, ln(EXPERT_HALF_TOKENS), ln(0.5), ln(2048.0), 1.0)):
             x0[where], lo[where], hi[where], scale[where] = v0, low, high, sc
         return x0, lo, hi, scale
 
@@ -148,12 +156,13 @@ def unpack(x, keys: list[str], archs: tuple[str, ...] = ()) -> BackendParams:
                          t_recurrent_layer_s=dict(zip(KINDS, map(float, x[L.rec_layer]))),
                          t_recurrent_token_s=dict(zip(KINDS, map(float, x[L.rec_token]))),
                          no_dot_factor=float(x[L.nodot]), t_split_s=float(x[L.split]),
-                         pp_arch={a: float(np.exp(v)) for a, v in zip(archs, x[L.arch])})
+                         pp_arch={a: float(np.exp(v)) for a, v in zip(archs, x[L.arch])},
+                         cols_half=float(np.exp(x[L.cols])))
 
 
 def predict(res, p: BackendParams) -> float:
     e = estimate_speed(res.spec, res.device, p, n_prompt=res.n_prompt, depth=res.depth, prompt_depth=res.prompt_depth,
-                       mode=res.mode)
+                       mode=res.mode, n_ubatch=res.n_ubatch)
     return e.prefill_tps if res.metric == "prefill" else e.decode_tps
 
 
@@ -166,7 +175,7 @@ class Features:
 
         self.keys, self.layout = keys, Layout(len(keys), len(archs))
         n = len(samples)
-        works = [device_work(r.spec, r.device, off, r.n_prompt, r.depth, PREFILL_CHUNK.get(r.device.backend, 512),
+        works = [device_work(r.spec, r.device, off, r.n_prompt, r.depth, PREFILL_CHUNK.get(r.device.backend, r.n_ubatch),
                              prompt_depth=r.prompt_depth, mode=r.mode)
                  for r, _, _ in samples]
         self.work = stack([w.main for w in works])
@@ -177,7 +186,9 @@ class Features:
         self.bw = np.array([r.device.bw_gbps * 1e9 for r, _, _ in samples])
         self.peak = np.array([(r.device.peak_tflops or 0) * 1e12 for r, _, _ in samples])
         self.nodot = np.array([not r.device.dot_product for r, _, _ in samples], dtype=float)
-        self.A = np.array([[float(r.device.gpu_arch == a) for a in archs] for r, _, _ in samples]).reshape(n, len(archs))
+        # a row takes its most specific fitted key ("nvidia-ampere" before "nvidia")
+        own = [max((a for a in archs if arch_matches(r.device.gpu_arch, a)), key=len, default=None) for r, _, _ in samples]
+        self.A = np.array([[float(o == a) for a in archs] for o in own]).reshape(n, len(archs))
         # what the backend leaves to the CPU runs at the CPU class's (fixed) parameters
         self.cpu_dec, self.cpu_pp = np.zeros(n), np.zeros(n)
         for i, ((r, _, _), w) in enumerate(zip(samples, works)):
@@ -198,7 +209,7 @@ class Features:
             bw_eff=x[L.BW], fpw=np.exp(self.M @ x[L.fpw])[None, :], inv_pp=inv_pp,
             inv_slow=np.full_like(inv_pp, np.exp(-x[L.slow])) if self.fit_slow else inv_pp,
             inv_f16=float(np.exp(-(self.M_f16 @ x[L.pp]))), fpw_f16=float(np.exp(self.M_f16 @ x[L.fpw])), token_s=x[L.TOKEN], layer_s=x[L.LAYER], split_s=x[L.split],
-            rec_layer_s=x[L.rec_layer], rec_token_s=x[L.rec_token])
+            rec_layer_s=x[L.rec_layer], rec_token_s=x[L.rec_token], narrow_h=cols_h(float(np.exp(x[L.cols]))))
 
     def tps(self, x):
         import numpy as np
@@ -215,7 +226,7 @@ def fit(samples, keys: list[str], off: BackendParams | None = None, archs: tuple
 
     # an architecture with prefill rows on two devices or more (one device's factor would just be its residual)
     archs = tuple(a for a in archs if len({r.device.name for r, _, _ in samples
-                                           if r.device.gpu_arch == a and r.metric == "prefill"}) >= 2)
+                                           if arch_matches(r.device.gpu_arch, a) and r.metric == "prefill"}) >= 2)
     has_pp = any(r.metric == "prefill" for r, _, _ in samples)
 
     off = off or offload()
@@ -229,6 +240,8 @@ def fit(samples, keys: list[str], off: BackendParams | None = None, archs: tuple
                                RIDGE * (pl - pl.mean()) * has_pp, RIDGE * x[L.arch]])
 
     x0, lo, hi, scale = L.start()
+    if not (f.work.pp_narrow[f.prefill] != 0).any():  # no small ubatch nor MoE prompt: the default stays
+        lo[L.cols], hi[L.cols] = x0[L.cols] - 1e-9, x0[L.cols] + 1e-9
     x = least_squares(resid, x0, bounds=(lo, hi), x_scale=scale).x
     p = unpack(x, keys, archs)
     seen = {c for j, c in enumerate(KINDS) if f.rec[:, j].any()}  # a kind without rows stays unfitted (0)
@@ -243,18 +256,24 @@ def fit(samples, keys: list[str], off: BackendParams | None = None, archs: tuple
     return p
 
 
-def family(device_id: str) -> str:
-    """Device family held out together: an Apple generation, an RTX series, a data-centre part, else the device."""
-    m = re.match(r"apple-(m\d|a\d+)", device_id)
+def family(device: str) -> str:
+    """Device family held out together (by name or id): an Apple generation, a GPU series, a data-centre part, else
+    the device."""
+    d = re.sub(r"[^a-z0-9]+", "-", device.lower())
+    m = re.search(r"apple-(m\d|a\d+)", d)
     if m:
         return f"Apple {m.group(1).upper()}"
-    m = re.search(r"rtx-(\d)0", device_id)
-    if m:
-        return f"RTX {m.group(1)}0-series"
+    for pat, name in ((r"quadro-rtx", "Quadro RTX"), (r"rtx-a\d", "RTX A-series"), (r"rtx-pro-\d", "RTX PRO"),
+                      (r"rtx-(\d)0", "RTX {}0-series"), (r"rx-(\d)\d{3}", "RX {}000-series"),
+                      (r"instinct-mi(\d)", "Instinct MI{}xx"), (r"arc-(?:pro-)?([ab])\d", "Arc {}-series"),
+                      (r"gtx-(\d\d)\d0", "GTX {}-series"), (r"tesla-([pvtkm])\d", "Tesla {}")):
+        m = re.search(pat, d)
+        if m:
+            return name.format(*(g.upper() for g in m.groups()))
     for key in ("a100", "h100", "jetson", "dgx"):
-        if key in device_id:
+        if key in d:
             return key.upper()
-    return device_id
+    return device
 
 
 def group_of(backend: str, res, row) -> str:

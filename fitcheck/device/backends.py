@@ -18,6 +18,7 @@ BACKENDS = {
     "cuda": "llama.cpp CUDA (NVIDIA GPUs, Jetson, DGX Spark)",
     "vulkan": "llama.cpp Vulkan (NVIDIA, AMD, Intel and mobile GPUs)",
     "rocm": "llama.cpp HIP / ROCm (AMD GPUs, RDNA2 and later)",
+    "sycl": "llama.cpp SYCL (Intel GPUs: Arc, Xe iGPUs, Data Center Max)",
     "opencl": "llama.cpp OpenCL (Qualcomm Adreno GPUs)",
     "hexagon": "llama.cpp Hexagon (Qualcomm NPU, HTP v73 and later)",
     "mlx": "MLX / mlx-lm (Apple silicon)",
@@ -109,12 +110,23 @@ def cpu_compute(cpu: str, threads: int, flops_per_cycle: dict[str, float]) -> Cp
 # matrices where the driver offers them: NVIDIA's tensor cores, RDNA3's and RDNA4's WMMA, not RDNA2 or GCN; Intel's
 # Arc runs the plain shaders), matched on the device name, the most specific first
 _GPU_ARCHS = (
-    ("nvidia", r"NVIDIA|GeForce|Jetson|Tesla|Quadro|\bRTX\b"),  # first: a laptop's name may carry its AMD CPU too
+    # NVIDIA first (a laptop's name may carry its AMD CPU too), by generation: what its tensor cores do for
+    # llama.cpp's CUDA kernels (mma.cuh: int8 MMA from Turing, none on Pascal/Volta's dp4a path; ampere_mma and
+    # Blackwell's FP4), the newest names first ("RTX PRO 4000 Blackwell" is no Ampere "A4000")
+    ("nvidia-blackwell", r"RTX 50\d0|RTX PRO \d{4}|\bG?B[123]00\b|\bGB10\b|DGX Spark|Thor\b|Blackwell"),
+    ("nvidia-hopper", r"\bG?H[12]00\b|\bH800\b|\bH20\b|Hopper"),
+    ("nvidia-ada", r"RTX 40\d0|\bL4\b|\bL40S?\b|\bL20\b|RTX \d{4} Ada|\bAda\b"),
+    ("nvidia-ampere", r"RTX 30\d0|\bA(2|10G?|16|30|40|100|800)\b|RTX A\d{4}|\bA\d{4}\b|Orin|CMP 170HX"),
+    ("nvidia-turing", r"RTX 20\d0|TITAN RTX|Quadro RTX|\bT4\b|\bT[1-6]00\b|GTX 16\d0"),
+    ("nvidia-volta", r"V100|TITAN V\b|Xavier"),
+    ("nvidia-pascal", r"GTX 10\d0|\bP(4|40|100|\d000)\b|TITAN Xp?\b|TX2"),
+    ("nvidia", r"NVIDIA|GeForce|Jetson|Tesla|Quadro|\bRTX\b"),
     ("intel-arc", r"\bArc\b"),
     ("rdna4", r"RX 9\d{3}|R9[67]00|AI PRO R9"),
     ("rdna3", r"RX 7\d{3}|W7\d{3}|Radeon 8[0-9]{3}S|Radeon [78][4-9]0M|Strix Halo|Ryzen AI Max|8[67]00G"
               r"|\b[78][89]4[05](HS|U|H)\b|Ryzen AI [579] (HX )?3\d{2}"),
     ("rdna2", r"RX 6\d{3}|W6\d{3}|Radeon 6[68]0M"),
+    ("cdna", r"\bMI(100|2[15]0X?|3[0-5][05]X|300A)\b"),  # matrix cores (MFMA), rocBLAS/hipBLASLt and MMQ on mfma
     ("gcn", r"RX [45][0-9]0\b|Vega|Radeon VII|MI[56]0\b"),
 )
 

@@ -17,12 +17,12 @@ from typing import Any
 from fitcheck.device.backends import (BACKENDS, check_backend, check_runs, cpu_compute, default_threads, gpu_arch,
                                       n_cores)
 from fitcheck.errors import NoSpeedError, UsageError
-from fitcheck.estimator.speed import (BackendParams, CpuKernelParams, CpuKernels, DeviceSpeedSpec, KERNEL_CLASSES,
+from fitcheck.estimator.speed import (BackendParams, arch_factor, CpuKernelParams, CpuKernels, DeviceSpeedSpec, KERNEL_CLASSES,
                                       params_from_dict)
 
 # classes without fitted parameters borrow another's (said in the note): ROCm runs llama.cpp's CUDA kernels
 # through HIP; MLX is Apple's Metal; MLC compiles to the platform's GPU API
-BORROW = {"rocm": "vulkan", "mlx": "metal", "mlc": "metal"}
+BORROW = {"rocm": "vulkan", "sycl": "vulkan", "mlx": "metal", "mlc": "metal"}
 FALLBACK_BACKEND = "cpu"
 
 
@@ -243,8 +243,8 @@ def from_device(dev, backend: str | None = None, threads: int | None = None) -> 
                            threads=_threads(dev, threads))
     if not dot:
         how += f"; no int8 dot-product instructions ({dev.cpu_isa})"
-    fac = (fitted_params()["backends"].get(pc) or {}).get("pp_arch", {}).get(spec.gpu_arch)
-    if fac:
+    fac = arch_factor((fitted_params()["backends"].get(pc) or {}).get("pp_arch", {}), spec.gpu_arch)
+    if fac != 1.0:
         how += f"; prefill x{fac:.2f} as fitted for {spec.gpu_arch} GPUs on {pc}"
     return spec, {"bandwidth": f"{dev.bw_gbps:g} GB/s peak ({dev.verification})",
                   "compute": how if tflops else f"{how}: compute term left out, decode reads high, no prefill",

@@ -173,6 +173,7 @@ class BackendParams:
     # `slow_align` elements (ggml-hexagon htp/matmul-ops.c op_matmul: HMX wants 256, else HVX)
     slow_under: int = 0
     slow_align: int = 0
+    cols_half: float = 48.0  # EXPERT_HALF_TOKENS unless fitted: columns at half a product's efficiency
 
 
 @dataclass(frozen=True)
@@ -216,19 +217,41 @@ def _read_per_token(spec: ModelSpec, names: frozenset[str] | None = None):
         yield t, (frac if is_expert(t.name) else 1.0)
 
 
-# tokens per expert at which an MoE's expert products run at half a dense product's efficiency: with few rows of
-# activations per expert the GEMM tiles stay part-empty. Fitted on two of our runs, both ~2x too fast without it: the
-# paging benchmark's 8x2 MoE on this x86 CPU (16 tokens per expert, +84 %; benchmarks/paging_vs_llama.py) and a
-# 128x8 MoE on an H200 (32 per expert, +117 %; benchmarks/cuda_check/). 48 leaves them near -11 % and +25 %.
+# columns (tokens) at which a matrix product runs at half its full efficiency: with few rows of activations (a small
+# ubatch, or an MoE expert's share of one) the GEMM tiles stay part-empty. Each GPU/NPU class fits its own
+# (BackendParams.cols_half) on published ubatch sweeps and MoE runs; this is the default and the CPU's, fitted on two
+# of our runs, both ~2x too fast without it: the paging benchmark's 8x2 MoE on this x86 CPU (16 tokens per expert,
+# +84 %; benchmarks/paging_vs_llama.py) and a 128x8 MoE on an H200 (32 per expert, +117 %; benchmarks/cuda_check/).
+# 48 leaves them near -11 % and +25 %.
 EXPERT_HALF_TOKENS = 48.0
+REF_COLUMNS = 512  # the ubatch most published prefill runs used (llama-bench's default): products over it cost pp_s
 
 
-def expert_slowdown(spec: ModelSpec, n_tokens: int) -> float:
-    """How much longer an MoE's expert products take per weight than dense ones in a prefill pass of `n_tokens`."""
-    if not spec.n_expert or n_tokens <= 1:
-        return 1.0
-    eff = lambda m: m / (m + EXPERT_HALF_TOKENS)  # noqa: E731
-    return eff(n_tokens) / eff(n_tokens * spec.n_expert_used / spec.n_expert)
+def cols_h(h: float) -> float:
+    """Rates.cols_h for a half-efficiency column count h (the cost of c columns, relative to REF_COLUMNS', is
+    (1 + h/c) / (1 + h/REF_COLUMNS))."""
+    return h / (1 + h / REF_COLUMNS)
+
+
+def narrow_products(spec: ModelSpec, acc: dict[str, int], n_prompt: int, n_ubatch: int, out: tuple[str, int],
+                    names: frozenset[str] | None = None, dense: bool = True) -> dict[str, float]:
+    """Work.pp_narrow by type: each fast product's element-tokens x (1/columns - 1/REF_COLUMNS), where a dense
+    matrix sees the pass's tokens and an MoE expert its routed share of them, ubatch x used / experts (ggml-cuda
+    mmq.cu / mmid: each expert's rows multiply only its tokens; ggml-metal mul_mm_id likewise); the output
+    projection takes one column (the last token's logits), so it is left out as prompt_products leaves it.
+    `dense=False`: dense products are left at their rate (a CPU's gemm takes columns in blocks of 4, repack.cpp)."""
+    cols = max(min(n_prompt, n_ubatch), 1)
+    exp = expert_elems(spec, names)
+    e_cols = max(cols * spec.n_expert_used / spec.n_expert, 1.0) if spec.n_expert else cols
+    out_type, out_n = out
+    narrow = {}
+    for t, n in acc.items():
+        n_exp = min(exp.get(t, 0), n)
+        n_dense = n - n_exp - (out_n if t == out_type else 0)
+        x = n_exp * (1 / e_cols - 1 / cols) + ((max(n_dense, 0) + n_exp) * (1 / cols - 1 / REF_COLUMNS) if dense else 0.0)
+        if x:
+            narrow[t] = x * n_prompt
+    return narrow
 
 
 def expert_elems(spec: ModelSpec, names: frozenset[str] | None = None) -> dict[str, int]:
@@ -238,13 +261,6 @@ def expert_elems(spec: ModelSpec, names: frozenset[str] | None = None) -> dict[s
         if is_expert(t.name):
             out[t.ggml_type] = out.get(t.ggml_type, 0) + int(t.n_elements * f)
     return out
-
-
-def expert_extra(spec: ModelSpec, n_prompt: int, n_ubatch: int, names: frozenset[str] | None = None
-                 ) -> dict[str, float]:
-    """Element-tokens by type an MoE's prefill spends beyond dense products' rate (expert_slowdown)."""
-    x = expert_slowdown(spec, min(n_prompt, n_ubatch)) - 1
-    return {t: n * n_prompt * x for t, n in expert_elems(spec, names).items()} if x else {}
 
 
 def pass_bytes(spec: ModelSpec, n_tokens: int, names: frozenset[str] | None = None) -> int:
@@ -424,32 +440,29 @@ def work_of(elems: dict[str, float], nbytes: dict[str, float], *, n_prompt: int,
             slow: dict[str, float] | None = None, kv_bytes: float = 0.0, attn_macs: float = 0.0, passes: int = 0,
             pass_bytes: float = 0.0, layers: float = 0.0, trips: float = 0.0, rec: dict[str, int] | None = None,
             token: bool = False, attn_scores: float = 0.0, dec_attn_macs: float = 0.0, dec_scores: float = 0.0,
-            fused: bool = False) -> Work:
+            fused: bool = False, narrow: dict[str, float] | None = None) -> Work:
     """A one-row Work from what one processor holds (`pp`: prompt element-tokens, default elements x prompt;
     `fused`: attention's scores under flash attention)."""
     import numpy as np
 
-    types = tuple(sorted(set(elems) | set(nbytes) | set(pp or {}) | set(slow or {})))
+    types = tuple(sorted(set(elems) | set(nbytes) | set(pp or {}) | set(slow or {}) | set(narrow or {})))
     pp = {t: n * n_prompt for t, n in elems.items()} if pp is None else pp
     rec_row = np.array([[float((rec or {}).get(k, 0)) for k in RECURRENT_BLOCKS]])
     return Work(types, _row(elems, types), _row(nbytes, types), _one(kv_bytes), _row(pp, types), _row(slow or {}, types),
-                _one(attn_macs), _scores(attn_scores, fused), _one(dec_attn_macs), _scores(dec_scores, fused),
+                _row(narrow or {}, types), _one(attn_macs), _scores(attn_scores, fused), _one(dec_attn_macs), _scores(dec_scores, fused),
                 _one(n_prompt), _one(passes), _one(pass_bytes), _one(layers), _one(trips), rec_row,
                 _one(1.0 if token else 0.0))
 
 
-def prompt_products(elems: dict[str, int], n_prompt: int, out: tuple[str, int], slow: dict[str, int] | None = None,
-                    extra: dict[str, float] | None = None) -> tuple[dict[str, float], dict[str, float]]:
+def prompt_products(elems: dict[str, int], n_prompt: int, out: tuple[str, int], slow: dict[str, int] | None = None
+                    ) -> tuple[dict[str, float], dict[str, float]]:
     """(fast, slow) prompt element-tokens by type: every weight once per prompt token, except the output projection
-    (`out`: llama.cpp computes logits for the last prompt token only) and an MoE's expert products with few tokens
-    each (`extra`, expert_slowdown); `slow` elements miss the backend's fast kernels."""
+    (`out`: llama.cpp computes logits for the last prompt token only); `slow` elements miss the backend's fast
+    kernels (narrow_products prices the products over few columns)."""
     out_type, out_n = out
     slow = slow or {}
     fast = {t: (n - slow.get(t, 0)) * n_prompt - (out_n * (n_prompt - 1) if t == out_type and n_prompt else 0)
             for t, n in elems.items()}
-    for t, x in (extra or {}).items():
-        if t in fast:
-            fast[t] += x
     return fast, {t: n * n_prompt for t, n in slow.items() if n}
 
 
@@ -489,11 +502,11 @@ def kernel_rates(kp: CpuKernelParams, dev: DeviceSpeedSpec, w: Work) -> Rates:
                  dec_score_s=mac_tg * np.array([sm.get("tg", 0.0), sm.get("tg_fa", 0.0)]), pass_s_per_byte=1 / bw,
                  batch_block=np.array([[batch_block(t, k.repack) for t in w.types]]), batch_half=kp.batch_half,
                  token_s=k.per_token_s + kp.t_token_s, layer_s=k.per_layer_s, split_s=0.0, rec_layer_s=zeros,
-                 rec_token_s=zeros, overlap=True, fixed_in_pass=False)
+                 rec_token_s=zeros, overlap=True, fixed_in_pass=False, cols_h=cols_h(EXPERT_HALF_TOKENS))
 
 
 def class_rates_of(w: Work, *, bw, flops, arch, bw_eff, fpw, inv_pp, inv_slow, inv_f16, token_s, layer_s, split_s,
-                   rec_layer_s, rec_token_s, fpw_f16=0.0) -> Rates:
+                   rec_layer_s, rec_token_s, fpw_f16=0.0, narrow_h=0.0) -> Rates:
     """A fitted class's rates: FLOPs per weight (`fpw`, by w.types) over the device's peak `flops`, prefill at
     1/`inv_pp` of it (`arch`: the GPU architecture's factor), streaming at `bw_eff` of the bandwidth `bw`.
 
@@ -513,7 +526,17 @@ def class_rates_of(w: Work, *, bw, flops, arch, bw_eff, fpw, inv_pp, inv_slow, i
     return Rates(s_per_byte=(1 / (bw_eff * bw))[:, None], s_per_kv_byte=1 / (bw_eff * bw), dec_s=fpw * inv, pp_s=pp_s,
                  slow_s=2 * inv_slow * inv / arch[:, None], attn_s=attn_s, score_s=np.zeros(2), dec_score_s=np.zeros(2),
                  dec_attn_s=fpw_f16 * inv[:, 0], pass_s_per_byte=1 / bw, token_s=token_s,
-                 layer_s=layer_s, split_s=split_s, rec_layer_s=rec_layer_s, rec_token_s=rec_token_s)
+                 layer_s=layer_s, split_s=split_s, rec_layer_s=rec_layer_s, rec_token_s=rec_token_s, cols_h=narrow_h)
+
+
+def arch_matches(arch: str, key: str) -> bool:
+    """A device's architecture under a fitted key: its own ("nvidia-ampere") or its maker's family ("nvidia")."""
+    return bool(arch) and (arch == key or arch.startswith(key + "-"))
+
+
+def arch_factor(pp_arch: dict[str, float], arch: str) -> float:
+    """The prefill factor fitted for a device's architecture, the most specific key first; 1 when none was."""
+    return next((pp_arch[k] for k in sorted(pp_arch, key=len, reverse=True) if arch_matches(arch, k)), 1.0)
 
 
 def class_rates(p: BackendParams, dev: DeviceSpeedSpec, w: Work, flops: float | None = None,
@@ -522,7 +545,7 @@ def class_rates(p: BackendParams, dev: DeviceSpeedSpec, w: Work, flops: float | 
     import numpy as np
 
     flops = device_flops(p, dev) if flops is None else flops
-    arch = p.pp_arch.get(dev.gpu_arch, 1.0) if arch is None else arch
+    arch = arch_factor(p.pp_arch, dev.gpu_arch) if arch is None else arch
     row = lambda f: np.array([[f(t) for t in w.types]]).reshape(1, len(w.types))  # noqa: E731
     inv_pp = row(lambda t: 1 / _per_class(p.pp_eff, t))
     inv_slow = np.full_like(inv_pp, 1 / p.pp_eff["slow"]) if "slow" in p.pp_eff else inv_pp
@@ -532,7 +555,7 @@ def class_rates(p: BackendParams, dev: DeviceSpeedSpec, w: Work, flops: float | 
                           inv_f16=1 / _per_class(p.pp_eff, "f16"), fpw_f16=_per_class(p.flops_per_weight, "f16"),
                           token_s=p.t_token_s, layer_s=p.t_layer_s,
                           split_s=p.t_split_s, rec_layer_s=kind(p.t_recurrent_layer_s),
-                          rec_token_s=kind(p.t_recurrent_token_s))
+                          rec_token_s=kind(p.t_recurrent_token_s), narrow_h=cols_h(p.cols_half))
 
 
 def recurrent_kind_index(table: dict[str, float]):
@@ -585,9 +608,10 @@ def device_work(spec: ModelSpec, dev: DeviceSpeedSpec, rules: BackendParams | No
     out = output_tensor(spec)
     if names is not None and output_tensor_name(spec) not in names:
         out = ("", 0)
-    extra = expert_extra(spec, n_prompt, n_ubatch, names)
     # matrices that miss the fast kernels are counted apart; a class fitted without any prices them as the rest
-    fast, slow_pp = prompt_products(sp.acc, n_prompt, ("", 0) if sp.out_on_cpu else out, sp.slow, extra)
+    fast, slow_pp = prompt_products(sp.acc, n_prompt, ("", 0) if sp.out_on_cpu else out, sp.slow)
+    narrow = narrow_products(spec, {t: n - sp.slow.get(t, 0) for t, n in sp.acc.items()}, n_prompt, n_ubatch,
+                             ("", 0) if sp.out_on_cpu else out, names, dense=dev.backend != "cpu" and not kernels)
     bytes_by = {}
     for t, f in _read_per_token(spec, names):
         bytes_by[t.ggml_type] = bytes_by.get(t.ggml_type, 0) + int(t.n_bytes * f)
@@ -605,7 +629,7 @@ def device_work(spec: ModelSpec, dev: DeviceSpeedSpec, rules: BackendParams | No
                    fused=mode.flash_attn,
                    passes=math.ceil(n_prompt / n_ubatch) if n_prompt else 0,
                    pass_bytes=pass_bytes(spec, min(n_prompt, n_ubatch), names), layers=len(layers) * scale,
-                   trips=sp.trips, rec=rec, token=share is None or share.token)
+                   trips=sp.trips, rec=rec, token=share is None or share.token, narrow=narrow)
     cpu = None
     if sp.cpu:
         cpu_pp, _ = prompt_products(sp.cpu, n_prompt, out if sp.out_on_cpu else ("", 0))
@@ -750,7 +774,8 @@ def params_from_dict(d: dict) -> BackendParams:
                          t_split_s=float(d.get("t_split_s", 0.0)), slow_under=int(d.get("slow_under", 0)),
                          pp_arch={str(k): float(v) for k, v in (d.get("pp_arch") or {}).items()},
                          layer_ref_tflops=float(d.get("layer_ref_tflops", 0.0)),
-                         slow_align=int(d.get("slow_align", 0)))
+                         slow_align=int(d.get("slow_align", 0)),
+                         cols_half=float(d.get("cols_half", EXPERT_HALF_TOKENS)))
 
 
 def _by_kind(v) -> dict[str, float]:

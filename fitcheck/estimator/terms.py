@@ -17,7 +17,7 @@ Decode, per token:   stream (weight and KV bytes / effective bandwidth) and comp
                      and compute at once); then fixed costs: per token, per layer, per round trip, per
                      recurrent layer.
 Prefill, per prompt: element-tokens of the matrix products x cost by type (those that miss the fast kernels at
-                     the slow cost), attention's multiply-adds and scores, recurrent layers per token, and per pass (ubatch)
+                     the slow cost; those over few columns per pass, a small ubatch or an MoE expert's tokens, dearer), attention's multiply-adds and scores, recurrent layers per token, and per pass (ubatch)
                      the weights read once (and the fixed costs, on a GPU/NPU that launches every layer again).
 """
 
@@ -39,6 +39,9 @@ class Work:
     kv_bytes: Any  # KV cache bytes read per decoded token
     pp_elems: Any  # prompt element-tokens of matrix products on the fast kernels (head once, expert batching)
     slow_elems: Any  # ... of those that miss them
+    # by type, element-tokens x (1/columns - 1/REF_COLUMNS) of the fast products: a product over few columns (a small
+    # ubatch, or an MoE expert's share of one) fills its tiles less and costs more per element-token (Rates.cols_h)
+    pp_narrow: Any
     attn_macs: Any  # attention multiply-adds over the prompt
     attn_scores: Any  # (n, 2) attention scores over the prompt: softmax apart (flash attention off), fused (on)
     dec_attn_macs: Any  # a decoded token's attention multiply-adds over the cache
@@ -82,6 +85,9 @@ class Rates:
     # a few columns through a CPU gemm cost between a matrix-vector product and the prompt's rate: half way at this
     # many columns (h / (h + columns) of the step from the prompt's rate remains)
     batch_half: float = 0.0
+    # a fast product over c columns costs pp_s x (1 + cols_h x (1/c - 1/REF_COLUMNS)): cols_h = h / (1 + h/REF_COLUMNS)
+    # for a half-efficiency column count h (speed.cols_h)
+    cols_h: Any = 0.0
     overlap: bool = False  # decode's streaming and compute overlap (the slower sets the pace) rather than add
     fixed_in_pass: bool = True  # each prefill pass pays the per-token and per-layer costs again
 
@@ -111,7 +117,7 @@ def decode_terms(w: Work, r: Rates) -> dict[str, Any]:
 
 def prefill_seconds(w: Work, r: Rates, fixed) -> Any:
     """Seconds for the whole prompt (arrays of w.n); `fixed` is decode_terms' fixed cost per pass."""
-    mm = (w.pp_elems * r.pp_s).sum(1) + (w.slow_elems * r.slow_s).sum(1)
+    mm = (w.pp_elems * r.pp_s).sum(1) + (w.pp_narrow * r.pp_s).sum(1) * r.cols_h + (w.slow_elems * r.slow_s).sum(1)
     rec = (w.rec_layers @ r.rec_token_s) * w.n_prompt
     per_pass = w.pass_bytes * r.pass_s_per_byte + (fixed if r.fixed_in_pass else 0.0)
     return mm + w.attn_macs * r.attn_s + w.attn_scores @ r.score_s + rec + w.passes * per_pass
@@ -130,7 +136,7 @@ def stack(works: list[Work]) -> Work:
             out[0, col[t]] = a[0, j]
         return out
 
-    by_type = ("dec_elems", "dec_bytes", "pp_elems", "slow_elems")
+    by_type = ("dec_elems", "dec_bytes", "pp_elems", "slow_elems", "pp_narrow")
     vals = {}
     for f in fields(Work):
         if f.name == "types":
