@@ -32,7 +32,8 @@ def backends(g) -> str:
     arch = (g.architecture or "").lower()
     if g.manufacturer == "NVIDIA":
         return "cuda/vulkan" if g.cuda_major_version else "vulkan"
-    if g.manufacturer == "AMD" and re.search(r"rdna ?[234]|cdna", arch):
+    # RDNA1 and Vega (gfx1010, gfx906) run HIP builds too, as published MI50 / RX 5700 XT runs show
+    if g.manufacturer == "AMD" and re.search(r"rdna ?[1234]|cdna|gcn 5", arch):
         return "vulkan/rocm"
     if g.manufacturer == "Intel" and re.search(r"xe|generation 12", arch):  # Arc, Data Center Max: SYCL beside Vulkan
         return "vulkan/sycl"

@@ -89,7 +89,8 @@ def backends_for(r: dict) -> str:
         return "vulkan/rocm" if rocm else ("vulkan/sycl" if fam == "Intel GPU" else "vulkan")
     if fam == "AMD APU" or "strix halo" in text:
         return "vulkan/rocm/cpu"
-    if "radeon" in text:  # an APU's integrated Radeon: llama.cpp's Vulkan backend, or the CPU (a CPU entry: CPU first)
+    if "radeon" in text and (kind != "cpu" or r.get("fp32_tflops")):  # an APU's integrated Radeon with its rate known:
+        # llama.cpp's Vulkan backend, or the CPU (a CPU entry: CPU first)
         return "cpu/vulkan" if kind == "cpu" else "vulkan/cpu"
     if "snapdragon x" in text:  # Windows/Linux on Snapdragon: Adreno X1 through OpenCL (docs/backend/OPENCL.md)
         return "cpu/opencl"

@@ -31,7 +31,8 @@ MODEL_ALIASES = {
 }
 QUANT_ALIASES = {"fp16": "F16", "bf16": "F16", "q8": "MLX_8BIT", "q4": "MLX_4BIT", "mlx 4-bit": "MLX_4BIT",
                  "q4 (mlx 4-bit)": "MLX_4BIT", "4bit": "MLX_4BIT", "4-bit": "MLX_4BIT", "8bit": "MLX_8BIT",
-                 "8-bit": "MLX_8BIT", "mlx 4bit": "MLX_4BIT", "mlx 8bit": "MLX_8BIT"}
+                 "8-bit": "MLX_8BIT", "mlx 4bit": "MLX_4BIT", "mlx 8bit": "MLX_8BIT", "4-bit mlx": "MLX_4BIT",
+                 "8-bit mlx": "MLX_8BIT"}
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,9 @@ def metric_of(test: str) -> tuple[str, int, int, int] | None:
     m = re.match(r"tg(\d+)", t)
     if m:
         return "decode", 512, filled + int(m.group(1)) // 2, 0  # mean depth over the generated tokens
-    if t.startswith(("prompt",)):
-        return "prefill", 512, 0, 0
+    if t.startswith(("prompt", "prefill")):
+        m = re.search(r"(?:prompt=|prompt )(\d+)(?: tok|$|\b)", t)
+        return "prefill", int(m.group(1)) if m else 512, 0, 0
     if t.startswith(("eval", "decode", "generation")):
         m = re.search(r"~?(\d+) tok", t)
         return "decode", 512, (int(m.group(1)) // 2) if m else 64, 0
@@ -311,13 +313,15 @@ def score(rows: list[dict[str, str]], judge, category: str) -> dict[str, Any]:
 
 def samples_by_class(rows: list[dict[str, str]], classes) -> dict[str, list]:
     """(resolved row, measured value, row) per backend class; prompts of unknown length (main's or Ollama's
-    "prompt eval") are left out of prefill."""
+    "prompt eval") are left out of prefill, and so are rows whose `fit` column says no (with its reason)."""
     out: dict[str, list] = {c: [] for c in classes}
     for row in rows:
+        if row.get("fit", "").startswith("no"):  # kept and backtested, not fitted: an old build, a reported fault
+            continue
         res, _ = resolve_row(row)
         if res is None or res.backend not in out:
             continue
-        if res.metric == "prefill" and not row["test"].lower().startswith("pp"):
+        if res.metric == "prefill" and not re.match(r"pp\d|prompt \d+ tok|prefill prompt=\d", row["test"].lower()):
             continue
         try:
             out[res.backend].append((res, float(row["value"]), row))

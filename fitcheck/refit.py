@@ -5,8 +5,11 @@
 
 Rows: device_db/published_benchmarks_dev.csv (llama.cpp Metal #4167, CUDA #15013 and PRs, xiongjiedai, Vulkan
 #10879, Jeff Geerling's runs, T-MAC's CPU thread scaling), device_db/phone_runs_dev.csv (217 llama.cpp runs on a
-Snapdragon 8 Gen 2 phone over CPU, OpenCL and Hexagon) and device_db/measured_runs_dev.csv (our own llama-bench runs
-on a lent H200, benchmarks/cuda_check/). Every row goes through the backtest's resolver, so it is predicted exactly
+Snapdragon 8 Gen 2 phone over CPU, OpenCL and Hexagon), device_db/measured_runs_dev.csv (our own llama-bench runs
+on a lent H200, benchmarks/cuda_check/), device_db/published_runs_dev.csv (791 llama-bench rows from llama.cpp pull
+requests, issues and scoreboards and other public benchmark files, each with its source; those its `fit` column
+rules out, old builds and reported faults, are backtested but not fitted) and device_db/depth_sweeps_dev.csv
+(llama-bench at depth). Every row goes through the backtest's resolver, so it is predicted exactly
 as a user's question would be; the fit (fitcheck/calibration/class_fit.py) evaluates the same speed terms as every
 estimate (fitcheck/estimator/terms.py). Prints in-sample and leave-one-out errors (a device family held out; for
 the phone classes a model, there being one phone); --write stores the values through params_to_dict, with their
@@ -32,7 +35,11 @@ from fitcheck.calibration.class_fit import (ARCHS, CLASSES, OFFLOAD, PEAK, error
                                             predict, type_keys)
 from fitcheck.estimator.speed import BackendParams, CpuKernelParams, params_from_dict, params_to_dict
 
-DEV_FILES = ("published_benchmarks_dev.csv", "phone_runs_dev.csv", "measured_runs_dev.csv")
+DEV_FILES = ("published_benchmarks_dev.csv", "phone_runs_dev.csv", "measured_runs_dev.csv", "published_runs_dev.csv",
+             "depth_sweeps_dev.csv")
+
+
+MIN_ROWS = 20  # rows a class needs before it is fitted on its own
 
 
 def _db():
@@ -70,6 +77,9 @@ def refit(only: tuple[str, ...] = CLASSES, say: Callable[[str], None] = print) -
     for backend, samples in samples_by_class(dev_rows(), CLASSES).items():
         if backend not in only or not samples:
             continue
+        if len(samples) < MIN_ROWS:  # too few to fit a class on: it keeps borrowing (device_speed.BORROW)
+            say(f"\n== {backend}: {len(samples)} rows, fewer than {MIN_ROWS}: not fitted, it borrows another class's ==")
+            continue
         rules = OFFLOAD.get(backend, {})
         cpu = params_from_dict(fitted.get("cpu") or _shipped()["backends"]["cpu"])
         off = offload(cpu if "cpu_types" in rules else None, **rules) if rules else None
@@ -86,7 +96,10 @@ def _report(say, backend, samples, keys, p: BackendParams, ins, lo) -> None:
     if p.pp_arch:
         say("  prefill by GPU architecture: " + ", ".join(f"{a} x{v:.2f}" for a, v in p.pp_arch.items()))
     say(f"  bw_eff {p.bw_eff:.3f}  t_layer {p.t_layer_s * 1e6:.1f} us  t_token {p.t_token_s * 1e3:.2f} ms  "
-        f"no-dot-product factor {p.no_dot_factor:.2f}  round trip {p.t_split_s * 1e3:.2f} ms")
+        f"no-dot-product factor {p.no_dot_factor:.2f}  round trip {p.t_split_s * 1e3:.2f} ms  "
+        f"half-efficiency columns {p.cols_half:.1f}")
+    if any(p.score_macs.values()):
+        say("  per-score cost (multiply-adds): " + ", ".join(f"{k} {v:.1f}" for k, v in p.score_macs.items() if v))
     for k in keys:
         say(f"  {k:<8} flops/weight {p.flops_per_weight[k]:9.2f}   prefill eff {p.pp_eff[k]:.4f}")
     say("  in-sample MAPE: " + ", ".join(f"{k} {statistics.fmean(v):.1%} (n={len(v)})" for k, v in sorted(ins.items())))

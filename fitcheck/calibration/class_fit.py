@@ -18,6 +18,8 @@ from fitcheck.estimator.speed import (EXPERT_HALF_TOKENS, PREFILL_CHUNK, Backend
 from fitcheck.estimator.terms import RECURRENT_BLOCKS as KINDS, decode_terms, prefill_seconds, stack
 
 RIDGE = 0.15  # pull of log(type value) toward the class mean, per type
+SCORE_KEYS = ("pp", "pp_fa", "tg", "tg_fa")
+DEEP = 2048  # cells in the cache from which a run tells the per-score cost apart
 
 
 # a class's fixed rules (OFFLOAD below) rather than fitted: what a GPU/NPU backend leaves to the
@@ -85,7 +87,8 @@ class Layout:
     """Where each parameter sits in the vector the fit solves for, given the weight types (n) and GPU architectures
     (na) fitted: bandwidth efficiency, per-layer and per-token costs, then log cost and log prefill efficiency per
     type, recurrent costs per kind (decode, prefill), the no-dot-product factor, the round-trip cost, the log slow
-    efficiency, a log prefill factor per architecture, the log of the columns at half a product's efficiency."""
+    efficiency, a log prefill factor per architecture, the log of the columns at half a product's efficiency, the
+    per-score costs (prompt and decode, flash attention off and on)."""
 
     BW, LAYER, TOKEN = 0, 1, 2
 
@@ -96,7 +99,8 @@ class Layout:
         self.nodot, self.split, self.slow = r + 2 * k, r + 2 * k + 1, r + 2 * k + 2
         self.arch = slice(r + 2 * k + 3, r + 2 * k + 3 + na)
         self.cols = r + 2 * k + 3 + na
-        self.size = self.cols + 1
+        self.score = slice(self.cols + 1, self.cols + 5)  # per-score costs: pp, pp_fa, tg, tg_fa
+        self.size = self.cols + 5
 
     def start(self):
         """(start, lower bounds, upper bounds, scales) of the fit."""
@@ -112,7 +116,8 @@ class Layout:
                                          (self.nodot, 0.5, 0.05, 1.0, 0.1), (self.split, 1e-3, 0.0, 0.05, 1e-3),
                                          (self.slow, ln(0.05), ln(1e-4), ln(5.0), 1.0),
                                          (self.arch, 0.0, ln(0.2), ln(5.0), 0.3),
-                                         (self.cols, ln(EXPERT_HALF_TOKENS), ln(0.5), ln(2048.0), 1.0)):
+                                         (self.cols, ln(EXPERT_HALF_TOKENS), ln(0.5), ln(2048.0), 1.0),
+                                         (self.score, 1.0, 0.0, 2000.0, 10.0)):
             x0[where], lo[where], hi[where], scale[where] = v0, low, high, sc
         return x0, lo, hi, scale
 
@@ -157,7 +162,8 @@ def unpack(x, keys: list[str], archs: tuple[str, ...] = ()) -> BackendParams:
                          t_recurrent_token_s=dict(zip(KINDS, map(float, x[L.rec_token]))),
                          no_dot_factor=float(x[L.nodot]), t_split_s=float(x[L.split]),
                          pp_arch={a: float(np.exp(v)) for a, v in zip(archs, x[L.arch])},
-                         cols_half=float(np.exp(x[L.cols])))
+                         cols_half=float(np.exp(x[L.cols])),
+                         score_macs=dict(zip(SCORE_KEYS, map(float, x[L.score]))))
 
 
 def predict(res, p: BackendParams) -> float:
@@ -182,6 +188,7 @@ class Features:
         self.M = lookup(self.work.types, keys)
         self.M_f16 = lookup(("f16",), keys)[0]
         self.prefill = np.array([r.metric == "prefill" for r, _, _ in samples])
+        self.deep = np.array([max(r.depth, r.prompt_depth) >= DEEP for r, _, _ in samples])
         self.m = np.array([m for _, m, _ in samples])
         self.bw = np.array([r.device.bw_gbps * 1e9 for r, _, _ in samples])
         self.peak = np.array([(r.device.peak_tflops or 0) * 1e12 for r, _, _ in samples])
@@ -209,7 +216,8 @@ class Features:
             bw_eff=x[L.BW], fpw=np.exp(self.M @ x[L.fpw])[None, :], inv_pp=inv_pp,
             inv_slow=np.full_like(inv_pp, np.exp(-x[L.slow])) if self.fit_slow else inv_pp,
             inv_f16=float(np.exp(-(self.M_f16 @ x[L.pp]))), fpw_f16=float(np.exp(self.M_f16 @ x[L.fpw])), token_s=x[L.TOKEN], layer_s=x[L.LAYER], split_s=x[L.split],
-            rec_layer_s=x[L.rec_layer], rec_token_s=x[L.rec_token], narrow_h=cols_h(float(np.exp(x[L.cols]))))
+            rec_layer_s=x[L.rec_layer], rec_token_s=x[L.rec_token], narrow_h=cols_h(float(np.exp(x[L.cols]))),
+            score=x[L.score][:2], dec_score=x[L.score][2:])
 
     def tps(self, x):
         import numpy as np
@@ -240,9 +248,25 @@ def fit(samples, keys: list[str], off: BackendParams | None = None, archs: tuple
                                RIDGE * (pl - pl.mean()) * has_pp, RIDGE * x[L.arch]])
 
     x0, lo, hi, scale = L.start()
+    free = np.ones(L.size, dtype=bool)  # parameters the rows can tell; the rest stay at their start
     if not (f.work.pp_narrow[f.prefill] != 0).any():  # no small ubatch nor MoE prompt: the default stays
-        lo[L.cols], hi[L.cols] = x0[L.cols] - 1e-9, x0[L.cols] + 1e-9
-    x = least_squares(resid, x0, bounds=(lo, hi), x_scale=scale).x
+        free[L.cols] = False
+    # a score cost only where the class has runs at depth with that flash-attention setting, else none
+    deep = f.work.attn_scores[f.prefill & f.deep], f.work.dec_scores[~f.prefill & f.deep]
+    for j, used in enumerate((deep[0][:, 0].any(), deep[0][:, 1].any(), deep[1][:, 0].any(), deep[1][:, 1].any())):
+        if not used:
+            x0[L.score.start + j], free[L.score.start + j] = 0.0, False
+
+    def full(z):
+        x = x0.copy()
+        x[free] = z
+        return x
+
+    # published rows carry outliers (a misreported setting, a busy machine): errors past ~30 % count less than
+    # their square (soft L1), so one bad row cannot pull a class
+    z = least_squares(lambda z: resid(full(z)), x0[free], bounds=(lo[free], hi[free]), x_scale=scale[free],
+                      loss="soft_l1", f_scale=0.3).x
+    x = full(z)
     p = unpack(x, keys, archs)
     seen = {c for j, c in enumerate(KINDS) if f.rec[:, j].any()}  # a kind without rows stays unfitted (0)
     if not f.fit_slow:  # no row has a slow matrix: nothing to fit

@@ -238,8 +238,8 @@ def from_device(dev, backend: str | None = None, threads: int | None = None) -> 
     cpu_tflops = tflops if b == "cpu" else _compute(dev, "cpu", threads)[0]  # for the types a GPU/NPU leaves to it
     spec = DeviceSpeedSpec(backend=b, bw_gbps=dev.bw_gbps, peak_tflops=tflops, name=dev.id, flops_kind=kind,
                            dot_product=dot, cpu_tflops=cpu_tflops, cpu_dot_product=has_dot_product(dev.cpu_isa),
-                           # an architecture's factor is its own class's (ROCm, MLC borrowing Vulkan's take none)
-                           params_class=pc, gpu_arch=gpu_arch(dev.name) if b == pc and b not in ("cpu", "hexagon") else "",
+                           # the architecture picks the prefill factor of whichever class's parameters it runs on
+                           params_class=pc, gpu_arch=gpu_arch(dev.name) if b not in ("cpu", "hexagon") else "",
                            threads=_threads(dev, threads))
     if not dot:
         how += f"; no int8 dot-product instructions ({dev.cpu_isa})"

@@ -46,7 +46,7 @@ from fitcheck.estimator.settings import RuntimeSettings
 from fitcheck.estimator.speed import (AttnMode, BackendParams, CpuKernelParams, DeviceSpeedSpec, PREFILL_CHUNK, Share,
                                       class_rates, cpu_side_seconds, device_flops, device_work, kernel_rates,
                                       output_tensor_name)
-from fitcheck.estimator.terms import decode_terms, prefill_seconds
+from fitcheck.estimator.terms import decode_terms, prefill_seconds, products_seconds
 from fitcheck.model.model_spec import ModelSpec
 
 EXPERT_RE = r"\.ffn_(up|down|gate)_exps"  # common/arg.cpp LLM_FFN_EXPS_REGEX
@@ -404,7 +404,7 @@ def speed(spec: ModelSpec, pl: Placement, s: RuntimeSettings, n_prompt: int = 51
         if pl.row_shares and i in pl.order:  # row split: this GPU streams and multiplies its share of each matrix
             f = pl.row_shares[pl.order.index(i)]
             w = replace(w, dec_elems=w.dec_elems * f, dec_bytes=w.dec_bytes * f, pp_elems=w.pp_elems * f,
-                        slow_elems=w.slow_elems * f, pass_bytes=w.pass_bytes * f)
+                        slow_elems=w.slow_elems * f, pp_narrow=w.pp_narrow * f, pass_bytes=w.pass_bytes * f)
         r = _rates(u, w)
         d = decode_terms(w, r)
         dec = float(d["total"][0])
@@ -416,7 +416,7 @@ def speed(spec: ModelSpec, pl: Placement, s: RuntimeSettings, n_prompt: int = 51
             # the host's prompt products run on the GPU, their weights copied over the link once per ubatch
             g = pl.units[offloader]
             rg = _rates(g, w)
-            mm = lambda rr: float((w.pp_elems * rr.pp_s).sum() + (w.slow_elems * rr.slow_s).sum())  # noqa: E731
+            mm = lambda rr: float(products_seconds(w, rr)[0])  # noqa: E731
             pp = pp - mm(r) + mm(rg) + passes * _link(pl, offloader).seconds(float(w.pass_bytes[0]), 1)
             notes.append(f"prompt products of the weights in host memory run on {g.name} (batches of >= "
                          f"{OFFLOAD_MIN_BATCH} tokens), the weights copied over {_link(pl, offloader).name} each ubatch")

@@ -174,6 +174,10 @@ class BackendParams:
     slow_under: int = 0
     slow_align: int = 0
     cols_half: float = 48.0  # EXPERT_HALF_TOKENS unless fitted: columns at half a product's efficiency
+    # what an attention score costs beside the products (mask, softmax, the KQ product's short rows), in multiply-
+    # adds of the attention's own products: "pp"/"pp_fa" under a prompt, "tg"/"tg_fa" in decode (flash attention
+    # off/on); fitted where a class has runs at depth (llama-bench -d), else 0
+    score_macs: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -418,6 +422,11 @@ PREFILL_CHUNK = {"mlx": 2048}
 FUSED_ATTENTION = frozenset({"mlx", "mlc"})
 
 
+def run_mode(backend: str, mode: AttnMode) -> AttnMode:
+    """The attention a backend really runs: MLX and MLC always fuse it (flash attention's costs)."""
+    return replace(mode, flash_attn=True) if backend in FUSED_ATTENTION else mode
+
+
 def _row(d: dict[str, float], types: tuple[str, ...]):
     import numpy as np
 
@@ -506,13 +515,15 @@ def kernel_rates(kp: CpuKernelParams, dev: DeviceSpeedSpec, w: Work) -> Rates:
 
 
 def class_rates_of(w: Work, *, bw, flops, arch, bw_eff, fpw, inv_pp, inv_slow, inv_f16, token_s, layer_s, split_s,
-                   rec_layer_s, rec_token_s, fpw_f16=0.0, narrow_h=0.0) -> Rates:
+                   rec_layer_s, rec_token_s, fpw_f16=0.0, narrow_h=0.0, score=(0.0, 0.0), dec_score=(0.0, 0.0)
+                   ) -> Rates:
     """A fitted class's rates: FLOPs per weight (`fpw`, by w.types) over the device's peak `flops`, prefill at
     1/`inv_pp` of it (`arch`: the GPU architecture's factor), streaming at `bw_eff` of the bandwidth `bw`.
 
     Arrays of one row (an estimate) or of every row of a fit (fitcheck.calibration.class_fit), the same code.
-    Attention's products run at the mean prefill efficiency of the weights (by elements), its scores cost nothing
-    apart (no published run at depth to fit them on yet); with no peak known the compute terms are left out."""
+    Attention's products run at the mean prefill efficiency of the weights (by elements), each score `score`
+    (prompt) or `dec_score` (decode) of their multiply-adds more (flash attention off, on); with no peak known the
+    compute terms are left out."""
     import numpy as np
 
     flops, arch, bw = (np.asarray(v, dtype=float).reshape(-1) for v in (flops, arch, bw))
@@ -524,7 +535,9 @@ def class_rates_of(w: Work, *, bw, flops, arch, bw_eff, fpw, inv_pp, inv_slow, i
     mean_pp = (w.dec_elems * pp_s).sum(1) / np.where(e > 0, e, 1.0)
     attn_s = np.where(e > 0, mean_pp, 2 * inv_f16 * inv[:, 0])
     return Rates(s_per_byte=(1 / (bw_eff * bw))[:, None], s_per_kv_byte=1 / (bw_eff * bw), dec_s=fpw * inv, pp_s=pp_s,
-                 slow_s=2 * inv_slow * inv / arch[:, None], attn_s=attn_s, score_s=np.zeros(2), dec_score_s=np.zeros(2),
+                 slow_s=2 * inv_slow * inv / arch[:, None], attn_s=attn_s,
+                 score_s=attn_s[:, None] * np.asarray(score, dtype=float).reshape(-1, 2),
+                 dec_score_s=(fpw_f16 * inv[:, 0])[:, None] * np.asarray(dec_score, dtype=float).reshape(-1, 2),
                  dec_attn_s=fpw_f16 * inv[:, 0], pass_s_per_byte=1 / bw, token_s=token_s,
                  layer_s=layer_s, split_s=split_s, rec_layer_s=rec_layer_s, rec_token_s=rec_token_s, cols_h=narrow_h)
 
@@ -555,7 +568,9 @@ def class_rates(p: BackendParams, dev: DeviceSpeedSpec, w: Work, flops: float | 
                           inv_f16=1 / _per_class(p.pp_eff, "f16"), fpw_f16=_per_class(p.flops_per_weight, "f16"),
                           token_s=p.t_token_s, layer_s=p.t_layer_s,
                           split_s=p.t_split_s, rec_layer_s=kind(p.t_recurrent_layer_s),
-                          rec_token_s=kind(p.t_recurrent_token_s), narrow_h=cols_h(p.cols_half))
+                          rec_token_s=kind(p.t_recurrent_token_s), narrow_h=cols_h(p.cols_half),
+                          score=[p.score_macs.get(k, 0.0) for k in ("pp", "pp_fa")],
+                          dec_score=[p.score_macs.get(k, 0.0) for k in ("tg", "tg_fa")])
 
 
 def recurrent_kind_index(table: dict[str, float]):
@@ -604,6 +619,7 @@ def device_work(spec: ModelSpec, dev: DeviceSpeedSpec, rules: BackendParams | No
     unscaled layers). `depth`: cells in the cache while a token decodes; `prompt_depth`: under the prompt; `mode`:
     the attention settings (flash attention, full-size sliding-window cache)."""
     names = share.tensors if share is not None else None
+    mode = run_mode(dev.backend, mode)
     sp = split_work(spec, rules, dev, names) if rules is not None else Split(active_weights(spec, names)[1], {})
     out = output_tensor(spec)
     if names is not None and output_tensor_name(spec) not in names:
@@ -654,8 +670,6 @@ def _work_and_rates(spec: ModelSpec, dev: DeviceSpeedSpec, p: BackendParams | Cp
                          mode=mode)
         return dw, kernel_rates(p, dev, dw.main), bool(n_prompt)
     n_ubatch = PREFILL_CHUNK.get(dev.backend, n_ubatch)
-    if dev.backend in FUSED_ATTENTION:
-        mode = replace(mode, flash_attn=True)
     dw = device_work(spec, dev, p, n_prompt, depth, n_ubatch, prompt_depth=prompt_depth, mode=mode)
     return dw, class_rates(p, dev, dw.main), bool(device_flops(p, dev) and n_prompt)
 
@@ -775,7 +789,8 @@ def params_from_dict(d: dict) -> BackendParams:
                          pp_arch={str(k): float(v) for k, v in (d.get("pp_arch") or {}).items()},
                          layer_ref_tflops=float(d.get("layer_ref_tflops", 0.0)),
                          slow_align=int(d.get("slow_align", 0)),
-                         cols_half=float(d.get("cols_half", EXPERT_HALF_TOKENS)))
+                         cols_half=float(d.get("cols_half", EXPERT_HALF_TOKENS)),
+                         score_macs={str(k): float(v) for k, v in (d.get("score_macs") or {}).items()})
 
 
 def _by_kind(v) -> dict[str, float]:

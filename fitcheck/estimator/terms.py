@@ -69,8 +69,8 @@ class Rates:
     pp_s: Any  # prefill per element-token, by type
     slow_s: Any  # ... of a product that misses the fast kernels, by type
     attn_s: Any  # per attention multiply-add
-    score_s: Any  # (2,) per attention score under a prompt (masking, softmax): flash attention off, on
-    dec_score_s: Any  # (2,) ... in decode
+    score_s: Any  # (2,) or (n, 2): per attention score under a prompt (masking, softmax): flash attention off, on
+    dec_score_s: Any  # (2,) or (n, 2): ... in decode
     dec_attn_s: Any  # per attention multiply-add in decode
     pass_s_per_byte: Any  # a prefill pass reading its weights
     token_s: Any
@@ -108,19 +108,24 @@ def decode_terms(w: Work, r: Rates) -> dict[str, Any]:
     (llama.cpp runs them as separate ops, one after the other)."""
     w_stream, kv_stream = (w.dec_bytes * r.s_per_byte).sum(1), w.kv_bytes * r.s_per_kv_byte
     w_comp = (w.dec_elems * r.dec_s).sum(1)
-    a_comp = w.dec_attn_macs * r.dec_attn_s + w.dec_scores @ r.dec_score_s
+    a_comp = w.dec_attn_macs * r.dec_attn_s + (w.dec_scores * r.dec_score_s).sum(-1)
     fixed = w.token * r.token_s + w.layers * r.layer_s + w.trips * r.split_s + w.rec_layers @ r.rec_layer_s
     core = _core(w_stream, w_comp, kv_stream, a_comp, r.overlap)
     return {"bandwidth": w_stream + kv_stream, "compute": w_comp + a_comp, "fixed": fixed, "total": core + fixed,
             "weights": (w_stream, w_comp), "attention": (kv_stream, a_comp)}
 
 
+def products_seconds(w: Work, r: Rates) -> Any:
+    """Seconds of the prompt's matrix products (arrays of w.n): the fast ones, dearer over few columns, and the slow."""
+    return (w.pp_elems * r.pp_s).sum(1) + (w.pp_narrow * r.pp_s).sum(1) * r.cols_h + (w.slow_elems * r.slow_s).sum(1)
+
+
 def prefill_seconds(w: Work, r: Rates, fixed) -> Any:
     """Seconds for the whole prompt (arrays of w.n); `fixed` is decode_terms' fixed cost per pass."""
-    mm = (w.pp_elems * r.pp_s).sum(1) + (w.pp_narrow * r.pp_s).sum(1) * r.cols_h + (w.slow_elems * r.slow_s).sum(1)
+    mm = products_seconds(w, r)
     rec = (w.rec_layers @ r.rec_token_s) * w.n_prompt
     per_pass = w.pass_bytes * r.pass_s_per_byte + (fixed if r.fixed_in_pass else 0.0)
-    return mm + w.attn_macs * r.attn_s + w.attn_scores @ r.score_s + rec + w.passes * per_pass
+    return mm + w.attn_macs * r.attn_s + (w.attn_scores * r.score_s).sum(-1) + rec + w.passes * per_pass
 
 
 def stack(works: list[Work]) -> Work:
