@@ -127,8 +127,10 @@ def predict_row(row: dict[str, str]) -> tuple[float | None, str | None]:
     metric = metric_of(row["test"])
     if metric is None:
         return None, f"test {row['test']!r} is not a prefill or decode speed"
-    said = f"{row.get('options', '')} {row.get('notes', '')}".lower()
-    if metric[0] == "decode" and re.search(r"\bmtp (draft )?(on|enabled)|mtp draft|speculative|draft model|-md\b|--spec-type|draft-mtp", said):
+    # a draft model or MTP in the flags (or said so in the options' prose) speeds decode by what it accepts
+    said = row.get("options", "").lower()
+    if metric[0] == "decode" and re.search(r"\bmtp (draft )?(on|enabled)|mtp draft|draft model|-md\b|--spec-type|draft-mtp",
+                                           said):
         return None, "speculative decoding (a draft model or MTP) is not modelled"
     spec, why = _model({"model": row["model"], "quant": row["quant"], "backend": "llama.cpp"})
     if spec is None:
