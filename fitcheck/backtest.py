@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from fitcheck.errors import UsageError
-from fitcheck.estimator.speed import DeviceSpeedSpec
-from fitcheck.model.model_spec import ModelSpec
 from fitcheck.device.device_speed import backend_params
-from fitcheck.estimator.speed import AttnMode, estimate_speed
+from fitcheck.estimator.speed import AttnMode, DeviceSpeedSpec, estimate_speed
+from fitcheck.model.model_spec import ModelSpec
 
 REQUIRED = ("id", "category", "device", "device_variant", "backend", "model", "params_B", "quant", "test", "value")
 # the schema of phone_llm_results_dev.csv: one run per row, prefill and decode side by side
@@ -105,7 +104,8 @@ def metric_of(test: str) -> tuple[str, int, int, int] | None:
 
 
 # words in a row's backend / variant / device text -> backend class, most specific first
-_BACKEND_WORDS = (("hexagon", "hexagon"), ("opencl", "opencl"), ("sycl", "sycl"), ("vulkan", "vulkan"), ("rocm", "rocm"), ("hip", "rocm"),
+_BACKEND_WORDS = (("hexagon", "hexagon"), ("opencl", "opencl"), ("sycl", "sycl"), ("vulkan", "vulkan"), ("rocm", "rocm"),
+                  ("hip", "rocm"),
                   ("cpu only", "cpu"), ("(cpu)", "cpu"), ("llama.cpp cpu", "cpu"), ("mlx", "mlx"), ("mlc", "mlc"),
                   ("metal", "metal"), ("cuda", "cuda"))
 

@@ -89,7 +89,8 @@ def resolve_model(model: str, quant: str | None) -> tuple[ModelSpec, dict[str, A
     if quant_note:
         basis["quant_read"] = quant_note
     if not (quant or named):
-        basis["quant_default"] = f"no --quant given: {q}" + (" (its released format)" if entry.arch in NATIVE_QUANT else "")
+        released = " (its released format)" if entry.arch in NATIVE_QUANT else ""
+        basis["quant_default"] = f"no --quant given: {q}{released}"
     return spec, basis
 
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from fitcheck.estimator.speed import (EXPERT_HALF_TOKENS, PREFILL_CHUNK, BackendParams, arch_matches, class_rates_of,
-                                      cols_h, cost_keys, cpu_side_seconds, device_work, estimate_speed, split_work)
+from fitcheck.estimator.speed import (EXPERT_HALF_TOKENS, PREFILL_CHUNK, SCORE_KEYS, BackendParams, arch_matches,
+                                      class_rates_of, cols_h, cost_keys, cpu_side_seconds, device_work, estimate_speed,
+                                      split_work)
 from fitcheck.estimator.terms import RECURRENT_BLOCKS as KINDS, decode_terms, prefill_seconds, stack
 
 RIDGE = 0.15  # pull of log(type value) toward the class mean, per type
-SCORE_KEYS = ("pp", "pp_fa", "tg", "tg_fa")
 DEEP = 2048  # cells in the cache from which a run tells the per-score cost apart
 
 
@@ -27,7 +27,8 @@ DEEP = 2048  # cells in the cache from which a run tells the per-score cost apar
 # reference thread
 RULES = ("cpu", "cpu_types", "cpu_rows_over", "slow_under", "slow_align", "layer_ref_tflops")
 
-CLASSES = ("cpu", "vulkan", "opencl", "hexagon", "metal", "cuda", "rocm", "sycl", "mlx")  # fitted in this order: opencl and hexagon use cpu
+# fitted in this order: opencl and hexagon use cpu
+CLASSES = ("cpu", "vulkan", "opencl", "hexagon", "metal", "cuda", "rocm", "sycl", "mlx")
 # what a GPU/NPU backend leaves to the device's CPU and which matrices miss its fast prefill kernels, as in the
 # build the dev phone's runs used (llama.rn 0.12.0-rc.9):
 _IQ_LOW = ("iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s", "iq4_xs")

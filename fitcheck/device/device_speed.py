@@ -17,11 +17,11 @@ from typing import Any
 from fitcheck.device.backends import (BACKENDS, check_backend, check_runs, cpu_compute, default_threads, gpu_arch,
                                       n_cores)
 from fitcheck.errors import NoSpeedError, UsageError
-from fitcheck.estimator.speed import (BackendParams, arch_factor, CpuKernelParams, CpuKernels, DeviceSpeedSpec, KERNEL_CLASSES,
-                                      params_from_dict)
+from fitcheck.estimator.speed import (KERNEL_CLASSES, BackendParams, CpuKernelParams, CpuKernels, DeviceSpeedSpec,
+                                      arch_factor, params_from_dict)
 
 # classes without fitted parameters borrow another's (said in the note): ROCm runs llama.cpp's CUDA kernels
-# through HIP; MLX is Apple's Metal; MLC compiles to the platform's GPU API
+# through HIP; SYCL, Intel's GPUs, Vulkan's; MLX is Apple's Metal; MLC compiles to the platform's GPU API
 BORROW = {"rocm": "vulkan", "sycl": "vulkan", "mlx": "metal", "mlc": "metal"}
 FALLBACK_BACKEND = "cpu"
 

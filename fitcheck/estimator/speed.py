@@ -140,6 +140,19 @@ class DeviceSpeedSpec:
     threads: int = 0  # CPU threads the run uses (0: unknown)
 
 
+# columns (tokens) at which a matrix product runs at half its full efficiency: with few rows of activations (a small
+# ubatch, or an MoE expert's share of one) the GEMM tiles stay part-empty. Each GPU/NPU class fits its own
+# (BackendParams.cols_half) on published ubatch sweeps and MoE runs; this is the default and the CPU's, fitted on two
+# of our runs, both ~2x too fast without it: the paging benchmark's 8x2 MoE on this x86 CPU (16 tokens per expert,
+# +84 %; benchmarks/paging_vs_llama.py) and a 128x8 MoE on an H200 (32 per expert, +117 %; benchmarks/cuda_check/).
+# 48 leaves them near -11 % and +25 %.
+EXPERT_HALF_TOKENS = 48.0
+REF_COLUMNS = 512  # the ubatch most published prefill runs used (llama-bench's default): products over it cost pp_s
+# the per-score attention costs a parameter set carries (multiply-adds): under a prompt and in decode, flash attention
+# off and on
+SCORE_KEYS = ("pp", "pp_fa", "tg", "tg_fa")
+
+
 @dataclass(frozen=True)
 class BackendParams:
     bw_eff: float
@@ -173,7 +186,7 @@ class BackendParams:
     # `slow_align` elements (ggml-hexagon htp/matmul-ops.c op_matmul: HMX wants 256, else HVX)
     slow_under: int = 0
     slow_align: int = 0
-    cols_half: float = 48.0  # EXPERT_HALF_TOKENS unless fitted: columns at half a product's efficiency
+    cols_half: float = EXPERT_HALF_TOKENS  # unless fitted: columns at half a product's efficiency
     # what an attention score costs beside the products (mask, softmax, the KQ product's short rows), in multiply-
     # adds of the attention's own products: "pp"/"pp_fa" under a prompt, "tg"/"tg_fa" in decode (flash attention
     # off/on); fitted where a class has runs at depth (llama-bench -d), else 0
@@ -221,14 +234,6 @@ def _read_per_token(spec: ModelSpec, names: frozenset[str] | None = None):
         yield t, (frac if is_expert(t.name) else 1.0)
 
 
-# columns (tokens) at which a matrix product runs at half its full efficiency: with few rows of activations (a small
-# ubatch, or an MoE expert's share of one) the GEMM tiles stay part-empty. Each GPU/NPU class fits its own
-# (BackendParams.cols_half) on published ubatch sweeps and MoE runs; this is the default and the CPU's, fitted on two
-# of our runs, both ~2x too fast without it: the paging benchmark's 8x2 MoE on this x86 CPU (16 tokens per expert,
-# +84 %; benchmarks/paging_vs_llama.py) and a 128x8 MoE on an H200 (32 per expert, +117 %; benchmarks/cuda_check/).
-# 48 leaves them near -11 % and +25 %.
-EXPERT_HALF_TOKENS = 48.0
-REF_COLUMNS = 512  # the ubatch most published prefill runs used (llama-bench's default): products over it cost pp_s
 
 
 def cols_h(h: float) -> float:
@@ -569,8 +574,8 @@ def class_rates(p: BackendParams, dev: DeviceSpeedSpec, w: Work, flops: float | 
                           token_s=p.t_token_s, layer_s=p.t_layer_s,
                           split_s=p.t_split_s, rec_layer_s=kind(p.t_recurrent_layer_s),
                           rec_token_s=kind(p.t_recurrent_token_s), narrow_h=cols_h(p.cols_half),
-                          score=[p.score_macs.get(k, 0.0) for k in ("pp", "pp_fa")],
-                          dec_score=[p.score_macs.get(k, 0.0) for k in ("tg", "tg_fa")])
+                          score=[p.score_macs.get(k, 0.0) for k in SCORE_KEYS[:2]],
+                          dec_score=[p.score_macs.get(k, 0.0) for k in SCORE_KEYS[2:]])
 
 
 def recurrent_kind_index(table: dict[str, float]):
@@ -625,9 +630,10 @@ def device_work(spec: ModelSpec, dev: DeviceSpeedSpec, rules: BackendParams | No
     if names is not None and output_tensor_name(spec) not in names:
         out = ("", 0)
     # matrices that miss the fast kernels are counted apart; a class fitted without any prices them as the rest
-    fast, slow_pp = prompt_products(sp.acc, n_prompt, ("", 0) if sp.out_on_cpu else out, sp.slow)
+    own_out = ("", 0) if sp.out_on_cpu else out
+    fast, slow_pp = prompt_products(sp.acc, n_prompt, own_out, sp.slow)
     narrow = narrow_products(spec, {t: n - sp.slow.get(t, 0) for t, n in sp.acc.items()}, n_prompt, n_ubatch,
-                             ("", 0) if sp.out_on_cpu else out, names, dense=dev.backend != "cpu" and not kernels)
+                             own_out, names, dense=dev.backend != "cpu" and not kernels)
     bytes_by = {}
     for t, f in _read_per_token(spec, names):
         bytes_by[t.ggml_type] = bytes_by.get(t.ggml_type, 0) + int(t.n_bytes * f)
